@@ -1,0 +1,512 @@
+//! Event XML: `wevtutil qe /f:xml` (events back to back, no root),
+//! Get-WinEvent `ToXml()`, Event Viewer's XML view, `<Events>` wrappers,
+//! EvtxECmd's rendering and what the `evtx` crate renders.
+//!
+//! The stream is cut into `<Event>` … `</Event>` slices (in the file's own
+//! encoding, so offsets are exact), and each slice is parsed on its own: a
+//! broken event is reported and the next one is still read.
+
+use std::io::Read;
+
+use compact_str::{CompactString, ToCompactString};
+use memchr::memmem;
+use quick_xml::events::{BytesStart, Event as XmlEvent};
+use quick_xml::Reader;
+
+use crate::error::Reason;
+use crate::event::{Event, Level};
+use crate::extract::vm_id_from_user;
+use crate::read::{decode, Scanner, TextEncoding};
+use crate::time::parse_iso;
+use crate::Ctx;
+
+fn encode(s: &str, encoding: TextEncoding) -> Vec<u8> {
+    match encoding {
+        TextEncoding::Utf8 => s.as_bytes().to_vec(),
+        TextEncoding::Utf16Le => s.encode_utf16().flat_map(u16::to_le_bytes).collect(),
+        TextEncoding::Utf16Be => s.encode_utf16().flat_map(u16::to_be_bytes).collect(),
+    }
+}
+
+/// Finds `<Event` followed by whitespace, `>` or `/` (not `<Events>`,
+/// `<EventData>` …) at or after `from`; returns its index.
+fn find_event_start(
+    window: &[u8],
+    from: usize,
+    open: &memmem::Finder<'_>,
+    unit: usize,
+    encoding: TextEncoding,
+) -> Option<usize> {
+    let mut at = from;
+    while let Some(rel) = open.find(&window[at..]) {
+        let i = at + rel;
+        let next = i + open.needle().len();
+        let aligned = unit == 1 || i % 2 == 0;
+        let Some(next_char) = window.get(next..next + unit) else {
+            // Can't tell yet: let the caller read more.
+            return if aligned { Some(i) } else { None };
+        };
+        let c = match encoding {
+            TextEncoding::Utf8 => next_char[0],
+            TextEncoding::Utf16Le if next_char[1] == 0 => next_char[0],
+            TextEncoding::Utf16Be if next_char[0] == 0 => next_char[1],
+            _ => b'x',
+        };
+        if aligned && matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b'>' | b'/') {
+            return Some(i);
+        }
+        at = i + 1;
+    }
+    None
+}
+
+/// Reads a stream of event XML, emitting one event per `<Event>` element.
+pub(crate) fn parse_stream<R: Read>(
+    reader: R,
+    base: u64,
+    encoding: TextEncoding,
+    ctx: &mut Ctx<'_>,
+) {
+    let open_bytes = encode("<Event", encoding);
+    let close_bytes = encode("</Event>", encoding);
+    let open = memmem::Finder::new(&open_bytes);
+    let close = memmem::Finder::new(&close_bytes);
+    let unit = if encoding == TextEncoding::Utf8 { 1 } else { 2 };
+    let comment_open_bytes = encode("<!--", encoding);
+    let comment_close_bytes = encode("-->", encoding);
+    let comment_open = memmem::Finder::new(&comment_open_bytes);
+    let comment_close = memmem::Finder::new(&comment_close_bytes);
+    let comment_close_len = comment_close_bytes.len();
+    let limit = ctx.opts.max_record_bytes;
+    let mut scanner = Scanner::new(reader, base);
+    let mut text = String::new();
+    // Where the current event starts in the window, once found.
+    let mut start: Option<usize> = None;
+    let mut searched = 0usize;
+    loop {
+        let window = scanner.window();
+        match start {
+            None => {
+                let candidate = find_event_start(window, 0, &open, unit, encoding);
+                // `<Event>` quoted inside a comment is not an event.
+                if let Some(c) = comment_open.find(window) {
+                    if candidate.is_none_or(|i| c < i) {
+                        if let Some(e) = comment_close.find(&window[c..]) {
+                            scanner.consume(c + e + comment_close_len);
+                            continue;
+                        }
+                        if window.len() - c > limit {
+                            scanner.consume(window.len());
+                        }
+                        // Otherwise read on to find the end of the comment.
+                        match scanner.fill() {
+                            Ok(0) => return,
+                            Ok(_) => continue,
+                            Err(e) => {
+                                let offset = scanner.offset();
+                                ctx.fatal(offset, None, Reason::Io(e.to_string()));
+                                return;
+                            }
+                        }
+                    }
+                }
+                if let Some(i) = candidate {
+                    if window.len() >= i + open_bytes.len() + unit || scanner.eof() {
+                        start = Some(i);
+                        searched = i + open_bytes.len();
+                        continue;
+                    }
+                } else {
+                    // Nothing here can start an event except a partial tag at the end.
+                    let keep = (open_bytes.len() + unit).min(window.len());
+                    let drop = (window.len() - keep) & !(unit - 1);
+                    scanner.consume(drop);
+                }
+            }
+            Some(s) => {
+                let from = searched.max(s + open_bytes.len());
+                // A new `<Event` before this one closes means this one is broken.
+                let next_open = find_event_start(window, from, &open, unit, encoding)
+                    .filter(|i| window.len() >= i + open_bytes.len() + unit);
+                let end = close.find(&window[from..]).map(|i| from + i);
+                match (end, next_open) {
+                    (Some(e), next) if next.is_none_or(|n| e < n) => {
+                        let stop = e + close_bytes.len();
+                        let offset = scanner.offset() + s as u64;
+                        text.clear();
+                        let slice = &window[s..stop];
+                        text = decode(slice, encoding);
+                        match parse_event(&text) {
+                            Ok(event) => ctx.emit(event, offset),
+                            Err(reason) => ctx.error(offset, None, Reason::Xml(reason)),
+                        }
+                        scanner.consume(stop);
+                        start = None;
+                        searched = 0;
+                        continue;
+                    }
+                    (_, Some(n)) => {
+                        let offset = scanner.offset() + s as u64;
+                        ctx.error(
+                            offset,
+                            None,
+                            Reason::Xml("<Event> without </Event> before the next event".into()),
+                        );
+                        scanner.consume(n);
+                        start = None;
+                        searched = 0;
+                        continue;
+                    }
+                    (_, None) => {
+                        if window.len() - s > limit {
+                            let offset = scanner.offset() + s as u64;
+                            ctx.error(offset, None, Reason::TooLong { limit });
+                            let drop = (window.len() - close_bytes.len()) & !(unit - 1);
+                            scanner.consume(drop.max(s + unit));
+                            start = None;
+                            searched = 0;
+                            // Skip up to the close tag of the oversized event.
+                            skip_past_close(&mut scanner, &close, close_bytes.len(), unit, ctx);
+                            continue;
+                        }
+                        searched = window.len().saturating_sub(close_bytes.len());
+                    }
+                }
+            }
+        }
+        match scanner.fill() {
+            Ok(0) => {
+                if let Some(s) = start {
+                    let offset = scanner.offset() + s as u64;
+                    ctx.error(
+                        offset,
+                        None,
+                        Reason::Xml("truncated: <Event> without </Event> at end of input".into()),
+                    );
+                }
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let offset = scanner.offset();
+                ctx.fatal(offset, None, Reason::Io(e.to_string()));
+                return;
+            }
+        }
+    }
+}
+
+fn skip_past_close<R: Read>(
+    scanner: &mut Scanner<R>,
+    close: &memmem::Finder<'_>,
+    close_len: usize,
+    unit: usize,
+    ctx: &mut Ctx<'_>,
+) {
+    loop {
+        let window = scanner.window();
+        if let Some(i) = close.find(window) {
+            scanner.consume(i + close_len);
+            return;
+        }
+        let drop = window.len().saturating_sub(close_len) & !(unit - 1);
+        scanner.consume(drop);
+        match scanner.fill() {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => {
+                let offset = scanner.offset();
+                ctx.fatal(offset, None, Reason::Io(e.to_string()));
+                return;
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Section {
+    None,
+    System,
+    EventData,
+    UserData,
+    RenderingInfo,
+    Other,
+}
+
+fn attr(e: &BytesStart<'_>, name: &str) -> Option<String> {
+    e.attributes().flatten().find_map(|a| {
+        (a.key.local_name().as_ref() == name).then(|| {
+            a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                .map(|v| v.into_owned())
+                .unwrap_or_else(|_| a.value.into_owned())
+        })
+    })
+}
+
+/// Parses one `<Event>` element into an [`Event`] (before VM/HRESULT
+/// extraction, which the caller's context does). An event without
+/// `TimeCreated` is an error.
+pub fn parse_event(xml: &str) -> Result<Event, String> {
+    match parse_event_parts(xml)? {
+        (event, true) => Ok(event),
+        (_, false) => Err("no System/TimeCreated/@SystemTime".into()),
+    }
+}
+
+/// Like [`parse_event`], but also returns an event without `TimeCreated`,
+/// saying whether it had one.
+pub fn parse_event_parts(xml: &str) -> Result<(Event, bool), String> {
+    let mut reader = Reader::from_str(xml);
+    reader.config_mut().check_end_names = true;
+    let mut event = Event::default();
+    let mut stack: Vec<CompactString> = Vec::with_capacity(8);
+    let mut section = Section::None;
+    let mut text = String::new();
+    let mut data_name: Option<String> = None;
+    let mut unnamed = 0u32;
+    let mut saw_event = false;
+    let mut saw_time = false;
+    let mut rendered_level: Option<Level> = None;
+    let mut numeric_level: Option<Level> = None;
+    loop {
+        let xml_event = reader
+            .read_event()
+            .map_err(|e| format!("{e} at byte {}", reader.error_position()))?;
+        match xml_event {
+            XmlEvent::Start(ref e) | XmlEvent::Empty(ref e) => {
+                let empty = matches!(xml_event, XmlEvent::Empty(_));
+                let name = e.local_name().as_ref().to_compact_string();
+                let depth = stack.len();
+                if depth == 0 {
+                    if name != "Event" {
+                        return Err(format!("expected <Event>, found <{name}>"));
+                    }
+                    saw_event = true;
+                } else if depth == 1 {
+                    section = match name.as_str() {
+                        "System" => Section::System,
+                        "EventData" => Section::EventData,
+                        "UserData" => Section::UserData,
+                        "RenderingInfo" => Section::RenderingInfo,
+                        "ProcessingErrorData" | "DebugData" => Section::EventData,
+                        _ => Section::Other,
+                    };
+                } else if section == Section::System && depth == 2 {
+                    match name.as_str() {
+                        "Provider" => {
+                            if let Some(provider) =
+                                attr(e, "Name").or_else(|| attr(e, "EventSourceName"))
+                            {
+                                event.provider = provider.into();
+                            }
+                        }
+                        "TimeCreated" => {
+                            if let Some(t) = attr(e, "SystemTime").as_deref().and_then(parse_iso) {
+                                event.timestamp = t.assume_utc();
+                                saw_time = true;
+                            }
+                        }
+                        "Security" => {
+                            if let Some(vm_id) =
+                                attr(e, "UserID").as_deref().and_then(vm_id_from_user)
+                            {
+                                event.vm_id = Some(vm_id);
+                            }
+                        }
+                        _ => {}
+                    }
+                } else if section == Section::EventData && depth == 2 {
+                    data_name = match attr(e, "Name") {
+                        Some(n) if !n.is_empty() => Some(n),
+                        _ if name == "Data" => {
+                            unnamed += 1;
+                            Some(format!("param{unnamed}"))
+                        }
+                        _ => Some(name.to_string()),
+                    };
+                }
+                text.clear();
+                if empty {
+                    end_element(
+                        &name,
+                        depth,
+                        section,
+                        &mut event,
+                        &text,
+                        &mut data_name,
+                        &mut numeric_level,
+                        &mut rendered_level,
+                    );
+                    if depth == 1 {
+                        section = Section::None;
+                    }
+                } else {
+                    stack.push(name);
+                }
+            }
+            XmlEvent::End(_) => {
+                let Some(name) = stack.pop() else {
+                    return Err("unbalanced end tag".into());
+                };
+                let depth = stack.len();
+                end_element(
+                    &name,
+                    depth,
+                    section,
+                    &mut event,
+                    &text,
+                    &mut data_name,
+                    &mut numeric_level,
+                    &mut rendered_level,
+                );
+                text.clear();
+                if depth == 1 {
+                    section = Section::None;
+                }
+                if depth == 0 {
+                    break;
+                }
+            }
+            XmlEvent::Text(t) => text.push_str(&t.xml10_content()),
+            XmlEvent::CData(t) => text.push_str(&t.xml10_content()),
+            XmlEvent::GeneralRef(r) => {
+                if r.is_char_ref() {
+                    match r.resolve_char_ref() {
+                        Ok(Some(c)) => text.push(c),
+                        _ => text.push('\u{FFFD}'),
+                    }
+                } else if let Some(s) = quick_xml::escape::resolve_predefined_entity(&r) {
+                    text.push_str(s);
+                } else {
+                    text.push('&');
+                    text.push_str(&r);
+                    text.push(';');
+                }
+            }
+            XmlEvent::Eof => {
+                if !stack.is_empty() {
+                    return Err(format!("truncated inside <{}>", stack.join("/")));
+                }
+                break;
+            }
+            _ => {}
+        }
+    }
+    if !saw_event {
+        return Err("no <Event> element".into());
+    }
+    event.level = numeric_level.or(rendered_level).unwrap_or_default();
+    Ok((event, saw_time))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn end_element(
+    name: &str,
+    depth: usize,
+    section: Section,
+    event: &mut Event,
+    text: &str,
+    data_name: &mut Option<String>,
+    numeric_level: &mut Option<Level>,
+    rendered_level: &mut Option<Level>,
+) {
+    let value = text.trim();
+    match section {
+        Section::System if depth == 2 => match name {
+            "EventID" => event.event_id = value.parse().unwrap_or(0),
+            "Level" => *numeric_level = value.parse::<u64>().ok().map(Level::from_number),
+            "EventRecordID" => event.record_id = value.parse().ok(),
+            "Channel" => event.channel = value.into(),
+            "Computer" => event.host = value.into(),
+            _ => {}
+        },
+        Section::EventData if depth == 2 => {
+            if let Some(field) = data_name.take() {
+                event.data.insert(field, value);
+            }
+        }
+        // Leaf elements under the provider element: <VmlEventLog><VmName>…
+        Section::UserData
+            if depth >= 3 && (!value.is_empty() || event.data.get(name).is_none()) =>
+        {
+            event.data.insert(name, value);
+        }
+        Section::RenderingInfo if depth == 2 => match name {
+            "Message" if event.message.is_empty() => {
+                event.message = text.trim_matches(['\r', '\n', ' ']).to_owned();
+            }
+            "Level" => *rendered_level = Level::parse(value),
+            "Channel" if event.channel.is_empty() => event.channel = value.into(),
+            "Provider" if event.provider.is_empty() => event.provider = value.into(),
+            _ => {}
+        },
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RS_20415: &str = r#"<Event xmlns="http://schemas.microsoft.com/win/2004/08/events/event">
+  <System>
+    <Provider Name="Microsoft-Windows-Hyper-V-VMMS" Guid="{6066F867-7CA1-4418-85FD-36E3F9C0600C}" />
+    <EventID>20415</EventID>
+    <Version>0</Version>
+    <Level>4</Level>
+    <TimeCreated SystemTime="2017-11-21T10:57:53.874847300Z" />
+    <EventRecordID>52262</EventRecordID>
+    <Correlation />
+    <Execution ProcessID="4900" ThreadID="11504" />
+    <Channel>Microsoft-Windows-Hyper-V-VMMS-Admin</Channel>
+    <Computer>773330-hyp1.MPC1495823.local</Computer>
+    <Security UserID="S-1-5-18" />
+  </System>
+  <UserData>
+    <VmlEventLog xmlns:auto-ns2="http://schemas.microsoft.com/win/2004/08/events" xmlns="http://www.microsoft.com/Windows/Virtualization/Events">
+      <Parameter0>773356-USTSTDB5</Parameter0>
+      <Parameter1>E0D09432-A320-44CC-8A12-E1300549B99D</Parameter1>
+      <Parameter2>0.5</Parameter2>
+    </VmlEventLog>
+  </UserData>
+</Event>"#;
+
+    #[test]
+    fn user_data_event() {
+        let event = parse_event(RS_20415).unwrap();
+        assert_eq!(event.event_id, 20415);
+        assert_eq!(event.provider, "Microsoft-Windows-Hyper-V-VMMS");
+        assert_eq!(event.channel, "Microsoft-Windows-Hyper-V-VMMS-Admin");
+        assert_eq!(event.host, "773330-hyp1.MPC1495823.local");
+        assert_eq!(event.record_id, Some(52262));
+        assert_eq!(event.level, Level::Information);
+        assert_eq!(
+            event.timestamp.to_rfc3339(),
+            "2017-11-21T10:57:53.874847300+00:00"
+        );
+        assert_eq!(event.data.get("Parameter0"), Some("773356-USTSTDB5"));
+        assert_eq!(event.data.get("Parameter2"), Some("0.5"));
+    }
+
+    #[test]
+    fn event_data_named_unnamed_and_rendering() {
+        let xml = r#"<Event><System><Provider Name="Service Control Manager"/><EventID Qualifiers="16384">7036</EventID><Level>4</Level><TimeCreated SystemTime="2023-10-18T05:43:41.864318Z"/><EventRecordID>32</EventRecordID><Channel>System</Channel><Computer>WIN-FUDU2CKJOE8</Computer></System><EventData><Data>PlugPlay</Data><Data>running &amp; &#x41;</Data><Binary>50006C00</Binary></EventData><RenderingInfo Culture="en-US"><Message>The Plug and Play service entered the running state.</Message><Level>Information</Level></RenderingInfo></Event>"#;
+        let event = parse_event(xml).unwrap();
+        assert_eq!(event.event_id, 7036);
+        assert_eq!(event.data.get("param1"), Some("PlugPlay"));
+        assert_eq!(event.data.get("param2"), Some("running & A"));
+        assert_eq!(event.data.get("Binary"), Some("50006C00"));
+        assert_eq!(
+            event.message,
+            "The Plug and Play service entered the running state."
+        );
+    }
+
+    #[test]
+    fn broken_xml_is_an_error() {
+        assert!(parse_event("<Event><System><EventID>1</EventID>").is_err());
+        assert!(parse_event("<Event><System></Sys></Event>").is_err());
+        assert!(parse_event("<Foo/>").is_err());
+        assert!(parse_event("<Event><System><EventID>1</EventID></System></Event>").is_err());
+    }
+}

@@ -1,0 +1,345 @@
+//! `parsers` turns every log format a Hyper-V or Failover Cluster admin can
+//! hand over into one normalized [`Event`] (and migration samples into
+//! [`Metric`]s), detecting the format by content.
+//!
+//! Formats: EVTX (through the `evtx` crate), event XML, Event Viewer
+//! "copy details as text", Get-WinEvent `Export-Csv` and `ConvertTo-Json`,
+//! ECS/Winlogbeat, NXLog and OTLP JSON, syslog RFC 5424/3164 and Snare,
+//! `Get-ClusterLog` output, perfmon CSV and JSON lines of migration metrics.
+//! Text may be UTF-8 or UTF-16, with or without a BOM, CRLF or LF.
+//!
+//! Parsing never fails as a whole: a file yields events plus per-record
+//! [`RecordError`]s that say where (file, byte offset, line) and why, and
+//! the rest of the file is still read. Memory stays bounded by
+//! [`ParseOptions::max_record_bytes`] whatever the input.
+//!
+//! ```
+//! let text = "Log Name:      System\n\
+//! Source:        Microsoft-Windows-Hyper-V-High-Availability\n\
+//! Date:          9/27/2018 15:36:44\n\
+//! Event ID:      21502\n\
+//! Level:         Error\n\
+//! Computer:      NODE-B.datawisetech.corp\n\
+//! Description:\n\
+//! Live migration of 'Virtual Machine ADFS1' failed. (0x80070002)\n";
+//! let out = parsers::parse_bytes(text.as_bytes(), &parsers::ParseOptions::default());
+//! assert!(out.errors.is_empty());
+//! let event = &out.events[0];
+//! assert_eq!(event.event_id, 21502);
+//! assert_eq!(event.vm_name.as_deref(), Some("ADFS1"));
+//! assert_eq!(event.hresult.as_deref(), Some("0x80070002"));
+//! ```
+#![deny(missing_docs)]
+
+pub mod detect;
+pub mod error;
+pub mod event;
+pub mod extract;
+pub mod format;
+pub mod metric;
+pub mod read;
+pub mod time;
+
+use std::fs::File;
+use std::io::{self, Cursor, Read, Seek, SeekFrom};
+use std::path::Path;
+use std::sync::Arc;
+
+pub use detect::{detect, Format};
+pub use error::{Reason, RecordError};
+pub use event::{Event, Fields, Level, Origin};
+pub use metric::{Metric, Outcome, Phase};
+pub use read::TextEncoding;
+pub use time::LocalZone;
+
+/// How to parse.
+#[derive(Debug, Clone)]
+pub struct ParseOptions {
+    /// Skip detection and read every input as this format.
+    pub format: Option<Format>,
+    /// Zone for local times that carry no offset.
+    pub local_zone: LocalZone,
+    /// Read `05/06/2026` as 5 June rather than May 6.
+    pub day_first: bool,
+    /// Longest record (line, XML element, CSV row) kept in memory; longer
+    /// ones are skipped and reported.
+    pub max_record_bytes: usize,
+    /// Threads for EVTX parsing (0 = one per core).
+    pub evtx_threads: usize,
+    /// Host name for formats that do not carry one (a cluster.log without
+    /// its header); by default the file name's `<node>_cluster.log` prefix.
+    pub default_host: Option<String>,
+    /// Year for RFC 3164 timestamps, which have none (default: this year).
+    pub year: Option<i32>,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        ParseOptions {
+            format: None,
+            local_zone: LocalZone::default(),
+            day_first: false,
+            max_record_bytes: 4 * 1024 * 1024,
+            evtx_threads: 0,
+            default_host: None,
+            year: None,
+        }
+    }
+}
+
+/// Receives what a parser produces, in file order.
+pub trait Sink {
+    /// A parsed event.
+    fn event(&mut self, event: Event);
+    /// A parsed migration sample.
+    fn metric(&mut self, metric: Metric) {
+        let _ = metric;
+    }
+    /// A record that could not be parsed.
+    fn error(&mut self, error: RecordError);
+}
+
+/// Everything parsed from one or more inputs, collected in memory.
+#[derive(Debug, Default)]
+pub struct ParseOutput {
+    /// Events in file order.
+    pub events: Vec<Event>,
+    /// Metrics in file order.
+    pub metrics: Vec<Metric>,
+    /// Errors in file order.
+    pub errors: Vec<RecordError>,
+}
+
+impl Sink for ParseOutput {
+    fn event(&mut self, event: Event) {
+        self.events.push(event);
+    }
+    fn metric(&mut self, metric: Metric) {
+        self.metrics.push(metric);
+    }
+    fn error(&mut self, error: RecordError) {
+        self.errors.push(error);
+    }
+}
+
+/// What was read from one file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileSummary {
+    /// The detected (or forced) format; `None` if nothing recognised it.
+    pub format: Option<Format>,
+    /// The text encoding, for text formats.
+    pub encoding: Option<TextEncoding>,
+    /// Events produced.
+    pub events: u64,
+    /// Metrics produced.
+    pub metrics: u64,
+    /// Records reported as errors.
+    pub errors: u64,
+}
+
+/// State shared by a format parser while it reads one input.
+pub(crate) struct Ctx<'a> {
+    pub opts: &'a ParseOptions,
+    pub path: Option<Arc<str>>,
+    pub format: Format,
+    sink: &'a mut dyn Sink,
+    pub summary: FileSummary,
+}
+
+impl<'a> Ctx<'a> {
+    pub(crate) fn new(
+        opts: &'a ParseOptions,
+        path: Option<Arc<str>>,
+        format: Format,
+        sink: &'a mut dyn Sink,
+    ) -> Self {
+        Ctx {
+            opts,
+            path,
+            format,
+            sink,
+            summary: FileSummary {
+                format: Some(format),
+                ..FileSummary::default()
+            },
+        }
+    }
+
+    /// Completes an event (origin, VM/HRESULT extraction) and hands it on.
+    pub(crate) fn emit(&mut self, mut event: Event, offset: u64) {
+        event.origin = Origin {
+            path: self.path.clone(),
+            offset,
+            format: Some(self.format),
+        };
+        extract::enrich(&mut event);
+        self.summary.events += 1;
+        self.sink.event(event);
+    }
+
+    /// Hands on an event that is already complete (origin and extraction).
+    pub(crate) fn emit_complete(&mut self, event: Event) {
+        self.summary.events += 1;
+        self.sink.event(event);
+    }
+
+    pub(crate) fn metric(&mut self, mut metric: Metric, offset: u64) {
+        metric.origin = Origin {
+            path: self.path.clone(),
+            offset,
+            format: Some(self.format),
+        };
+        self.summary.metrics += 1;
+        self.sink.metric(metric);
+    }
+
+    pub(crate) fn error(&mut self, offset: u64, line: Option<u64>, reason: Reason) {
+        self.summary.errors += 1;
+        let error = RecordError::new(self.path.clone(), offset, line, reason);
+        tracing::debug!(%error, "Skipped malformed record.");
+        self.sink.error(error);
+    }
+
+    pub(crate) fn fatal(&mut self, offset: u64, line: Option<u64>, reason: Reason) {
+        self.summary.errors += 1;
+        let error = RecordError::new(self.path.clone(), offset, line, reason).fatal();
+        tracing::debug!(%error, "Stopped reading.");
+        self.sink.error(error);
+    }
+
+    /// Resolves a parsed time with the configured local zone.
+    pub(crate) fn resolve(&self, stamp: time::Stamp) -> (chrono::DateTime<chrono::Utc>, bool) {
+        stamp.resolve(&self.opts.local_zone)
+    }
+}
+
+/// Reads up to [`detect::SNIFF_BYTES`] from the front of a reader.
+fn read_head<R: Read>(reader: &mut R) -> io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(detect::SNIFF_BYTES);
+    reader
+        .by_ref()
+        .take(detect::SNIFF_BYTES as u64)
+        .read_to_end(&mut head)?;
+    Ok(head)
+}
+
+fn io_error(path: Option<Arc<str>>, error: &io::Error, sink: &mut dyn Sink) -> FileSummary {
+    sink.error(RecordError::new(path, 0, None, Reason::Io(error.to_string())).fatal());
+    FileSummary {
+        errors: 1,
+        ..FileSummary::default()
+    }
+}
+
+/// Parses one file, detecting its format by content (unless
+/// [`ParseOptions::format`] is set), and sends what it finds to `sink`.
+pub fn parse_path(path: &Path, opts: &ParseOptions, sink: &mut dyn Sink) -> FileSummary {
+    let name: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) => return io_error(Some(name), &e, sink),
+    };
+    let head = match read_head(&mut file) {
+        Ok(head) => head,
+        Err(e) => return io_error(Some(name), &e, sink),
+    };
+    let format = opts.format.or_else(|| detect(&head));
+    if format == Some(Format::Evtx) {
+        if let Err(e) = file.seek(SeekFrom::Start(0)) {
+            return io_error(Some(name), &e, sink);
+        }
+        let mut ctx = Ctx::new(opts, Some(name), Format::Evtx, sink);
+        format::evtx::parse(file, &mut ctx);
+        return ctx.summary;
+    }
+    parse_text(head, file, Some(name), format, opts, sink)
+}
+
+/// Parses a stream (stdin, a network payload) named `name`.
+pub fn parse_reader<R: Read>(
+    mut reader: R,
+    name: Option<&str>,
+    opts: &ParseOptions,
+    sink: &mut dyn Sink,
+) -> FileSummary {
+    let name: Option<Arc<str>> = name.map(Arc::from);
+    let head = match read_head(&mut reader) {
+        Ok(head) => head,
+        Err(e) => return io_error(name, &e, sink),
+    };
+    let format = opts.format.or_else(|| detect(&head));
+    if format == Some(Format::Evtx) {
+        // EVTX needs random access: hold the file in memory.
+        let mut all = head;
+        if let Err(e) = reader.read_to_end(&mut all) {
+            return io_error(name, &e, sink);
+        }
+        let mut ctx = Ctx::new(opts, name, Format::Evtx, sink);
+        format::evtx::parse(Cursor::new(all), &mut ctx);
+        return ctx.summary;
+    }
+    parse_text(head, reader, name, format, opts, sink)
+}
+
+/// Parses bytes held in memory and collects the result.
+pub fn parse_bytes(bytes: &[u8], opts: &ParseOptions) -> ParseOutput {
+    let mut out = ParseOutput::default();
+    parse_reader(bytes, None, opts, &mut out);
+    out
+}
+
+fn parse_text<R: Read>(
+    head: Vec<u8>,
+    rest: R,
+    name: Option<Arc<str>>,
+    format: Option<Format>,
+    opts: &ParseOptions,
+    sink: &mut dyn Sink,
+) -> FileSummary {
+    let Some(format) = format else {
+        if head.is_empty() {
+            return FileSummary::default();
+        }
+        sink.error(RecordError::new(name, 0, None, Reason::UnknownFormat).fatal());
+        return FileSummary {
+            errors: 1,
+            ..FileSummary::default()
+        };
+    };
+    let (encoding, bom) = read::sniff_encoding(&head);
+    let base = bom as u64;
+    let mut reader = Cursor::new(head).chain(rest);
+    // Skip the BOM.
+    let mut skip = vec![0u8; bom];
+    if let Err(e) = reader.read_exact(&mut skip) {
+        return io_error(name, &e, sink);
+    }
+    let mut ctx = Ctx::new(opts, name, format, sink);
+    ctx.summary.encoding = Some(encoding);
+    let limit = opts.max_record_bytes;
+    let lines = |reader| read::LineReader::new(reader, base, encoding, limit);
+    match format {
+        Format::Evtx => unreachable_evtx(&mut ctx),
+        Format::EventXml => format::event_xml::parse_stream(reader, base, encoding, &mut ctx),
+        Format::ViewerText => format::viewer_text::parse(lines(reader), &mut ctx),
+        Format::PsCsv => format::ps_csv::parse(reader, base, encoding, &mut ctx),
+        Format::PsJson => format::ps_json::parse(reader, encoding, &mut ctx),
+        Format::EcsJson | Format::NxlogJson | Format::MetricsJson => {
+            format::json_lines::parse(lines(reader), &mut ctx)
+        }
+        Format::OtlpJson => format::otlp_json::parse(lines(reader), &mut ctx),
+        Format::Syslog | Format::Snare => format::syslog::parse(lines(reader), &mut ctx),
+        Format::ClusterLog => format::cluster_log::parse(lines(reader), &mut ctx),
+        Format::PerfmonCsv => format::metrics_csv::parse(reader, base, encoding, &mut ctx),
+    }
+    ctx.summary
+}
+
+/// `--format evtx` on something that does not start like an EVTX file.
+fn unreachable_evtx(ctx: &mut Ctx<'_>) {
+    ctx.fatal(
+        0,
+        None,
+        Reason::Evtx("not an EVTX file (no ElfFile header)".into()),
+    );
+}

@@ -1,0 +1,1 @@
+//! Integration tests of the parsers against real and generated logs.

@@ -1,0 +1,57 @@
+//! Command-line arguments (clap derive). Flags say how this run behaves.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// relive: find why Hyper-V live migrations failed, and fix them.
+#[derive(Debug, Parser)]
+#[command(name = "relive", version, about)]
+pub struct Cli {
+    /// Where the index, WAL, incidents and audit log live.
+    #[arg(long, global = true, default_value = "./relive-data")]
+    pub data: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse log files or folders and print normalized events (no indexing).
+    #[command(after_help = "Examples:
+  relive parse samples/
+  relive parse --json NODE-B_System.evtx | jq .winlog.event_id
+  relive parse --format cluster-log --timezone Europe/Berlin NODE-A_cluster.log")]
+    Parse(ParseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ParseArgs {
+    /// Files or folders (read recursively); `-` reads standard input.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Print every event as one ECS JSON line instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Read every input as this format instead of detecting it
+    /// (evtx, event-xml, viewer-text, ps-csv, ps-json, ecs-json, nxlog-json,
+    /// otlp-json, syslog, snare, cluster-log, perfmon-csv, metrics-json).
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Zone of local times that carry no offset (Event Viewer text, CSV,
+    /// NXLog, RFC 3164): an offset like +02:00 or a name like Europe/Berlin.
+    #[arg(long, default_value = "UTC")]
+    pub timezone: String,
+    /// Read dates like 05/06/2026 as day/month.
+    #[arg(long)]
+    pub day_first: bool,
+    /// Host name for files that carry none (a cluster.log without its header).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Threads for EVTX parsing (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Longest record kept in memory, in bytes; longer ones are reported.
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    pub max_record_bytes: usize,
+}

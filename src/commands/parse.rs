@@ -1,0 +1,244 @@
+//! `relive parse`: normalized events to stdout, a summary and the errors
+//! (with file, line and byte offset) to stderr.
+
+use std::collections::BTreeMap;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context};
+use chrono::{DateTime, Utc};
+use parsers::{Event, Format, Metric, ParseOptions, RecordError, Sink};
+
+use crate::cli::ParseArgs;
+
+/// Validated settings for one run.
+struct Settings {
+    paths: Vec<PathBuf>,
+    json: bool,
+    options: ParseOptions,
+}
+
+impl Settings {
+    fn from_args(args: ParseArgs) -> anyhow::Result<Self> {
+        let format = args
+            .format
+            .as_deref()
+            .map(str::parse::<Format>)
+            .transpose()?;
+        let local_zone = args.timezone.parse()?;
+        Ok(Settings {
+            paths: args.paths,
+            json: args.json,
+            options: ParseOptions {
+                format,
+                local_zone,
+                day_first: args.day_first,
+                max_record_bytes: args.max_record_bytes.max(1024),
+                evtx_threads: args.threads,
+                default_host: args.host,
+                year: None,
+            },
+        })
+    }
+}
+
+/// Collects every file under the given paths, sorted, folders recursively.
+pub fn expand_paths(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            files.push(path.clone());
+            continue;
+        }
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        if meta.is_dir() {
+            walk(path, &mut files)?;
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            walk(&path, files)?;
+        } else if !is_documentation(&name) {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Files in sample folders that are not logs.
+fn is_documentation(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.ends_with(".md") || lower == "expected.json" || lower.ends_with(".py")
+}
+
+#[derive(Default)]
+struct Totals {
+    events: u64,
+    metrics: u64,
+    errors: u64,
+    by_format: BTreeMap<&'static str, u64>,
+    hosts: BTreeMap<String, u64>,
+    first: Option<DateTime<Utc>>,
+    last: Option<DateTime<Utc>>,
+    zone_assumed: u64,
+}
+
+struct Printer<W: Write> {
+    out: W,
+    json: bool,
+    totals: Totals,
+    line: Vec<u8>,
+    io_error: Option<io::Error>,
+}
+
+impl<W: Write> Printer<W> {
+    fn write(&mut self) {
+        if self.io_error.is_some() {
+            return;
+        }
+        if let Err(e) = self.out.write_all(&self.line) {
+            self.io_error = Some(e);
+        }
+    }
+}
+
+impl<W: Write> Sink for Printer<W> {
+    fn event(&mut self, event: Event) {
+        let t = &mut self.totals;
+        t.events += 1;
+        if event.zone_assumed {
+            t.zone_assumed += 1;
+        }
+        t.first = Some(t.first.map_or(event.timestamp, |f| f.min(event.timestamp)));
+        t.last = Some(t.last.map_or(event.timestamp, |l| l.max(event.timestamp)));
+        if let Some(count) = t.hosts.get_mut(event.host.as_str()) {
+            *count += 1;
+        } else {
+            t.hosts.insert(event.host.to_string(), 1);
+        }
+        if self.json {
+            self.line.clear();
+            event.write_json(&mut self.line);
+            self.line.push(b'\n');
+            self.write();
+        }
+    }
+
+    fn metric(&mut self, metric: Metric) {
+        self.totals.metrics += 1;
+        if self.json {
+            self.line.clear();
+            self.line.extend_from_slice(metric.to_json().as_bytes());
+            self.line.push(b'\n');
+            self.write();
+        }
+    }
+
+    fn error(&mut self, error: RecordError) {
+        self.totals.errors += 1;
+        eprintln!("error: {error}");
+    }
+}
+
+/// Runs `relive parse`.
+pub fn run(args: ParseArgs) -> anyhow::Result<ExitCode> {
+    let settings = Settings::from_args(args)?;
+    let files = expand_paths(&settings.paths)?;
+    let stdout = io::stdout();
+    let mut printer = Printer {
+        out: BufWriter::with_capacity(256 * 1024, stdout.lock()),
+        json: settings.json,
+        totals: Totals::default(),
+        line: Vec::with_capacity(4096),
+        io_error: None,
+    };
+    let mut unknown = 0u64;
+    for file in &files {
+        let summary = if file.as_os_str() == "-" {
+            parsers::parse_reader(
+                io::stdin().lock(),
+                Some("-"),
+                &settings.options,
+                &mut printer,
+            )
+        } else {
+            parsers::parse_path(file, &settings.options, &mut printer)
+        };
+        match summary.format {
+            Some(format) => {
+                *printer.totals.by_format.entry(format.name()).or_default() +=
+                    summary.events + summary.metrics
+            }
+            None => unknown += 1,
+        }
+        if let Some(e) = printer.io_error.take() {
+            return Err(anyhow!(e).context("cannot write to standard output"));
+        }
+    }
+    printer
+        .out
+        .flush()
+        .context("cannot write to standard output")?;
+    let t = &printer.totals;
+    let mut err = io::stderr().lock();
+    writeln!(
+        err,
+        "{} files, {} events, {} metrics, {} errors",
+        files.len(),
+        t.events,
+        t.metrics,
+        t.errors
+    )?;
+    if !settings.json {
+        let mut out = io::stdout().lock();
+        writeln!(out, "files:   {} ({} unrecognised)", files.len(), unknown)?;
+        writeln!(out, "events:  {}", t.events)?;
+        writeln!(out, "metrics: {}", t.metrics)?;
+        writeln!(out, "errors:  {}", t.errors)?;
+        for (format, n) in &t.by_format {
+            writeln!(out, "  {format:<13} {n}")?;
+        }
+        if let (Some(first), Some(last)) = (t.first, t.last) {
+            writeln!(
+                out,
+                "span:    {} .. {}",
+                first.to_rfc3339(),
+                last.to_rfc3339()
+            )?;
+        }
+        if t.zone_assumed > 0 {
+            writeln!(
+                out,
+                "zone:    {} events carried local time; read in {}",
+                t.zone_assumed, settings.options.local_zone
+            )?;
+        }
+        writeln!(out, "hosts:   {}", t.hosts.len())?;
+        for (host, n) in &t.hosts {
+            writeln!(out, "  {host:<32} {n}")?;
+        }
+    }
+    Ok(if t.errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
