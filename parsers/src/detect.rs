@@ -119,7 +119,8 @@ pub fn detect_text(text: &str) -> Option<Format> {
         .lines()
         .map(|l| l.trim_matches(is_pad))
         .filter(|l| !l.is_empty());
-    let first = lines.next()?;
+    let first = lines.next()?.replace('\u{A0}', " ");
+    let first = first.as_str();
     if let Some(format) = detect_line(first, text) {
         return Some(format);
     }

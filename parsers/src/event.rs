@@ -182,6 +182,9 @@ pub struct Event {
     pub vm_name: Option<CompactString>,
     /// Id of that virtual machine: an upper-case GUID without braces.
     pub vm_id: Option<CompactString>,
+    /// True when `vm_id` was not in the event itself but inferred from the
+    /// other events of the same input (same VM name, or the one VM nearby).
+    pub vm_id_inferred: bool,
     /// The first HRESULT or Win32 error code the event carries, as `0x80070002`.
     pub hresult: Option<CompactString>,
     /// Rendered description.
@@ -232,6 +235,8 @@ pub mod ecs {
     pub const ZONE_ASSUMED: &str = "relive.zone_assumed";
     /// `relive.format`
     pub const FORMAT: &str = "relive.format";
+    /// `relive.vm_id_inferred`
+    pub const VM_ID_INFERRED: &str = "relive.vm_id_inferred";
 }
 
 impl Event {
@@ -265,6 +270,7 @@ pub fn short_host(host: &str) -> &str {
     host.split('.').next().unwrap_or(host)
 }
 
+/// A JSON object of up to `N` entries; `None` values are left out.
 struct Obj<'a, const N: usize>([(&'a str, Val<'a>); N]);
 
 enum Val<'a> {
@@ -273,6 +279,7 @@ enum Val<'a> {
     U64(u64),
     OptU64(Option<u64>),
     Bool(bool),
+    OptBool(Option<bool>),
     Data(&'a Event),
 }
 
@@ -285,7 +292,8 @@ impl Serialize for Val<'_> {
             Val::U64(n) => serializer.serialize_u64(*n),
             Val::OptU64(Some(n)) => serializer.serialize_u64(*n),
             Val::OptU64(None) => serializer.serialize_none(),
-            Val::Bool(b) => serializer.serialize_bool(*b),
+            Val::Bool(b) | Val::OptBool(Some(b)) => serializer.serialize_bool(*b),
+            Val::OptBool(None) => serializer.serialize_none(),
             Val::Data(event) => EventData(event).serialize(serializer),
         }
     }
@@ -293,7 +301,10 @@ impl Serialize for Val<'_> {
 
 impl Val<'_> {
     fn is_none(&self) -> bool {
-        matches!(self, Val::OptStr(None) | Val::OptU64(None))
+        matches!(
+            self,
+            Val::OptStr(None) | Val::OptU64(None) | Val::OptBool(None)
+        )
     }
 }
 
@@ -371,6 +382,10 @@ impl Serialize for Event {
             &Obj([
                 ("format", Val::OptStr(format)),
                 ("zone_assumed", Val::Bool(self.zone_assumed)),
+                (
+                    "vm_id_inferred",
+                    Val::OptBool(self.vm_id_inferred.then_some(true)),
+                ),
             ]),
         )?;
         map.end()

@@ -38,6 +38,7 @@ pub mod extract;
 pub mod format;
 pub mod metric;
 pub mod read;
+mod resolve;
 pub mod time;
 
 use std::fs::File;
@@ -144,6 +145,8 @@ pub(crate) struct Ctx<'a> {
     pub format: Format,
     sink: &'a mut dyn Sink,
     pub summary: FileSummary,
+    resolver: resolve::VmResolver,
+    ready: Vec<Event>,
 }
 
 impl<'a> Ctx<'a> {
@@ -162,6 +165,25 @@ impl<'a> Ctx<'a> {
                 format: Some(format),
                 ..FileSummary::default()
             },
+            resolver: resolve::VmResolver::default(),
+            ready: Vec::new(),
+        }
+    }
+
+    /// Hands on an event through the VM-id resolver.
+    fn hand_on(&mut self, event: Event) {
+        self.summary.events += 1;
+        self.resolver.push(event, &mut self.ready);
+        for event in self.ready.drain(..) {
+            self.sink.event(event);
+        }
+    }
+
+    /// Hands on every event still held for context. Called once at the end.
+    pub(crate) fn finish(&mut self) {
+        self.resolver.finish(&mut self.ready);
+        for event in self.ready.drain(..) {
+            self.sink.event(event);
         }
     }
 
@@ -173,14 +195,12 @@ impl<'a> Ctx<'a> {
             format: Some(self.format),
         };
         extract::enrich(&mut event);
-        self.summary.events += 1;
-        self.sink.event(event);
+        self.hand_on(event);
     }
 
     /// Hands on an event that is already complete (origin and extraction).
     pub(crate) fn emit_complete(&mut self, event: Event) {
-        self.summary.events += 1;
-        self.sink.event(event);
+        self.hand_on(event);
     }
 
     pub(crate) fn metric(&mut self, mut metric: Metric, offset: u64) {
@@ -250,6 +270,7 @@ pub fn parse_path(path: &Path, opts: &ParseOptions, sink: &mut dyn Sink) -> File
         }
         let mut ctx = Ctx::new(opts, Some(name), Format::Evtx, sink);
         format::evtx::parse(file, &mut ctx);
+        ctx.finish();
         return ctx.summary;
     }
     parse_text(head, file, Some(name), format, opts, sink)
@@ -276,6 +297,7 @@ pub fn parse_reader<R: Read>(
         }
         let mut ctx = Ctx::new(opts, name, Format::Evtx, sink);
         format::evtx::parse(Cursor::new(all), &mut ctx);
+        ctx.finish();
         return ctx.summary;
     }
     parse_text(head, reader, name, format, opts, sink)
@@ -332,6 +354,7 @@ fn parse_text<R: Read>(
         Format::ClusterLog => format::cluster_log::parse(lines(reader), &mut ctx),
         Format::PerfmonCsv => format::metrics_csv::parse(reader, base, encoding, &mut ctx),
     }
+    ctx.finish();
     ctx.summary
 }
 

@@ -261,6 +261,13 @@ impl<R: Read> LineReader<R> {
                     self.scanner.consume(end + delim);
                     return Some(LineItem::TooLong { offset, number });
                 }
+                if end > self.limit {
+                    self.scanner.consume(end + delim);
+                    return Some(LineItem::TooLong {
+                        offset,
+                        number: self.number,
+                    });
+                }
                 let mut content = &window[..end];
                 let cr: &[u8] = match self.encoding {
                     TextEncoding::Utf8 => b"\r",
@@ -303,6 +310,14 @@ impl<R: Read> LineReader<R> {
                     }
                     self.number += 1;
                     let offset = self.scanner.offset();
+                    if window.len() > self.limit {
+                        let n = window.len();
+                        self.scanner.consume(n);
+                        return Some(LineItem::TooLong {
+                            offset,
+                            number: self.number,
+                        });
+                    }
                     let mut content = window;
                     if content.last() == Some(&b'\r') {
                         content = &content[..content.len() - 1];

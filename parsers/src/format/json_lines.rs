@@ -135,6 +135,7 @@ impl<'de> FieldSink<'de> for EcsSink {
             "message" | "Event.RenderingInfo.Message" => e.message = value.as_text().into_owned(),
             "error.code" => e.hresult = Some(value.as_text().as_ref().into()),
             "relive.zone_assumed" => e.zone_assumed = value == Scalar::Bool(true),
+            "relive.vm_id_inferred" => e.vm_id_inferred = value == Scalar::Bool(true),
             "winlog.user.identifier" | "Event.System.Security.#attributes.UserID" => {
                 if e.vm_id.is_none() {
                     e.vm_id = vm_id_from_user(&value.as_text());
