@@ -1,1 +1,126 @@
+//! Property tests: ECS JSON written by relive reads back to the same event,
+//! and no parser panics on arbitrary or mutated input.
 
+use chrono::{DateTime, Utc};
+use parsers::{Event, Fields, Format, Level, ParseOptions};
+use proptest::prelude::*;
+
+fn level() -> impl Strategy<Value = Level> {
+    prop_oneof![
+        Just(Level::Critical),
+        Just(Level::Error),
+        Just(Level::Warning),
+        Just(Level::Information),
+        Just(Level::Verbose),
+    ]
+}
+
+prop_compose! {
+    fn event()(
+        nanos in 0i64..4_000_000_000_000_000_000,
+        zone_assumed in any::<bool>(),
+        host in "[A-Za-z0-9.-]{0,30}",
+        channel in "[A-Za-z0-9 /-]{0,40}",
+        provider in "[A-Za-z0-9 -]{0,40}",
+        event_id in any::<u32>(),
+        level in level(),
+        record_id in proptest::option::of(any::<u64>()),
+        message in "\\PC{0,200}",
+        data in proptest::collection::vec(("[A-Za-z][A-Za-z0-9_]{0,12}", "\\PC{0,40}"), 0..6),
+    ) -> Event {
+        let mut fields = Fields::new();
+        for (name, value) in data {
+            fields.insert(name, value);
+        }
+        Event {
+            timestamp: DateTime::<Utc>::from_timestamp_nanos(nanos),
+            zone_assumed,
+            host: host.into(),
+            channel: channel.into(),
+            provider: provider.into(),
+            event_id,
+            level,
+            record_id,
+            message,
+            data: fields,
+            ..Event::default()
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn ecs_json_round_trips(e in event()) {
+        let first = e.to_json();
+        let out = parsers::parse_bytes(format!("{first}\n").as_bytes(), &ParseOptions::default());
+        prop_assert!(out.errors.is_empty(), "{:?}\n{}", out.errors, first);
+        prop_assert_eq!(out.events.len(), 1);
+        let back = &out.events[0];
+        prop_assert_eq!(back.timestamp, e.timestamp);
+        prop_assert_eq!(back.event_id, e.event_id);
+        prop_assert_eq!(back.level, e.level);
+        prop_assert_eq!(back.record_id, e.record_id);
+        prop_assert_eq!(&back.message, &e.message);
+        prop_assert_eq!(&back.host, &e.host);
+        prop_assert_eq!(back.zone_assumed, e.zone_assumed);
+        for (name, value) in e.data.iter() {
+            prop_assert_eq!(back.data.get(name), Some(value));
+        }
+        // Writing it again gives the same bytes, apart from where it came from.
+        let mut again = back.clone();
+        again.origin = e.origin.clone();
+        let mut original = e.clone();
+        parsers::extract::enrich(&mut original);
+        let mut reparsed = again.clone();
+        reparsed.vm_id_inferred = original.vm_id_inferred;
+        prop_assert_eq!(reparsed.to_json(), original.to_json());
+    }
+
+    #[test]
+    fn no_format_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..4096), pick in 0usize..14) {
+        let format = Format::ALL.get(pick).copied();
+        let opts = ParseOptions { format, max_record_bytes: 1024, year: Some(2026), ..ParseOptions::default() };
+        let _ = parsers::parse_bytes(&bytes, &opts);
+    }
+
+    #[test]
+    fn mutated_real_samples_do_not_panic(seed_pick in 0usize..4, cuts in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..20), truncate in any::<prop::sample::Index>()) {
+        let seeds = seed_texts();
+        let mut bytes = seeds[seed_pick % seeds.len()].clone();
+        for (at, byte) in cuts {
+            let i = at.index(bytes.len());
+            bytes[i] = byte;
+        }
+        let keep = truncate.index(bytes.len() + 1);
+        bytes.truncate(keep.max(1));
+        let _ = parsers::parse_bytes(&bytes, &ParseOptions::default());
+    }
+}
+
+fn seed_texts() -> Vec<Vec<u8>> {
+    let real = crate::samples_real();
+    let samples = crate::samples();
+    vec![
+        std::fs::read(real.join("text/seed-workinghardinit-sharedstoragepath-chain.txt")).unwrap(),
+        std::fs::read(real.join("text/ezmaps-hyperv-vmms-worker-events.xml")).unwrap(),
+        std::fs::read(real.join("evtx/omerbenamram-evtx__Application_no_crc32.evtx")).unwrap(),
+        first_file_with(&samples, "cluster.log"),
+    ]
+}
+
+fn first_file_with(dir: &std::path::Path, suffix: &str) -> Vec<u8> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(suffix) {
+                return std::fs::read(p).unwrap();
+            }
+        }
+    }
+    panic!("no {suffix} under {}", dir.display())
+}
