@@ -42,7 +42,7 @@ impl VmResolver {
         if let (Some(name), Some(id)) = (&event.vm_name, &event.vm_id) {
             if !event.vm_id_inferred && self.names.len() < MAX_NAMES {
                 self.names
-                    .entry(name.to_lowercase().into())
+                    .entry(name.to_lowercase())
                     .or_insert_with(|| id.clone());
             }
         }
