@@ -87,6 +87,11 @@ impl Fields {
         Fields(Vec::new())
     }
 
+    /// An empty set with room for `n` fields.
+    pub fn with_capacity(n: usize) -> Self {
+        Fields(Vec::with_capacity(n))
+    }
+
     /// Adds a field; a field that already exists is replaced.
     pub fn insert(&mut self, name: impl Into<CompactString>, value: impl Into<CompactString>) {
         let name = name.into();
@@ -102,6 +107,11 @@ impl Fields {
     /// Parsers use it where names are known to be unique.
     pub fn push(&mut self, name: impl Into<CompactString>, value: impl Into<CompactString>) {
         self.0.push((name.into(), value.into()));
+    }
+
+    /// Adds a field whose name is a `'static` string (no copy of the name).
+    pub fn push_static(&mut self, name: &'static str, value: impl Into<CompactString>) {
+        self.0.push((CompactString::const_new(name), value.into()));
     }
 
     /// The value of a field, by exact name.

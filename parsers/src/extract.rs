@@ -9,49 +9,10 @@ use crate::event::Event;
 /// Fills `vm_id`, `vm_name` and `hresult` where the parser did not: first
 /// from named data fields, then from the message text.
 pub fn enrich(event: &mut Event) {
-    if event.vm_id.is_none() || event.vm_name.is_none() {
-        let positional_id = event
-            .data
-            .get("Parameter1")
-            .and_then(normalize_guid)
-            .filter(|_| event.data.get("Parameter0").is_some());
-        if event.vm_id.is_none() {
-            event.vm_id = [
-                "VmId",
-                "VirtualMachineId",
-                "VmGuid",
-                "VirtualMachineGuid",
-                "VM_ID",
-            ]
-            .iter()
-            .find_map(|name| event.data.get_ignore_case(name).and_then(normalize_guid))
-            .or_else(|| positional_id.clone());
-        }
-        if event.vm_name.is_none() {
-            event.vm_name = ["VmName", "VirtualMachineName", "VM_NAME"]
-                .iter()
-                .find_map(|name| event.data.get_ignore_case(name))
-                .map(|name| strip_resource_prefix(name.trim()).to_compact_string())
-                .filter(|name| !name.is_empty())
-                .or_else(|| {
-                    positional_id
-                        .as_ref()
-                        .and_then(|_| event.data.get("Parameter0"))
-                        .map(|name| name.trim().to_compact_string())
-                });
-        }
-    }
-    if event.hresult.is_none() {
-        event.hresult = [
-            "ErrorCode",
-            "HResult",
-            "Hresult",
-            "Status",
-            "NTStatus",
-            "ErrorCodeHex",
-        ]
-        .iter()
-        .find_map(|name| event.data.get(name).and_then(hresult_value));
+    if !event.data.is_empty()
+        && (event.vm_id.is_none() || event.vm_name.is_none() || event.hresult.is_none())
+    {
+        from_fields(event);
     }
     if event.message.is_empty() {
         return;
@@ -64,6 +25,92 @@ pub fn enrich(event: &mut Event) {
     }
     if event.hresult.is_none() {
         event.hresult = find_hresult(&event.message);
+    }
+}
+
+/// What a data field name says its value is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// A VM id field; lower rank wins.
+    VmId(u8),
+    /// A VM name field; lower rank wins.
+    VmName(u8),
+    /// `Parameter0` (VMMS positional: VM name).
+    Parameter0,
+    /// `Parameter1` (VMMS positional: VM id).
+    Parameter1,
+    /// An HRESULT / status field; lower rank wins.
+    Code(u8),
+}
+
+fn slot(name: &str) -> Option<Slot> {
+    let n = name.as_bytes();
+    let is = |s: &str| n.eq_ignore_ascii_case(s.as_bytes());
+    Some(match n.len() {
+        4 if is("VmId") => Slot::VmId(0),
+        5 if is("VM_ID") => Slot::VmId(4),
+        6 if is("VmGuid") => Slot::VmId(2),
+        6 if is("VmName") => Slot::VmName(0),
+        6 if is("Status") => Slot::Code(3),
+        7 if is("HResult") => Slot::Code(1),
+        7 if is("VM_NAME") => Slot::VmName(2),
+        8 if is("NTStatus") => Slot::Code(4),
+        9 if is("ErrorCode") => Slot::Code(0),
+        10 if name == "Parameter0" => Slot::Parameter0,
+        10 if name == "Parameter1" => Slot::Parameter1,
+        12 if is("ErrorCodeHex") => Slot::Code(5),
+        16 if is("VirtualMachineId") => Slot::VmId(1),
+        18 if is("VirtualMachineGuid") => Slot::VmId(3),
+        18 if is("VirtualMachineName") => Slot::VmName(1),
+        _ => return None,
+    })
+}
+
+/// One pass over the data fields: VM id, VM name and HRESULT by field name.
+fn from_fields(event: &mut Event) {
+    let mut vm_id: Option<(u8, CompactString)> = None;
+    let mut vm_name: Option<(u8, &str)> = None;
+    let mut code: Option<(u8, CompactString)> = None;
+    let (mut p0, mut p1) = (None, None);
+    for (name, value) in event.data.iter() {
+        match slot(name) {
+            Some(Slot::VmId(rank)) if vm_id.as_ref().is_none_or(|(r, _)| rank < *r) => {
+                if let Some(id) = normalize_guid(value) {
+                    vm_id = Some((rank, id));
+                }
+            }
+            Some(Slot::VmName(rank)) if vm_name.is_none_or(|(r, _)| rank < r) => {
+                let trimmed = strip_resource_prefix(value.trim());
+                if !trimmed.is_empty() {
+                    vm_name = Some((rank, trimmed));
+                }
+            }
+            Some(Slot::Code(rank)) if code.as_ref().is_none_or(|(r, _)| rank < *r) => {
+                if let Some(c) = hresult_value(value) {
+                    code = Some((rank, c));
+                }
+            }
+            Some(Slot::Parameter0) => p0 = Some(value),
+            Some(Slot::Parameter1) => p1 = Some(value),
+            _ => {}
+        }
+    }
+    // VMMS 20415-style positional parameters: name, then id.
+    let positional_id = p1.and_then(normalize_guid).filter(|_| p0.is_some());
+    if event.vm_id.is_none() {
+        event.vm_id = vm_id.map(|(_, id)| id).or_else(|| positional_id.clone());
+    }
+    if event.vm_name.is_none() {
+        event.vm_name = vm_name
+            .map(|(_, name)| name.to_compact_string())
+            .or_else(|| {
+                positional_id
+                    .and(p0)
+                    .map(|name| name.trim().to_compact_string())
+            });
+    }
+    if event.hresult.is_none() {
+        event.hresult = code.map(|(_, c)| c);
     }
 }
 
@@ -188,7 +235,8 @@ pub fn vm_id_from_user(user: &str) -> Option<CompactString> {
     Some(out.into())
 }
 
-fn strip_resource_prefix(name: &str) -> &str {
+/// `Virtual Machine ADFS1` (a cluster resource name) → `ADFS1`.
+pub fn strip_resource_prefix(name: &str) -> &str {
     for prefix in ["Virtual Machine Configuration ", "Virtual Machine "] {
         if name.len() > prefix.len()
             && name.is_char_boundary(prefix.len())
@@ -198,6 +246,32 @@ fn strip_resource_prefix(name: &str) -> &str {
         }
     }
     name
+}
+
+/// The next opening quote at or after `from`: `'`, `"`, `<`, `‘` or `“`.
+fn next_open_quote(b: &[u8], from: usize, has_curly: bool) -> Option<(usize, char)> {
+    let rest = b.get(from..)?;
+    let ascii = memchr::memchr3(b'\'', b'"', b'<', rest);
+    let mut curly = None;
+    let lead_bytes = if has_curly { rest } else { &[][..] };
+    for i in memchr::memchr_iter(0xE2, lead_bytes) {
+        if ascii.is_some_and(|a| a < i) {
+            break;
+        }
+        match rest.get(i + 1..i + 3) {
+            Some([0x80, 0x98]) => curly = Some((i, '\u{2018}')),
+            Some([0x80, 0x9C]) => curly = Some((i, '\u{201C}')),
+            _ => continue,
+        }
+        break;
+    }
+    let found = match (ascii, curly) {
+        (Some(a), Some((c, ch))) if c < a => (c, ch),
+        (Some(a), _) => (a, rest[a] as char),
+        (None, Some((c, ch))) => (c, ch),
+        (None, None) => return None,
+    };
+    Some((from + found.0, found.1))
 }
 
 fn closing_for(open: char) -> &'static [char] {
@@ -229,14 +303,18 @@ const NOT_A_VM: [&str; 12] = [
 /// `virtual machine  '773356-USTSTDB5'`, `for ‘ADFS1’ failed`,
 /// `<Virtual Machine ADFS1>` (cluster.log), with straight or curly quotes.
 pub fn find_vm_name(text: &str) -> Option<&str> {
+    let b = text.as_bytes();
+    // Every quote relive looks for is `'`, `"`, `<` or a curly quote (0xE2 lead byte).
+    let has_curly = memchr::memchr(0xE2, b).is_some();
+    if !has_curly && memchr::memchr3(b'\'', b'"', b'<', b).is_none() {
+        return None;
+    }
     let mut fallback: Option<&str> = None;
     let mut after_vm_words: Option<&str> = None;
-    let mut chars = text.char_indices();
-    while let Some((open_at, open)) = chars.next() {
+    let mut from = 0;
+    while let Some((open_at, open)) = next_open_quote(b, from, has_curly) {
+        from = open_at + open.len_utf8();
         let closers = closing_for(open);
-        if closers.is_empty() {
-            continue;
-        }
         let body_start = open_at + open.len_utf8();
         let Some(rel_end) = text[body_start..].find(|c: char| closers.contains(&c) || c == '\n')
         else {
@@ -246,17 +324,12 @@ pub fn find_vm_name(text: &str) -> Option<&str> {
         if text[body_start + rel_end..].starts_with('\n') {
             continue;
         }
-        // Skip past the closing quote.
+        // Go on after the closing quote.
         let close_len = text[body_start + rel_end..]
             .chars()
             .next()
             .map_or(0, char::len_utf8);
-        let resume = body_start + rel_end + close_len;
-        while chars.offset() < resume {
-            if chars.next().is_none() {
-                break;
-            }
-        }
+        from = body_start + rel_end + close_len;
         let trimmed = body.trim();
         if trimmed.is_empty() || trimmed.len() > 128 || trimmed.contains(['\\', '/']) {
             continue;
@@ -268,13 +341,23 @@ pub fn find_vm_name(text: &str) -> Option<&str> {
         if open == '<' {
             continue;
         }
-        let before = text[..open_at].trim_end().to_ascii_lowercase();
-        if before.ends_with("virtual machine") || before.ends_with(" vm") {
+        let before = text[..open_at].trim_end().as_bytes();
+        if ends_with_ignore_case(before, b"virtual machine")
+            || ends_with_ignore_case(before, b" vm")
+        {
             after_vm_words.get_or_insert(trimmed);
             continue;
         }
-        let last_word = before.rsplit([' ', '(', ',']).next().unwrap_or("");
-        if NOT_A_VM.contains(&last_word) || trimmed.starts_with("0x") {
+        let word_start = before
+            .iter()
+            .rposition(|c| matches!(c, b' ' | b'(' | b','))
+            .map_or(0, |i| i + 1);
+        let last_word = &before[word_start..];
+        if NOT_A_VM
+            .iter()
+            .any(|w| last_word.eq_ignore_ascii_case(w.as_bytes()))
+            || trimmed.starts_with("0x")
+        {
             continue;
         }
         fallback.get_or_insert(trimmed);
@@ -282,12 +365,31 @@ pub fn find_vm_name(text: &str) -> Option<&str> {
     if after_vm_words.is_some() {
         return after_vm_words;
     }
-    let lower = text.to_ascii_lowercase();
-    if lower.contains("virtual machine") || lower.contains("migrat") || lower.contains(" vm") {
+    fallback?;
+    let b = text.as_bytes();
+    let mentions_vm = memchr::memchr2_iter(b'v', b'V', b).any(|i| {
+        let word_start = i == 0 || !b[i - 1].is_ascii_alphanumeric();
+        b[i..].len() >= 2 && b[i + 1].eq_ignore_ascii_case(&b'm') && word_start
+            || b[i..].len() >= 15 && b[i..i + 15].eq_ignore_ascii_case(b"virtual machine")
+    });
+    if mentions_vm || contains_ignore_case(b, b"migrat") {
         fallback
     } else {
         None
     }
+}
+
+fn ends_with_ignore_case(text: &[u8], suffix: &[u8]) -> bool {
+    text.len() >= suffix.len() && text[text.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+}
+
+/// ASCII case-insensitive substring search; `needle` must be lower case.
+fn contains_ignore_case(text: &[u8], needle: &[u8]) -> bool {
+    let first = needle[0];
+    memchr::memchr2_iter(first, first.to_ascii_uppercase(), text).any(|i| {
+        text.get(i..i + needle.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(needle))
+    })
 }
 
 /// Formats a 32-bit code as `0x80070002`.
@@ -342,19 +444,22 @@ pub fn find_hresult(text: &str) -> Option<CompactString> {
             }
         }
     }
-    let mut i = 0;
-    while i + 8 <= b.len() {
-        let start_ok = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'-');
-        if start_ok && matches!(b[i], b'8' | b'C' | b'c') {
-            let token = &b[i..i + 8];
-            let end_ok = b
-                .get(i + 8)
-                .is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'-'));
-            if end_ok && token.iter().all(|c| is_hex(*c)) && token.iter().any(u8::is_ascii_digit) {
-                return Some(format_code(token));
-            }
+    // Bare codes are written in upper case (`80070002`, `C03A0014`).
+    for i in memchr::memchr2_iter(b'8', b'C', b) {
+        if i + 8 > b.len() {
+            break;
         }
-        i += 1;
+        let start_ok = i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'-');
+        if !start_ok {
+            continue;
+        }
+        let token = &b[i..i + 8];
+        let end_ok = b
+            .get(i + 8)
+            .is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'-'));
+        if end_ok && token.iter().all(|c| is_hex(*c)) && token.iter().any(u8::is_ascii_digit) {
+            return Some(format_code(token));
+        }
     }
     low_code
 }

@@ -173,9 +173,18 @@ impl<'a> Ctx<'a> {
     /// Hands on an event through the VM-id resolver.
     fn hand_on(&mut self, event: Event) {
         self.summary.events += 1;
-        self.resolver.push(event, &mut self.ready);
-        for event in self.ready.drain(..) {
+        if self.resolver.passes(&event) {
+            self.resolver.seen(&event);
             self.sink.event(event);
+            return;
+        }
+        match self.resolver.push(event, &mut self.ready) {
+            Some(event) => self.sink.event(event),
+            None => {
+                for event in self.ready.drain(..) {
+                    self.sink.event(event);
+                }
+            }
         }
     }
 

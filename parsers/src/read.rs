@@ -277,10 +277,23 @@ impl<R: Read> LineReader<R> {
                 if content.ends_with(cr) {
                     content = &content[..content.len() - cr.len()];
                 }
-                decode_line(content, self.encoding, &mut self.text);
+                let (start, len) = (self.scanner.pos, content.len());
                 self.scanner.consume(end + delim);
+                let bytes = &self.scanner.buf[start..start + len];
+                // Valid UTF-8 is lent straight from the buffer; the rest is decoded.
+                let borrowed = match self.encoding {
+                    TextEncoding::Utf8 => std::str::from_utf8(bytes).ok(),
+                    _ => None,
+                };
+                let text = match borrowed {
+                    Some(text) => text,
+                    None => {
+                        decode_line(bytes, self.encoding, &mut self.text);
+                        &self.text
+                    }
+                };
                 return Some(LineItem::Line(Line {
-                    text: &self.text,
+                    text,
                     offset,
                     number: self.number,
                 }));

@@ -33,12 +33,41 @@ pub(crate) struct VmResolver {
 }
 
 fn is_hyperv(event: &Event) -> bool {
-    event.provider.contains("Hyper-V") || event.channel.contains("Hyper-V")
+    has_hyperv(event.provider.as_bytes()) || has_hyperv(event.channel.as_bytes())
+}
+
+fn has_hyperv(name: &[u8]) -> bool {
+    memchr::memchr_iter(b'H', name).any(|i| name[i..].starts_with(b"Hyper-V"))
 }
 
 impl VmResolver {
-    /// Takes an event; returns events that are ready to hand on.
-    pub(crate) fn push(&mut self, event: Event, ready: &mut Vec<Event>) {
+    /// True when `event` can be handed on at once (nothing held, nothing
+    /// to infer); the caller then calls [`VmResolver::seen`] instead of `push`.
+    pub(crate) fn passes(&self, event: &Event) -> bool {
+        self.pending.is_empty() && (event.vm_id.is_some() || !is_hyperv(event))
+    }
+
+    /// Notes an event handed on without `push`.
+    pub(crate) fn seen(&mut self, event: &Event) {
+        if event.vm_id.is_some() {
+            if let Some(name) = &event.vm_name {
+                if !event.vm_id_inferred && self.names.len() < MAX_NAMES {
+                    if let Some(id) = &event.vm_id {
+                        self.names
+                            .entry(name.to_lowercase())
+                            .or_insert_with(|| id.clone());
+                    }
+                }
+            }
+            if is_hyperv(event) {
+                self.remember(event);
+            }
+        }
+    }
+
+    /// Takes an event. Returns it back when it can be handed on at once;
+    /// otherwise adds what became ready to `ready`.
+    pub(crate) fn push(&mut self, event: Event, ready: &mut Vec<Event>) -> Option<Event> {
         if let (Some(name), Some(id)) = (&event.vm_name, &event.vm_id) {
             if !event.vm_id_inferred && self.names.len() < MAX_NAMES {
                 self.names
@@ -46,16 +75,19 @@ impl VmResolver {
                     .or_insert_with(|| id.clone());
             }
         }
-        let needs_help = event.vm_id.is_none() && is_hyperv(&event);
+        let hyperv = is_hyperv(&event);
+        let needs_help = event.vm_id.is_none() && hyperv;
         if self.pending.is_empty() && !needs_help {
-            self.remember(&event);
-            ready.push(event);
-            return;
+            if hyperv {
+                self.remember(&event);
+            }
+            return Some(event);
         }
         self.pending.push_back(event);
         if self.pending.len() >= WINDOW {
             self.release(WINDOW / 2, ready);
         }
+        None
     }
 
     /// Hands on everything still held.

@@ -247,6 +247,30 @@ fn zone_suffix(c: &mut Cursor<'_>) -> Option<Option<FixedOffset>> {
 /// ISO 8601 / RFC 3339: `2018-09-27T13:36:44.1234567Z`, with a space instead
 /// of `T`, 0 to 9 fraction digits, `Z`, `+02:00`, `+0200` or no zone.
 pub fn parse_iso(text: &str) -> Option<Stamp> {
+    let b = text.as_bytes();
+    // Fast path for the fixed-width `YYYY-MM-DDTHH:MM:SS` head most lines carry.
+    if b.len() >= 19
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && matches!(b[10], b'T' | b't' | b' ')
+        && b[13] == b':'
+        && b[16] == b':'
+    {
+        let year = i64::from(two(b, 0)? * 100 + two(b, 2)?);
+        let mut c = Cursor { b, i: 19 };
+        let nanos = c.fraction();
+        let offset = zone_suffix(&mut c)?;
+        let naive = naive_from_fields(
+            year,
+            two(b, 5)?,
+            two(b, 8)?,
+            two(b, 11)?,
+            two(b, 14)?,
+            two(b, 17)?,
+            nanos,
+        )?;
+        return Some(Stamp { naive, offset });
+    }
     let mut c = Cursor::new(text);
     let y = c.digits(4, 4)?;
     c.byte(b'-').then_some(())?;
@@ -272,8 +296,65 @@ pub fn parse_iso(text: &str) -> Option<Stamp> {
     })
 }
 
+fn two(b: &[u8], i: usize) -> Option<u32> {
+    let (a, c) = (b[i].wrapping_sub(b'0'), b[i + 1].wrapping_sub(b'0'));
+    (a < 10 && c < 10).then(|| u32::from(a) * 10 + u32::from(c))
+}
+
+/// A wall-clock time from fields, without going through chrono's
+/// validating constructors (this is the hot path of line formats).
+fn naive_from_fields(
+    y: i64,
+    mo: u32,
+    d: u32,
+    h: u32,
+    mi: u32,
+    s: u32,
+    nanos: u32,
+) -> Option<NaiveDateTime> {
+    if h > 23 || mi > 59 || s > 60 || nanos >= 1_000_000_000 {
+        return None;
+    }
+    let date = NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, mo, d)?;
+    let time = NaiveTime::from_hms_nano_opt(h, mi, s.min(59), nanos)?;
+    Some(date.and_time(time))
+}
+
 /// Failover cluster log: `2018/09/27-15:36:44.123` (no zone).
 pub fn parse_cluster(text: &str) -> Option<Stamp> {
+    let b = text.as_bytes();
+    if b.len() == 23
+        && b[4] == b'/'
+        && b[7] == b'/'
+        && b[10] == b'-'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'.'
+    {
+        let year = i64::from(two(b, 0)? * 100 + two(b, 2)?);
+        let last = b[22].wrapping_sub(b'0');
+        if last > 9 {
+            return None;
+        }
+        let millis = two(b, 20)? * 10 + u32::from(last);
+        let naive = naive_from_fields(
+            year,
+            two(b, 5)?,
+            two(b, 8)?,
+            two(b, 11)?,
+            two(b, 14)?,
+            two(b, 17)?,
+            millis * 1_000_000,
+        )?;
+        return Some(Stamp {
+            naive,
+            offset: None,
+        });
+    }
+    parse_cluster_slow(text)
+}
+
+fn parse_cluster_slow(text: &str) -> Option<Stamp> {
     let mut c = Cursor::new(text);
     let y = c.digits(4, 4)?;
     c.byte(b'/').then_some(())?;

@@ -99,6 +99,17 @@ struct Totals {
     first: Option<DateTime<Utc>>,
     last: Option<DateTime<Utc>>,
     zone_assumed: u64,
+    run_host: Option<String>,
+    run_len: u64,
+}
+
+impl Totals {
+    fn flush_run(&mut self) {
+        if let Some(host) = self.run_host.take() {
+            *self.hosts.entry(host).or_default() += self.run_len;
+        }
+        self.run_len = 0;
+    }
 }
 
 struct Printer<W: Write> {
@@ -129,10 +140,13 @@ impl<W: Write> Sink for Printer<W> {
         }
         t.first = Some(t.first.map_or(event.timestamp, |f| f.min(event.timestamp)));
         t.last = Some(t.last.map_or(event.timestamp, |l| l.max(event.timestamp)));
-        if let Some(count) = t.hosts.get_mut(event.host.as_str()) {
-            *count += 1;
+        // Events come in runs from one host: count the run, then fold it in.
+        if t.run_host.as_deref() == Some(event.host.as_str()) {
+            t.run_len += 1;
         } else {
-            t.hosts.insert(event.host.to_string(), 1);
+            t.flush_run();
+            t.run_host = Some(event.host.to_string());
+            t.run_len = 1;
         }
         if self.json {
             self.line.clear();
@@ -197,6 +211,7 @@ pub fn run(args: ParseArgs) -> anyhow::Result<ExitCode> {
         .out
         .flush()
         .context("cannot write to standard output")?;
+    printer.totals.flush_run();
     let t = &printer.totals;
     let mut err = io::stderr().lock();
     writeln!(

@@ -9,18 +9,12 @@
 use std::io::Read;
 use std::path::Path;
 
-use compact_str::CompactString;
-use nom::bytes::complete::{tag, take_while, take_while1, take_while_m_n};
-use nom::character::complete::char as ch;
-use nom::combinator::opt;
-use nom::sequence::{delimited, terminated};
-use nom::{IResult, Parser};
-
 use crate::error::Reason;
 use crate::event::{Event, Level};
 use crate::read::{LineItem, LineReader};
 use crate::time::parse_cluster;
 use crate::Ctx;
+use compact_str::CompactString;
 
 /// Channel name given to cluster log records.
 pub const CHANNEL: &str = "cluster.log";
@@ -44,40 +38,59 @@ pub struct Prefix<'a> {
     pub message: &'a str,
 }
 
-fn hex8(input: &str) -> IResult<&str, &str> {
-    take_while_m_n(8, 8, |c: char| c.is_ascii_hexdigit()).parse(input)
+fn spaces(b: &[u8], mut i: usize) -> usize {
+    while b.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    i
 }
 
-fn prefix(input: &str) -> IResult<&str, Prefix<'_>> {
-    let (input, process_id) = terminated(hex8, ch('.')).parse(input)?;
-    let (input, thread_id) = terminated(hex8, tag("::")).parse(input)?;
-    let (input, time) = take_while1(|c: char| c.is_ascii_digit() || "/-:.".contains(c))(input)?;
-    let (input, _) = take_while1(|c: char| c == ' ')(input)?;
-    let (input, level) = take_while1(|c: char| c.is_ascii_alphabetic())(input)?;
-    let (input, _) = take_while(|c: char| c == ' ')(input)?;
-    let (input, component) = opt(delimited(
-        ch('['),
-        take_while1(|c: char| c != ']' && c != ' '),
-        ch(']'),
-    ))
-    .parse(input)?;
-    let message = input.strip_prefix(' ').unwrap_or(input);
-    Ok((
-        "",
-        Prefix {
-            process_id,
-            thread_id,
-            time,
-            level,
-            component,
-            message,
-        },
-    ))
+/// `PPPPPPPP.TTTTTTTT::time LEVEL [COMP] message`, with fixed-width ids:
+/// sliced by position, which is what makes this the hot path it can be.
+fn prefix(line: &str) -> Option<Prefix<'_>> {
+    if !is_diagnostic_line(line) {
+        return None;
+    }
+    prefix_unchecked(line)
+}
+
+/// [`prefix`] for a line already known to pass [`is_diagnostic_line`].
+fn prefix_unchecked(line: &str) -> Option<Prefix<'_>> {
+    let b = line.as_bytes();
+    let time_end = 19 + b[19..].iter().position(|c| *c == b' ')?;
+    let level_start = spaces(b, time_end);
+    let level_end = level_start
+        + b[level_start..]
+            .iter()
+            .position(|c| !c.is_ascii_alphabetic())
+            .unwrap_or(b.len() - level_start);
+    if level_end == level_start {
+        return None;
+    }
+    let mut i = spaces(b, level_end);
+    let mut component = None;
+    if b.get(i) == Some(&b'[') {
+        if let Some(close) = b[i + 1..].iter().position(|c| *c == b']' || *c == b' ') {
+            if b[i + 1 + close] == b']' && close > 0 {
+                component = Some(&line[i + 1..i + 1 + close]);
+                i += close + 2;
+            }
+        }
+    }
+    let message = line[i..].strip_prefix(' ').unwrap_or(&line[i..]);
+    Some(Prefix {
+        process_id: &line[..8],
+        thread_id: &line[9..17],
+        time: &line[19..time_end],
+        level: &line[level_start..level_end],
+        component,
+        message,
+    })
 }
 
 /// Parses the fixed-shape start of a diagnostic line.
 pub fn parse_prefix(line: &str) -> Option<Prefix<'_>> {
-    prefix(line).ok().map(|(_, p)| p)
+    prefix(line)
 }
 
 /// True if `line` starts like a cluster log record (`pid.tid::date`).
@@ -104,8 +117,11 @@ fn level_of(text: &str) -> Level {
 
 /// `Virtual Machine <Virtual Machine ADFS1>: rest` → (type, name, rest).
 fn resource(message: &str) -> Option<(&str, &str, &str)> {
-    let open = message.find(" <")?;
-    let close = message[open..].find(">:")? + open;
+    let b = message.as_bytes();
+    // `<` is rare in messages: find it with memchr rather than a substring search.
+    let open = memchr::memchr_iter(b'<', b).find(|&i| i > 0 && b[i - 1] == b' ')? - 1;
+    let close =
+        memchr::memchr_iter(b'>', &b[open..]).find(|&i| b.get(open + i + 1) == Some(&b':'))? + open;
     let kind = &message[..open];
     if kind.is_empty() || kind.len() > 64 || kind.contains(['[', ':', '<']) {
         return None;
@@ -229,7 +245,7 @@ fn build(
     header: &Header,
     ctx: &Ctx<'_>,
 ) -> Result<Event, Reason> {
-    let p = parse_prefix(text)
+    let p = prefix_unchecked(text)
         .ok_or_else(|| Reason::Malformed("cluster log line without level".into()))?;
     let stamp = parse_cluster(p.time)
         .ok_or_else(|| Reason::Malformed(format!("bad cluster log time {:?}", p.time)))?;
@@ -251,19 +267,26 @@ fn build(
         timestamp,
         zone_assumed,
         host: host.clone(),
-        channel: CHANNEL.into(),
-        provider: PROVIDER.into(),
+        channel: CompactString::const_new(CHANNEL),
+        provider: CompactString::const_new(PROVIDER),
         level: level_of(p.level),
+        data: crate::event::Fields::with_capacity(6),
         ..Event::default()
     };
-    event.data.push("ProcessId", p.process_id);
-    event.data.push("ThreadId", p.thread_id);
+    event.data.push_static("ProcessId", p.process_id);
+    event.data.push_static("ThreadId", p.thread_id);
     if let Some(component) = p.component {
-        event.data.push("Component", component);
+        event.data.push_static("Component", component);
         if component == "RES" {
             if let Some((kind, name, _)) = resource(p.message) {
-                event.data.push("ResourceType", kind);
-                event.data.push("Resource", name);
+                event.data.push_static("ResourceType", kind);
+                event.data.push_static("Resource", name);
+                if kind.starts_with("Virtual Machine") {
+                    let vm = crate::extract::strip_resource_prefix(name);
+                    if !vm.is_empty() {
+                        event.vm_name = Some(vm.into());
+                    }
+                }
             }
         }
     }
