@@ -188,12 +188,26 @@ fn json_document(whole: &str) -> Option<Format> {
 
 /// Which JSON-lines format one object is.
 pub fn classify_json_line(line: &str) -> Format {
-    if line.contains("\"resourceLogs\"") {
+    use memchr::memmem::Finder;
+    use std::sync::OnceLock;
+    // Built once: `str::contains` would set up a searcher for every line.
+    static KEYS: OnceLock<[Finder<'static>; 5]> = OnceLock::new();
+    let [otlp, metrics, event_time, source_name, event_id] = KEYS.get_or_init(|| {
+        [
+            Finder::new(b"\"resourceLogs\""),
+            Finder::new(b"\"migration_id\""),
+            Finder::new(b"\"EventTime\""),
+            Finder::new(b"\"SourceName\""),
+            Finder::new(b"\"EventID\""),
+        ]
+    });
+    let b = line.as_bytes();
+    if otlp.find(b).is_some() {
         Format::OtlpJson
-    } else if line.contains("\"migration_id\"") {
+    } else if metrics.find(b).is_some() {
         Format::MetricsJson
-    } else if line.contains("\"EventTime\"")
-        || (line.contains("\"SourceName\"") && line.contains("\"EventID\""))
+    } else if event_time.find(b).is_some()
+        || (source_name.find(b).is_some() && event_id.find(b).is_some())
     {
         Format::NxlogJson
     } else {

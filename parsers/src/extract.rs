@@ -145,11 +145,12 @@ fn guid_at(b: &[u8], start: usize) -> Option<CompactString> {
     if start > 0 && is_hex(b[start - 1]) || b.get(start + 36).is_some_and(|c| is_hex(*c)) {
         return None;
     }
-    let mut out = CompactString::with_capacity(36);
-    for &c in g {
-        out.push(c.to_ascii_uppercase() as char);
+    let mut upper = [0u8; 36];
+    for (dst, src) in upper.iter_mut().zip(g) {
+        *dst = src.to_ascii_uppercase();
     }
-    Some(out)
+    // Only ASCII hex digits and dashes were accepted above.
+    std::str::from_utf8(&upper).ok().map(CompactString::new)
 }
 
 /// What may stand right before a GUID that names a VM:

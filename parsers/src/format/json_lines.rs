@@ -59,12 +59,12 @@ pub(crate) fn parse_line(text: &str, ctx: &Ctx<'_>) -> Result<Parsed, Reason> {
             .map_err(|e| Reason::Json(e.to_string())),
         Format::NxlogJson => {
             let mut sink = NxlogSink::default();
-            walk(text, &mut sink).map_err(|e| Reason::Json(e.to_string()))?;
+            walk(text, &mut sink).map_err(Reason::Json)?;
             sink.finish(ctx).map(|e| Parsed::Event(Box::new(e)))
         }
         _ => {
             let mut sink = EcsSink::default();
-            walk(text, &mut sink).map_err(|e| Reason::Json(e.to_string()))?;
+            walk(text, &mut sink).map_err(Reason::Json)?;
             sink.finish().map(|e| Parsed::Event(Box::new(e)))
         }
     }
