@@ -429,7 +429,7 @@ pub fn find_hresult(text: &str) -> Option<CompactString> {
     let b = text.as_bytes();
     let boundary = |i: usize| b.get(i).is_none_or(|c| !c.is_ascii_alphanumeric());
     let mut low_code: Option<CompactString> = None;
-    for x in memchr_iter(b'x', b).chain(memchr_iter(b'X', b)) {
+    for x in memchr::memchr2_iter(b'x', b'X', b) {
         if x == 0 || b[x - 1] != b'0' || (x >= 2 && b[x - 2].is_ascii_alphanumeric()) {
             continue;
         }

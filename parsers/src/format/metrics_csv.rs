@@ -39,6 +39,10 @@ fn column(header: &str) -> Option<Column> {
     let (host, rest) = rest.split_once('\\')?;
     let open = rest.find('(')?;
     let close = rest.rfind(")\\")?;
+    // See: fuzz crash, `\\H\Live Migration)\(x` put `)\` before `(`.
+    if close <= open {
+        return None;
+    }
     let object = &rest[..open];
     if !object.contains("Live Migration") {
         return None;
@@ -204,6 +208,8 @@ mod tests {
             })
         );
         assert_eq!(column("\\\\NODE-B\\Memory\\Available MBytes"), None);
+        // See: fuzz crash (perfmon_csv): `)\` before `(` used to panic.
+        assert_eq!(column("\\\\N\\Hyper-V VM Live Migration)\\(x"), None);
         assert_eq!(
             bias_minutes("(PDH-CSV 4.0) (W. Europe Daylight Time)(-120)"),
             Some(-120)

@@ -155,3 +155,52 @@ fn empty_input_yields_nothing() {
     let out = parse_str("\n\n   \n");
     assert!(out.events.is_empty());
 }
+
+#[test]
+fn a_ten_gigabyte_file_without_line_breaks_is_read_in_bounded_memory() {
+    // A sparse file: 10 GiB of zero bytes that take no disk space.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("NODE-A_cluster.log");
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(10 << 30).unwrap();
+    drop(file);
+    // Detection sees no known format and stops at once.
+    let mut out = ParseOutput::default();
+    parsers::parse_path(&path, &ParseOptions::default(), &mut out);
+    assert_eq!(out.errors.len(), 1);
+    assert_eq!(out.errors[0].reason, Reason::UnknownFormat);
+    // Forced through the line reader, the whole file is read and skipped as one line.
+    let opts = ParseOptions {
+        format: Some(Format::ClusterLog),
+        max_record_bytes: 1 << 20,
+        ..ParseOptions::default()
+    };
+    let mut out = ParseOutput::default();
+    let summary = parsers::parse_path(&path, &opts, &mut out);
+    assert_eq!(summary.events, 0);
+    assert_eq!(out.errors.len(), 1);
+    assert_eq!(out.errors[0].reason, Reason::TooLong { limit: 1 << 20 });
+    assert_eq!(out.errors[0].offset, 0);
+}
+
+#[test]
+fn fuzz_crashes_stay_fixed() {
+    // See: inputs that crashed a fuzz target (parsers/tests/data/fuzz/).
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        for format in Format::ALL.into_iter().map(Some).chain([None]) {
+            let opts = ParseOptions {
+                format,
+                max_record_bytes: 64 * 1024,
+                year: Some(2026),
+                ..ParseOptions::default()
+            };
+            let _ = parsers::parse_bytes(&bytes, &opts);
+        }
+        n += 1;
+    }
+    assert!(n >= 1);
+}
