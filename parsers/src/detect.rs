@@ -217,11 +217,15 @@ pub fn classify_json_line(line: &str) -> Format {
 
 fn is_ps_csv_header(line: &str) -> bool {
     let unquoted: String = line.chars().filter(|c| *c != '"').collect();
-    let mut cols = unquoted.split([',', ';']);
+    let mut cols = unquoted.split([',', ';', '\t']);
     let first = cols.next().unwrap_or("");
     (first == "Message" || first == "TimeCreated" || first == "Id")
         && unquoted.contains("ProviderName")
         || first == "Message" && unquoted.contains(",Id,")
+        // Event Viewer "Save All Events As" (CSV or tab-separated text).
+        || first == "Level" && unquoted.contains("Date and Time") && unquoted.contains("Event ID")
+        // EvtxECmd.
+        || first == "RecordNumber" && unquoted.contains("EventRecordId")
 }
 
 #[cfg(test)]

@@ -1,9 +1,18 @@
-//! Get-WinEvent | Export-Csv / ConvertTo-Csv: the `EventLogRecord`
-//! columns (`Message`, `Id`, `Level`, `RecordId`, `ProviderName`,
-//! `LogName`, `MachineName`, `UserId`, `TimeCreated`, `LevelDisplayName` …)
-//! with or without the `#TYPE` line, `,` or `;` (`-UseCulture`) or tab,
-//! multi-line messages inside quotes. `TimeCreated` is local time in the
-//! exporting culture. An extra `Xml` column (`ToXml()`) is used when present.
+//! Windows event CSV exports, recognised by their header:
+//!
+//! - Get-WinEvent | Export-Csv / ConvertTo-Csv: the `EventLogRecord`
+//!   columns (`Message`, `Id`, `Level`, `RecordId`, `ProviderName`,
+//!   `LogName`, `MachineName`, `UserId`, `TimeCreated`, `LevelDisplayName` …)
+//!   with or without the `#TYPE` line, `,` or `;` (`-UseCulture`) or tab,
+//!   multi-line messages inside quotes. `TimeCreated` is local time in the
+//!   exporting culture. An extra `Xml` column (`ToXml()`) is used when present.
+//! - Event Viewer "Save All Events As…" CSV or tab-separated text:
+//!   `Level, Date and Time, Source, Event ID, Task Category` and the message
+//!   in an unnamed sixth column. It names no computer or log: the host comes
+//!   from `--host`.
+//! - EvtxECmd (KAPE) CSV: `RecordNumber, EventRecordId, TimeCreated (UTC),
+//!   EventId, Level, Provider, Channel, …, Computer, UserId, MapDescription,
+//!   PayloadData1..6, …, Payload` with the event data as JSON in `Payload`.
 
 use std::cell::Cell;
 use std::io::{self, BufRead, BufReader, Read};
@@ -13,6 +22,7 @@ use crate::error::Reason;
 use crate::event::{Event, Level};
 use crate::extract::vm_id_from_user;
 use crate::format::event_xml;
+use crate::format::json_walk::{walk, FieldSink, Scalar};
 use crate::read::{TextEncoding, Utf8Reader};
 use crate::time::{parse_iso, parse_local, parse_ms_date};
 use crate::Ctx;
@@ -100,7 +110,75 @@ pub(crate) fn build(get: &dyn Fn(&str) -> Option<String>, ctx: &Ctx<'_>) -> Resu
     Ok(event)
 }
 
-/// Parses an Export-Csv file.
+/// Which program wrote the CSV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    PowerShell,
+    ViewerSaveAs,
+    EvtxECmd,
+}
+
+fn dialect(headers: &csv::StringRecord) -> Dialect {
+    let has = |name: &str| headers.iter().any(|h| h == name);
+    if has("Date and Time") && has("Event ID") {
+        Dialect::ViewerSaveAs
+    } else if has("EventRecordId") && has("MapDescription") {
+        Dialect::EvtxECmd
+    } else {
+        Dialect::PowerShell
+    }
+}
+
+/// The header a dialect uses for one of PowerShell's property names.
+fn column(dialect: Dialect, name: &str) -> Option<&str> {
+    Some(match (dialect, name) {
+        (Dialect::PowerShell, _) => name,
+        (Dialect::ViewerSaveAs, "TimeCreated") => "Date and Time",
+        (Dialect::ViewerSaveAs, "Id") => "Event ID",
+        (Dialect::ViewerSaveAs, "ProviderName") => "Source",
+        (Dialect::ViewerSaveAs, "LevelDisplayName") => "Level",
+        (Dialect::ViewerSaveAs, "Level") => return None,
+        (Dialect::EvtxECmd, "Id") => "EventId",
+        (Dialect::EvtxECmd, "RecordId") => "EventRecordId",
+        (Dialect::EvtxECmd, "ProviderName") => "Provider",
+        (Dialect::EvtxECmd, "LogName") => "Channel",
+        (Dialect::EvtxECmd, "MachineName") => "Computer",
+        (Dialect::EvtxECmd, "LevelDisplayName") => "Level",
+        (Dialect::EvtxECmd, "Level") => return None,
+        _ => name,
+    })
+}
+
+/// EvtxECmd's `Payload`: `{"EventData":{"Data":[{"@Name":"x","#text":"v"}]}}`
+/// or `{"UserData":{"VmlEventLog":{"VmName":"…"}}}`.
+#[derive(Default)]
+struct PayloadSink {
+    fields: Vec<(String, String)>,
+    name: Option<String>,
+    unnamed: u32,
+}
+
+impl<'de> FieldSink<'de> for PayloadSink {
+    fn field(&mut self, path: &str, value: Scalar<'de>) {
+        let text = value.as_text().into_owned();
+        if path.ends_with(".@Name") {
+            self.name = Some(text);
+        } else if path.ends_with(".#text") || path == "EventData.Data" {
+            let name = self.name.take().unwrap_or_else(|| {
+                self.unnamed += 1;
+                format!("param{}", self.unnamed)
+            });
+            self.fields.push((name, text));
+        } else if let Some(rest) = path.strip_prefix("UserData.") {
+            let leaf = rest.rsplit('.').next().unwrap_or(rest);
+            if !leaf.starts_with('@') && rest.contains('.') {
+                self.fields.push((leaf.to_owned(), text));
+            }
+        }
+    }
+}
+
+/// Parses a CSV export (PowerShell, Event Viewer Save-As or EvtxECmd).
 pub(crate) fn parse<R: Read>(reader: R, base: u64, encoding: TextEncoding, ctx: &mut Ctx<'_>) {
     let read = Rc::new(Cell::new(0u64));
     let mark = Rc::new(Cell::new(0u64));
@@ -131,6 +209,7 @@ pub(crate) fn parse<R: Read>(reader: R, base: u64, encoding: TextEncoding, ctx: 
             return;
         }
     };
+    let dialect = dialect(&headers);
     let byte_offsets = encoding == TextEncoding::Utf8;
     let mut record = csv::StringRecord::new();
     loop {
@@ -144,16 +223,61 @@ pub(crate) fn parse<R: Read>(reader: R, base: u64, encoding: TextEncoding, ctx: 
             Ok(false) => break,
             Ok(true) => {
                 mark.set(csv.position().byte());
-                let get = |name: &str| {
+                let by_header = |header: &str| {
                     headers
                         .iter()
-                        .position(|h| h == name)
+                        .position(|h| h == header)
                         .and_then(|i| record.get(i))
                         .map(str::to_owned)
                 };
+                let get = |name: &str| -> Option<String> {
+                    match (dialect, name) {
+                        // The message is the unnamed column after `Task Category`.
+                        (Dialect::ViewerSaveAs, "Message") => {
+                            let task = headers.iter().position(|h| h == "Task Category")?;
+                            record.get(task + 1).map(str::to_owned)
+                        }
+                        (Dialect::ViewerSaveAs, "MachineName") => ctx.opts.default_host.clone(),
+                        // EvtxECmd writes UTC without saying so.
+                        (Dialect::EvtxECmd, "TimeCreated") => {
+                            by_header("TimeCreated").map(|t| format!("{}Z", t.trim()))
+                        }
+                        (Dialect::EvtxECmd, "Message") => {
+                            let parts: Vec<String> = [
+                                "MapDescription",
+                                "PayloadData1",
+                                "PayloadData2",
+                                "PayloadData3",
+                                "PayloadData4",
+                                "PayloadData5",
+                                "PayloadData6",
+                            ]
+                            .iter()
+                            .filter_map(|h| by_header(h))
+                            .filter(|v| !v.trim().is_empty())
+                            .collect();
+                            (!parts.is_empty()).then(|| parts.join(" | "))
+                        }
+                        _ => column(dialect, name).and_then(by_header),
+                    }
+                };
                 let line = record.position().map(|p| p.line());
                 match build(&get, ctx) {
-                    Ok(event) => ctx.emit(event, offset),
+                    Ok(mut event) => {
+                        if dialect == Dialect::EvtxECmd {
+                            if let Some(payload) =
+                                by_header("Payload").filter(|p| p.starts_with('{'))
+                            {
+                                let mut sink = PayloadSink::default();
+                                if walk(&payload, &mut sink).is_ok() {
+                                    for (name, value) in sink.fields {
+                                        event.data.insert(name, value);
+                                    }
+                                }
+                            }
+                        }
+                        ctx.emit(event, offset)
+                    }
                     Err(reason) => ctx.error(offset, line, reason),
                 }
             }

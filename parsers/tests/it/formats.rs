@@ -617,3 +617,64 @@ fn perfmon_csv_of_live_migration_counters() {
     assert_eq!(m.throughput_mbps, Some(1000.0));
     assert_eq!(m.phase, Phase::Sample);
 }
+
+// ---- other CSV exports -------------------------------------------------------
+
+#[test]
+fn event_viewer_save_as_csv_and_tab_text() {
+    let csv = "Level,Date and Time,Source,Event ID,Task Category\r\nError,9/27/2018 3:36:44 PM,Microsoft-Windows-Hyper-V-High-Availability,21502,None,\"Live migration of 'Virtual Machine ADFS1' failed.\r\nVirtual machine migration operation for 'ADFS1' failed at migration source 'NODE-B'. (Virtual machine ID 4B5F2F6C-AEA3-4C7B-8342-E255D1D112D7)\"\r\nInformation,9/27/2018 3:30:00 PM,Service Control Manager,7036,None,The Spooler service entered the running state.\r\n";
+    let tsv = csv
+        .replace(",9/", "\t9/")
+        .replace(
+            "Level,Date and Time,Source,Event ID,Task Category",
+            "Level\tDate and Time\tSource\tEvent ID\tTask Category",
+        )
+        .replace(",Microsoft", "\tMicrosoft")
+        .replace(",Service", "\tService")
+        .replace(",21502,None,", "\t21502\tNone\t")
+        .replace(",7036,None,", "\t7036\tNone\t");
+    for text in [csv.to_owned(), tsv] {
+        let opts = ParseOptions {
+            default_host: Some("NODE-B".into()),
+            ..opts_zone("+02:00")
+        };
+        let out = parsers::parse_bytes(text.as_bytes(), &opts);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(out.events.len(), 2, "{text}");
+        let e = &out.events[0];
+        assert_eq!(
+            (e.event_id, e.level, e.host.as_str()),
+            (21502, Level::Error, "NODE-B")
+        );
+        assert_eq!(e.provider, "Microsoft-Windows-Hyper-V-High-Availability");
+        assert_eq!(e.timestamp.to_rfc3339(), "2018-09-27T13:36:44+00:00");
+        assert_eq!(e.vm_id.as_deref(), Some(VM));
+        assert_eq!(e.vm_name.as_deref(), Some("ADFS1"));
+        assert_eq!(
+            out.events[1].message,
+            "The Spooler service entered the running state."
+        );
+    }
+}
+
+#[test]
+fn evtxecmd_csv_with_payload() {
+    let text = "RecordNumber,EventRecordId,TimeCreated,EventId,Level,Provider,Channel,ProcessId,ThreadId,Computer,UserId,MapDescription,UserName,RemoteHost,PayloadData1,PayloadData2,PayloadData3,PayloadData4,PayloadData5,PayloadData6,ExecutableInfo,HiddenRecord,SourceFile,Keywords,Payload\n1,4411,2023-08-02 05:47:11.0063997,18500,Info,Microsoft-Windows-Hyper-V-Worker,Microsoft-Windows-Hyper-V-Worker-Admin,1268,3476,HV01.contoso.local,S-1-5-83-1-3655396106-1351506743-3915871121-3476744365,VM started,,,'SQL01' started successfully.,,,,,,,False,C:\\\\Logs\\\\Worker.evtx,Classic,\"{\"\"UserData\"\":{\"\"VmlEventLog\"\":{\"\"@xmlns\"\":\"\"http://www.microsoft.com/Windows/Virtualization/Events\"\",\"\"VmName\"\":\"\"SQL01\"\",\"\"VmId\"\":\"\"D9E0EB0A-5B37-508E-9173-67E9ADE83ACF\"\"}}}\"\n";
+    let e = one(text);
+    assert_eq!(e.event_id, 18500);
+    assert_eq!(e.record_id, Some(4411));
+    assert_eq!(e.channel, "Microsoft-Windows-Hyper-V-Worker-Admin");
+    assert_eq!(e.host, "HV01.contoso.local");
+    assert_eq!(
+        e.timestamp.to_rfc3339(),
+        "2023-08-02T05:47:11.006399700+00:00"
+    );
+    assert!(!e.zone_assumed, "EvtxECmd writes UTC");
+    assert_eq!(e.data.get("VmName"), Some("SQL01"));
+    assert_eq!(
+        e.vm_id.as_deref(),
+        Some("D9E0EB0A-5B37-508E-9173-67E9ADE83ACF")
+    );
+    assert!(e.message.contains("'SQL01' started successfully."));
+    assert_eq!(e.origin.format, Some(Format::PsCsv));
+}
