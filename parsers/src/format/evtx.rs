@@ -3,7 +3,8 @@
 //! rendered to XML and normalized on the crate's worker threads, and each
 //! record or chunk the crate cannot read is reported with its position.
 
-use std::io::{Read, Seek};
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use evtx::err::EvtxError;
@@ -18,6 +19,32 @@ use crate::{Ctx, Format};
 /// Size of the file header block and of a chunk.
 const HEADER_BYTES: u64 = 4096;
 const CHUNK_BYTES: u64 = 65536;
+/// Size of a record header, which precedes the record's BinXML.
+const RECORD_HEADER_BYTES: u64 = 24;
+
+/// File offset of every chunk with a valid header, keyed by the chunk's first
+/// record number and first record id, so a record can say where it is in
+/// the file (the crate keeps chunk numbers to itself).
+type ChunkOffsets = HashMap<(u64, u64), u64>;
+
+fn chunk_offsets<R: Read + Seek>(reader: &mut R) -> std::io::Result<ChunkOffsets> {
+    let len = reader.seek(SeekFrom::End(0))?;
+    let mut offsets = HashMap::new();
+    let mut offset = HEADER_BYTES;
+    let mut head = [0u8; 40];
+    while offset + CHUNK_BYTES <= len {
+        reader.seek(SeekFrom::Start(offset))?;
+        reader.read_exact(&mut head)?;
+        if &head[..8] == b"ElfChnk\0" {
+            let number = u64::from_le_bytes(head[8..16].try_into().unwrap_or_default());
+            let id = u64::from_le_bytes(head[24..32].try_into().unwrap_or_default());
+            offsets.insert((number, id), offset);
+        }
+        offset += CHUNK_BYTES;
+    }
+    reader.seek(SeekFrom::Start(0))?;
+    Ok(offsets)
+}
 
 /// Where in the file an evtx error points, when it says.
 fn error_offset(error: &EvtxError) -> u64 {
@@ -45,7 +72,8 @@ fn describe(error: &EvtxError) -> String {
 }
 
 /// Parses an EVTX file into events.
-pub(crate) fn parse<R: Read + Seek + Send + 'static>(reader: R, ctx: &mut Ctx<'_>) {
+pub(crate) fn parse<R: Read + Seek + Send + 'static>(mut reader: R, ctx: &mut Ctx<'_>) {
+    let offsets = Arc::new(chunk_offsets(&mut reader).unwrap_or_default());
     let parser = match EvtxParser::from_read_seek(reader) {
         Ok(parser) => parser,
         Err(e) => {
@@ -62,6 +90,15 @@ pub(crate) fn parse<R: Read + Seek + Send + 'static>(reader: R, ctx: &mut Ctx<'_
     let mapped = parser.serialized_records(move |record| {
         let record = record?;
         let record_id = record.event_record_id;
+        let header = record.chunk.header;
+        let offset = offsets
+            .get(&(
+                header.first_event_record_number,
+                header.first_event_record_id,
+            ))
+            .map_or(0, |chunk| {
+                chunk + record.binxml_offset.saturating_sub(RECORD_HEADER_BYTES)
+            });
         let rendered = record.into_xml()?;
         let header_time = chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(
             rendered.timestamp.as_nanosecond() as i64,
@@ -70,6 +107,7 @@ pub(crate) fn parse<R: Read + Seek + Send + 'static>(reader: R, ctx: &mut Ctx<'_
             &rendered.data,
             record_id,
             header_time,
+            offset,
             path.clone(),
         ))
     });
@@ -77,9 +115,9 @@ pub(crate) fn parse<R: Read + Seek + Send + 'static>(reader: R, ctx: &mut Ctx<'_
         match item {
             Ok(Ok(event)) => ctx.emit_complete(event),
             Ok(Err(error)) => {
-                let (record_id, reason) = error;
+                let (record_id, offset, reason) = error;
                 ctx.error(
-                    0,
+                    offset,
                     None,
                     Reason::Evtx(format!("record {record_id}: {reason}")),
                 );
@@ -92,16 +130,19 @@ pub(crate) fn parse<R: Read + Seek + Send + 'static>(reader: R, ctx: &mut Ctx<'_
     }
 }
 
-type Mapped = Result<Event, (u64, String)>;
+/// An event, or (record id, file offset, reason) for a record that rendered
+/// to XML relive cannot read.
+type Mapped = Result<Event, (u64, u64, String)>;
 
 fn to_event(
     xml: &str,
     header_record_id: u64,
     header_time: chrono::DateTime<chrono::Utc>,
+    offset: u64,
     path: Option<Arc<str>>,
 ) -> Mapped {
     let (mut event, has_time) =
-        event_xml::parse_event_parts(xml).map_err(|e| (header_record_id, e))?;
+        event_xml::parse_event_parts(xml).map_err(|e| (header_record_id, offset, e))?;
     if !has_time {
         // Some records render without System/TimeCreated; the record header has a time.
         event.timestamp = header_time;
@@ -111,7 +152,7 @@ fn to_event(
     }
     event.origin = Origin {
         path,
-        offset: 0,
+        offset,
         format: Some(Format::Evtx),
     };
     extract::enrich(&mut event);

@@ -237,3 +237,19 @@ fn guest_driver_events_keep_named_data() {
     );
     assert_eq!(memory.data.len(), 7);
 }
+
+#[test]
+fn each_record_points_at_its_record_header_in_the_file() {
+    let path = samples_real().join("evtx/omerbenamram-evtx__system.evtx");
+    let bytes = std::fs::read(&path).unwrap();
+    let out = parse_file(&path, &ParseOptions::default());
+    assert_eq!(out.events.len(), 1881);
+    for e in &out.events {
+        let at = e.origin.offset as usize;
+        assert!(at >= 4096 + 512, "offset {at}");
+        // A record header: magic `**\0\0`, size, record id, time.
+        assert_eq!(&bytes[at..at + 4], b"**\0\0", "offset {at}");
+        let id = u64::from_le_bytes(bytes[at + 8..at + 16].try_into().unwrap());
+        assert_eq!(Some(id), e.record_id, "offset {at}");
+    }
+}
