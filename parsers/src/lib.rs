@@ -138,6 +138,28 @@ pub struct FileSummary {
     pub errors: u64,
 }
 
+/// The next line of a [`read::LineReader`] inside a parser's loop: a line
+/// too long is reported and skipped (`continue`), the end or an I/O error
+/// (reported) leaves the loop (`break`).
+macro_rules! next_line {
+    ($lines:expr, $ctx:expr) => {
+        match $lines.next_line() {
+            None => break,
+            Some($crate::read::LineItem::Line(line)) => line,
+            Some($crate::read::LineItem::TooLong { offset, number }) => {
+                let limit = $ctx.opts.max_record_bytes;
+                $ctx.error(offset, Some(number), $crate::Reason::TooLong { limit });
+                continue;
+            }
+            Some($crate::read::LineItem::Io(e)) => {
+                $ctx.fatal(0, None, $crate::Reason::Io(e.to_string()));
+                break;
+            }
+        }
+    };
+}
+pub(crate) use next_line;
+
 /// State shared by a format parser while it reads one input.
 pub(crate) struct Ctx<'a> {
     pub opts: &'a ParseOptions,

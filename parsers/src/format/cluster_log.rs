@@ -11,7 +11,7 @@ use std::path::Path;
 
 use crate::error::Reason;
 use crate::event::{Event, Level};
-use crate::read::{LineItem, LineReader};
+use crate::read::LineReader;
 use crate::time::parse_cluster;
 use crate::Ctx;
 use compact_str::CompactString;
@@ -183,19 +183,8 @@ pub(crate) fn parse<R: Read>(mut lines: LineReader<R>, ctx: &mut Ctx<'_>) {
     let mut host = fallback_host.clone();
     let mut pending: Option<Pending> = None;
     let mut in_records = false;
-    while let Some(item) = lines.next_line() {
-        let line = match item {
-            LineItem::Line(line) => line,
-            LineItem::TooLong { offset, number } => {
-                let limit = ctx.opts.max_record_bytes;
-                ctx.error(offset, Some(number), Reason::TooLong { limit });
-                continue;
-            }
-            LineItem::Io(e) => {
-                ctx.fatal(0, None, Reason::Io(e.to_string()));
-                break;
-            }
-        };
+    loop {
+        let line = crate::next_line!(lines, ctx);
         let text = line.text.trim_start_matches('\u{FEFF}');
         if is_diagnostic_line(text) {
             if let Some(done) = pending.take() {

@@ -13,25 +13,14 @@ use crate::extract::{normalize_guid, vm_id_from_user};
 use crate::format::event_xml;
 use crate::format::json_walk::{walk, FieldSink, Scalar};
 use crate::metric::Metric;
-use crate::read::{LineItem, LineReader};
+use crate::read::LineReader;
 use crate::time::parse_iso;
 use crate::Ctx;
 
 /// Parses JSON lines.
 pub(crate) fn parse<R: Read>(mut lines: LineReader<R>, ctx: &mut Ctx<'_>) {
-    while let Some(item) = lines.next_line() {
-        let line = match item {
-            LineItem::Line(line) => line,
-            LineItem::TooLong { offset, number } => {
-                let limit = ctx.opts.max_record_bytes;
-                ctx.error(offset, Some(number), Reason::TooLong { limit });
-                continue;
-            }
-            LineItem::Io(e) => {
-                ctx.fatal(0, None, Reason::Io(e.to_string()));
-                break;
-            }
-        };
+    loop {
+        let line = crate::next_line!(lines, ctx);
         let text = line
             .text
             .trim_matches(|c: char| c.is_whitespace() || c == '\u{FEFF}');
@@ -213,7 +202,7 @@ impl EcsSink {
 }
 
 /// NXLog keys that describe the record rather than the event's data.
-const NXLOG_META: [&str; 22] = [
+pub(crate) const NXLOG_META: [&str; 22] = [
     "EventReceivedTime",
     "SourceModuleName",
     "SourceModuleType",

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::error::Reason;
 use crate::event::{Event, Level};
 use crate::format::event_xml;
-use crate::read::{LineItem, LineReader};
+use crate::read::LineReader;
 use crate::time::parse_iso;
 use crate::Ctx;
 
@@ -358,18 +358,8 @@ fn add_event_data(event: &mut Event, data: &AnyValue) {
 pub(crate) fn parse<R: Read>(mut lines: LineReader<R>, ctx: &mut Ctx<'_>) {
     let mut document: Option<(u64, u64, String)> = None;
     let limit = ctx.opts.max_record_bytes;
-    while let Some(item) = lines.next_line() {
-        let line = match item {
-            LineItem::Line(line) => line,
-            LineItem::TooLong { offset, number } => {
-                ctx.error(offset, Some(number), Reason::TooLong { limit });
-                continue;
-            }
-            LineItem::Io(e) => {
-                ctx.fatal(0, None, Reason::Io(e.to_string()));
-                break;
-            }
-        };
+    loop {
+        let line = crate::next_line!(lines, ctx);
         if let Some((_, _, text)) = document.as_mut() {
             text.push_str(line.text);
             text.push('\n');

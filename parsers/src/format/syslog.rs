@@ -16,7 +16,7 @@ use crate::error::Reason;
 use crate::event::{Event, Level};
 use crate::extract::vm_id_from_user;
 use crate::format::json_lines::{self, Parsed};
-use crate::read::{LineItem, LineReader};
+use crate::read::LineReader;
 use crate::time::{parse_bsd, parse_iso, parse_snare};
 use crate::{Ctx, ParseOptions};
 
@@ -132,25 +132,11 @@ fn structured_data(input: &str) -> Result<(Params, &str), String> {
     Ok((params, &input[i..]))
 }
 
-/// NXLog and Snare parameters that describe the record, not the event.
-const META: [&str; 16] = [
-    "EventReceivedTime",
-    "SourceModuleName",
-    "SourceModuleType",
-    "Keywords",
-    "Opcode",
-    "OpcodeValue",
-    "Task",
-    "ThreadID",
-    "ProcessID",
-    "Version",
-    "ActivityID",
-    "ExecutionProcessID",
-    "SeverityValue",
-    "ProviderGuid",
-    "tzKnown",
-    "isSynced",
-];
+/// Parameters that describe the record, not the event: NXLog's, and
+/// rsyslog's `timeQuality`.
+fn is_meta(name: &str) -> bool {
+    json_lines::NXLOG_META.contains(&name) || matches!(name, "tzKnown" | "isSynced")
+}
 
 fn clean_msg(msg: &str) -> &str {
     let msg = msg.strip_prefix('\u{FEFF}').unwrap_or(msg);
@@ -240,7 +226,7 @@ fn rfc5424(input: &str, severity: u8, opts: &ParseOptions) -> Result<Event, Reas
                     event.vm_id = vm_id_from_user(&value);
                 }
             }
-            _ if META.contains(&name.as_str()) => {}
+            _ if is_meta(&name) => {}
             _ => event.data.insert(name, value),
         }
     }
@@ -380,19 +366,8 @@ pub fn snare(text: &str, opts: &ParseOptions) -> Result<Event, Reason> {
 /// Parses a file of syslog lines or Snare records; octet-counted frames
 /// may share a line.
 pub(crate) fn parse<R: Read>(mut lines: LineReader<R>, ctx: &mut Ctx<'_>) {
-    while let Some(item) = lines.next_line() {
-        let line = match item {
-            LineItem::Line(line) => line,
-            LineItem::TooLong { offset, number } => {
-                let limit = ctx.opts.max_record_bytes;
-                ctx.error(offset, Some(number), Reason::TooLong { limit });
-                continue;
-            }
-            LineItem::Io(e) => {
-                ctx.fatal(0, None, Reason::Io(e.to_string()));
-                break;
-            }
-        };
+    loop {
+        let line = crate::next_line!(lines, ctx);
         let mut text = line.text.trim_start_matches('\u{FEFF}');
         let mut offset = line.offset;
         if text.trim().is_empty() {

@@ -19,7 +19,7 @@ use crate::error::Reason;
 use crate::event::{Event, Level};
 use crate::extract::vm_id_from_user;
 use crate::format::event_xml;
-use crate::read::{LineItem, LineReader};
+use crate::read::LineReader;
 use crate::time::parse_local;
 use crate::Ctx;
 
@@ -104,19 +104,8 @@ fn starts_block(trimmed: &str) -> bool {
 pub(crate) fn parse<R: Read>(mut lines: LineReader<R>, ctx: &mut Ctx<'_>) {
     let mut block: Option<Block> = None;
     let mut wevtutil = false;
-    while let Some(item) = lines.next_line() {
-        let line = match item {
-            LineItem::Line(line) => line,
-            LineItem::TooLong { offset, number } => {
-                let limit = ctx.opts.max_record_bytes;
-                ctx.error(offset, Some(number), Reason::TooLong { limit });
-                continue;
-            }
-            LineItem::Io(e) => {
-                ctx.fatal(0, None, Reason::Io(e.to_string()));
-                break;
-            }
-        };
+    loop {
+        let line = crate::next_line!(lines, ctx);
         let trimmed = line.text.trim_matches(is_pad);
         if starts_block(trimmed) {
             // `Event[0]:` opens a wevtutil block; its `Log Name:` follows.
