@@ -23,6 +23,47 @@ pub enum Command {
   relive parse --json NODE-B_System.evtx | jq .winlog.event_id
   relive parse --format cluster-log --timezone Europe/Berlin NODE-A_cluster.log")]
     Parse(ParseArgs),
+    /// Parse log files or folders and add their events to the index under --data.
+    #[command(after_help = "Examples:
+  relive ingest samples/
+  relive ingest --timezone Europe/Berlin //fileserver/exports/NODE-B/
+Ingesting the same files again adds nothing: events are keyed by host, channel and record id.")]
+    Ingest(ParseArgs),
+    /// Search the index with Lucene/Kibana syntax, newest first.
+    #[command(
+        after_help = "Fields: timestamp, event_id, record_id, host (FQDN or short name), channel, provider,
+level, vm_name, vm_id, hresult, message (full text), data.<Name> (every event data field), format.
+
+Examples:
+  relive search 'event_id:21502 AND host:node-b' --since 24h
+  relive search 'vm_name:ADFS1 AND NOT level:information' --json
+  relive search 'message:\"collection registry\"' --count-by host
+  relive search 'data.ErrorCode:0x80070002 OR hresult:0x80070002'
+  relive search 'event_id:[21000 TO 22000]' --since 2026-11-01T00:00Z --until 2026-11-02T00:00Z"
+    )]
+    Search(SearchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// The query; empty or `*` matches every event.
+    #[arg(default_value = "*")]
+    pub query: String,
+    /// Only events newer than this: a duration (`90s`, `15m`, `2h`, `7d`) or an RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only events older than this (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// At most this many events.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Print events as ECS JSON lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Print counts grouped by an exact field instead of events.
+    #[arg(long)]
+    pub count_by: Option<String>,
 }
 
 #[derive(Debug, Args)]

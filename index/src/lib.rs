@@ -1,8 +1,300 @@
-//! `index` will own relive's searchable store: the tantivy event index on disk
-//! (`EventIndex`: schema, writer with a commit policy, searcher, the
-//! Lucene-style query language with short field names) and the migration
-//! metrics store (Parquet partitioned by day, read lazily with polars for
-//! `relive stats`).
+//! `index` owns relive's searchable store of events: [`EventIndex`], a
+//! tantivy index on disk under `--data`, with one field per `Event` field,
+//! the Lucene/Kibana query language over short field names
+//! (`event_id:21502 AND host:node-b`, `vm_name:ADFS1`, `data.ErrorCode:0x80070002`,
+//! `event_id:[21000 TO 22000]`, `NOT level:information`, wildcards), time
+//! ranges, newest-first results and counts by any exact field.
 //!
-//! Nothing is implemented yet; see the searchable-index issue.
+//! Ingest is idempotent: every event has a dedup key (host + channel +
+//! record id, or a content hash where a format has none) and adding an
+//! event replaces the one with the same key.
+//!
+//! Still to come (see the searchable-index issue): migration analytics
+//! (Parquet + polars), `prune`, histograms and the benchmarks.
+//!
+//! ```
+//! let dir = tempfile::tempdir().unwrap();
+//! let mut index = index::EventIndex::open(dir.path()).unwrap();
+//! let text = "Log Name:      System\nSource:        Microsoft-Windows-Hyper-V-High-Availability\n\
+//! Date:          9/27/2018 15:36:44\nEvent ID:      21502\nLevel:         Error\n\
+//! Computer:      NODE-B.datawisetech.corp\nDescription:\nLive migration of 'Virtual Machine ADFS1' failed.\n";
+//! let out = parsers::parse_bytes(text.as_bytes(), &parsers::ParseOptions::default());
+//! for event in &out.events {
+//!     index.add(event).unwrap();
+//! }
+//! index.commit().unwrap();
+//! let hits = index.search(&index::SearchRequest::new("event_id:21502 AND host:node-b")).unwrap();
+//! assert_eq!(hits.total, 1);
+//! ```
 #![deny(missing_docs)]
+
+mod error;
+mod query;
+mod schema;
+
+use std::ops::Bound;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use parsers::Event;
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery};
+use tantivy::schema::Value;
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term,
+};
+
+pub use error::IndexError;
+use schema::Fields;
+
+/// How many events are buffered before the writer commits on its own.
+const COMMIT_EVERY: u64 = 200_000;
+/// Memory the writer may use for its buffers.
+const WRITER_BYTES: usize = 128 * 1024 * 1024;
+
+/// The event index under one data directory.
+pub struct EventIndex {
+    index: Index,
+    fields: Fields,
+    reader: IndexReader,
+    writer: Option<IndexWriter>,
+    uncommitted: u64,
+}
+
+/// A search: query text, optional time range, how many hits.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    /// Query in Lucene syntax over the short field names; empty matches all.
+    pub query: String,
+    /// Only events at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only events before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many hits, newest first.
+    pub limit: usize,
+}
+
+impl SearchRequest {
+    /// A request for `query` with no time range and 20 hits.
+    pub fn new(query: &str) -> Self {
+        SearchRequest {
+            query: query.to_owned(),
+            since: None,
+            until: None,
+            limit: 20,
+        }
+    }
+}
+
+/// One hit: the event's time and its ECS JSON as indexed.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    /// Event time.
+    pub timestamp: DateTime<Utc>,
+    /// The normalized event as one ECS JSON line.
+    pub json: String,
+}
+
+/// Search results.
+#[derive(Debug, Clone)]
+pub struct Hits {
+    /// How many events matched in all.
+    pub total: usize,
+    /// The newest `limit` of them.
+    pub hits: Vec<Hit>,
+}
+
+impl EventIndex {
+    /// Opens the index in `dir`, creating it if needed.
+    pub fn open(dir: &Path) -> Result<Self, IndexError> {
+        std::fs::create_dir_all(dir).map_err(|source| IndexError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let (schema, fields) = schema::build();
+        let directory = tantivy::directory::MmapDirectory::open(dir)?;
+        let index = Index::open_or_create(directory, schema)?;
+        schema::register_tokenizers(&index);
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(EventIndex {
+            index,
+            fields,
+            reader,
+            writer: None,
+            uncommitted: 0,
+        })
+    }
+
+    fn writer(&mut self) -> Result<&mut IndexWriter, IndexError> {
+        if self.writer.is_none() {
+            self.writer = Some(self.index.writer(WRITER_BYTES)?);
+        }
+        Ok(self.writer.as_mut().expect("writer was just created"))
+    }
+
+    /// Adds an event, replacing any earlier event with the same dedup key.
+    pub fn add(&mut self, event: &Event) -> Result<(), IndexError> {
+        let key = schema::dedup_key(event);
+        let doc = self.fields.document(event, &key);
+        let key_field = self.fields.dedup_key;
+        let writer = self.writer()?;
+        writer.delete_term(Term::from_field_text(key_field, &key));
+        writer.add_document(doc)?;
+        self.uncommitted += 1;
+        if self.uncommitted >= COMMIT_EVERY {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything added so far durable and visible to searches.
+    pub fn commit(&mut self) -> Result<(), IndexError> {
+        if let Some(writer) = self.writer.as_mut() {
+            writer.commit()?;
+        }
+        self.uncommitted = 0;
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    /// Number of events in the committed index.
+    pub fn len(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// True when the committed index holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn query(&self, request: &SearchRequest) -> Result<Box<dyn Query>, IndexError> {
+        let text = request.query.trim();
+        let mut parser = QueryParser::for_index(&self.index, vec![self.fields.message]);
+        parser.set_conjunction_by_default();
+        parser.allow_regexes();
+        let rewritten = query::rewrite_wildcards(text);
+        let text = rewritten.as_str();
+        let parsed: Box<dyn Query> = if text.is_empty() || text == "*" {
+            Box::new(AllQuery)
+        } else {
+            match parser.parse_query(text) {
+                Ok(query) => query,
+                // `NOT level:information` alone means "all events but those".
+                Err(tantivy::query::QueryParserError::AllButQueryForbidden) => parser
+                    .parse_query(&format!("* {text}"))
+                    .map_err(|source| IndexError::Query {
+                        query: text.to_owned(),
+                        reason: source.to_string(),
+                    })?,
+                Err(source) => {
+                    return Err(IndexError::Query {
+                        query: text.to_owned(),
+                        reason: source.to_string(),
+                    })
+                }
+            }
+        };
+        if request.since.is_none() && request.until.is_none() {
+            return Ok(parsed);
+        }
+        let bound = |t: Option<DateTime<Utc>>, inclusive: bool| match t {
+            None => Bound::Unbounded,
+            Some(t) => {
+                let term = Term::from_field_date(
+                    self.fields.timestamp,
+                    tantivy::DateTime::from_timestamp_nanos(
+                        t.timestamp_nanos_opt().unwrap_or(i64::MAX),
+                    ),
+                );
+                if inclusive {
+                    Bound::Included(term)
+                } else {
+                    Bound::Excluded(term)
+                }
+            }
+        };
+        let range = RangeQuery::new(bound(request.since, true), bound(request.until, false));
+        Ok(Box::new(BooleanQuery::new(vec![
+            (Occur::Must, parsed),
+            (Occur::Must, Box::new(range)),
+        ])))
+    }
+
+    /// Runs a search: the total count and the newest hits.
+    pub fn search(&self, request: &SearchRequest) -> Result<Hits, IndexError> {
+        let query = self.query(request)?;
+        let searcher = self.reader.searcher();
+        let top = TopDocs::with_limit(request.limit.max(1))
+            .order_by_fast_field::<tantivy::DateTime>(schema::TIMESTAMP, Order::Desc);
+        let (total, docs) = searcher.search(&query, &(Count, top))?;
+        let mut hits = Vec::with_capacity(docs.len());
+        for (_, address) in docs.into_iter().take(request.limit) {
+            hits.push(self.hit(&searcher, address)?);
+        }
+        Ok(Hits { total, hits })
+    }
+
+    fn hit(&self, searcher: &tantivy::Searcher, address: DocAddress) -> Result<Hit, IndexError> {
+        let doc: TantivyDocument = searcher.doc(address)?;
+        let json = doc
+            .get_first(self.fields.source)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let timestamp = doc
+            .get_first(self.fields.timestamp)
+            .and_then(|v| v.as_datetime())
+            .and_then(|t| DateTime::<Utc>::from_timestamp_nanos(t.into_timestamp_nanos()).into())
+            .unwrap_or_default();
+        Ok(Hit { timestamp, json })
+    }
+
+    /// Counts the events matching a search, grouped by an exact field
+    /// (`host`, `event_id`, `level`, `channel`, `provider`, `vm_name`,
+    /// `vm_id`, `hresult`), largest first.
+    pub fn count_by(
+        &self,
+        request: &SearchRequest,
+        field: &str,
+    ) -> Result<Vec<(String, u64)>, IndexError> {
+        let column = schema::group_column(field)
+            .ok_or_else(|| IndexError::UnknownField(field.to_owned()))?;
+        let query = self.query(request)?;
+        let agg: tantivy::aggregation::agg_req::Aggregations =
+            serde_json::from_value(serde_json::json!({
+                "by": { "terms": { "field": column, "size": 10_000, "min_doc_count": 1 } }
+            }))
+            .map_err(|e| IndexError::Query {
+                query: field.to_owned(),
+                reason: e.to_string(),
+            })?;
+        let collector =
+            tantivy::aggregation::AggregationCollector::from_aggs(agg, Default::default());
+        let searcher = self.reader.searcher();
+        let result = searcher.search(&query, &collector)?;
+        let value = serde_json::to_value(result).map_err(|e| IndexError::Query {
+            query: field.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let mut out: Vec<(String, u64)> = value["by"]["buckets"]
+            .as_array()
+            .map(|buckets| {
+                buckets
+                    .iter()
+                    .map(|b| {
+                        let key = match &b["key"] {
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        (key, b["doc_count"].as_u64().unwrap_or(0))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(out)
+    }
+}

@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
+mod ingest;
 mod parse;
+mod search;
 
 use std::process::ExitCode;
 
@@ -10,5 +12,7 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Parse(args) => parse::run(args),
+        Command::Ingest(args) => ingest::run(args, &cli.data),
+        Command::Search(args) => search::run(args, &cli.data),
     }
 }

@@ -13,14 +13,15 @@ use parsers::{Event, Format, Metric, ParseOptions, RecordError, Sink};
 use crate::cli::ParseArgs;
 
 /// Validated settings for one run.
-struct Settings {
-    paths: Vec<PathBuf>,
-    json: bool,
-    options: ParseOptions,
+pub struct Settings {
+    pub paths: Vec<PathBuf>,
+    pub json: bool,
+    pub options: ParseOptions,
 }
 
 impl Settings {
-    fn from_args(args: ParseArgs) -> anyhow::Result<Self> {
+    /// Validates the flags.
+    pub fn from_args(args: ParseArgs) -> anyhow::Result<Self> {
         let format = args
             .format
             .as_deref()

@@ -1,3 +1,4 @@
 //! End-to-end tests: they run the real `relive` binary.
 
 mod parse;
+mod search;

@@ -1,0 +1,236 @@
+//! The tantivy schema: one field per `Event` field, named as admins type
+//! them in queries.
+
+use parsers::Event;
+use tantivy::schema::{
+    DateOptions, DateTimePrecision, Field, IndexRecordOption, JsonObjectOptions, NumericOptions,
+    Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STORED, TEXT,
+};
+use tantivy::tokenizer::{LowerCaser, RawTokenizer, TextAnalyzer};
+use tantivy::{Index, TantivyDocument};
+
+/// Tokenizer for exact-match fields that match regardless of case.
+pub const KEYWORD: &str = "keyword_lower";
+/// The time field.
+pub const TIMESTAMP: &str = "timestamp";
+
+/// Handles to every field.
+pub struct Fields {
+    pub timestamp: Field,
+    pub event_id: Field,
+    pub record_id: Field,
+    pub host: Field,
+    pub host_name: Field,
+    pub channel: Field,
+    pub provider: Field,
+    pub level: Field,
+    pub vm_name: Field,
+    pub vm_id: Field,
+    pub hresult: Field,
+    pub message: Field,
+    pub data: Field,
+    pub format: Field,
+    pub source: Field,
+    pub dedup_key: Field,
+}
+
+/// The fast column a `--count-by` name groups on.
+pub fn group_column(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "host" | "host_name" => "host_name",
+        "event_id" => "event_id",
+        "level" => "level",
+        "channel" => "channel",
+        "provider" => "provider",
+        "vm_name" => "vm_name",
+        "vm_id" => "vm_id",
+        "hresult" => "hresult",
+        "format" => "format",
+        _ => return None,
+    })
+}
+
+fn keyword(fast: bool) -> TextOptions {
+    // Positions let `channel:microsoft-windows-hyper-v*` run as a prefix query.
+    let options = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(KEYWORD)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
+    if fast {
+        // Grouping shows values as logged, not lower-cased.
+        options.set_fast("raw")
+    } else {
+        options
+    }
+}
+
+/// Builds the schema.
+pub fn build() -> (Schema, Fields) {
+    let mut s = Schema::builder();
+    let timestamp = s.add_date_field(
+        TIMESTAMP,
+        DateOptions::from(INDEXED | STORED | FAST).set_precision(DateTimePrecision::Nanoseconds),
+    );
+    let event_id = s.add_u64_field("event_id", NumericOptions::from(INDEXED | FAST));
+    let record_id = s.add_u64_field("record_id", NumericOptions::from(INDEXED));
+    let host = s.add_text_field("host", keyword(false));
+    let host_name = s.add_text_field("host_name", TextOptions::default().set_fast("raw"));
+    let channel = s.add_text_field("channel", keyword(true));
+    let provider = s.add_text_field("provider", keyword(true));
+    let level = s.add_text_field("level", keyword(true));
+    let vm_name = s.add_text_field("vm_name", keyword(true));
+    let vm_id = s.add_text_field("vm_id", keyword(true));
+    let hresult = s.add_text_field("hresult", keyword(true));
+    let message = s.add_text_field("message", TEXT);
+    let data = s.add_json_field(
+        "data",
+        JsonObjectOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("default")
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        ),
+    );
+    let format = s.add_text_field("format", keyword(true));
+    let source = s.add_text_field("source", STORED);
+    let dedup_key = s.add_text_field(
+        "dedup_key",
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("raw")
+                .set_index_option(IndexRecordOption::Basic),
+        ),
+    );
+    let fields = Fields {
+        timestamp,
+        event_id,
+        record_id,
+        host,
+        host_name,
+        channel,
+        provider,
+        level,
+        vm_name,
+        vm_id,
+        hresult,
+        message,
+        data,
+        format,
+        source,
+        dedup_key,
+    };
+    (s.build(), fields)
+}
+
+/// Registers the tokenizers the schema names.
+pub fn register_tokenizers(index: &Index) {
+    index.tokenizers().register(
+        KEYWORD,
+        TextAnalyzer::builder(RawTokenizer::default())
+            .filter(LowerCaser)
+            .build(),
+    );
+}
+
+/// FNV-1a, stable across Rust versions (unlike `DefaultHasher`).
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for byte in *part {
+            hash ^= u64::from(*byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        hash ^= 0xff;
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// The key under which an event is stored once: host + channel + record id,
+/// or a hash of its content where the format has no record id.
+pub fn dedup_key(event: &Event) -> String {
+    let host = event.short_host().to_ascii_lowercase();
+    let channel = event.channel.to_ascii_lowercase();
+    match event.record_id {
+        Some(id) => format!("{host}|{channel}|{id}"),
+        None => {
+            let nanos = event
+                .timestamp
+                .timestamp_nanos_opt()
+                .unwrap_or_default()
+                .to_le_bytes();
+            let id = event.event_id.to_le_bytes();
+            let hash = fnv1a(&[
+                host.as_bytes(),
+                channel.as_bytes(),
+                &id,
+                &nanos,
+                event.message.as_bytes(),
+            ]);
+            format!("{host}|{channel}|h{hash:016x}")
+        }
+    }
+}
+
+impl Fields {
+    /// The document for an event.
+    pub fn document(&self, event: &Event, key: &str) -> TantivyDocument {
+        let mut doc = TantivyDocument::default();
+        let nanos = event.timestamp.timestamp_nanos_opt().unwrap_or_default();
+        doc.add_date(
+            self.timestamp,
+            tantivy::DateTime::from_timestamp_nanos(nanos),
+        );
+        doc.add_u64(self.event_id, u64::from(event.event_id));
+        if let Some(record_id) = event.record_id {
+            doc.add_u64(self.record_id, record_id);
+        }
+        if !event.host.is_empty() {
+            doc.add_text(self.host, &event.host);
+            let short = event.short_host();
+            if short != event.host {
+                doc.add_text(self.host, short);
+            }
+            doc.add_text(self.host_name, &event.host);
+        }
+        let mut text = |field: Field, value: &str| {
+            if !value.is_empty() {
+                doc.add_text(field, value);
+            }
+        };
+        text(self.channel, &event.channel);
+        text(self.provider, &event.provider);
+        text(self.level, event.level.as_str());
+        text(self.vm_name, event.vm_name.as_deref().unwrap_or_default());
+        text(self.vm_id, event.vm_id.as_deref().unwrap_or_default());
+        text(self.hresult, event.hresult.as_deref().unwrap_or_default());
+        text(self.message, &event.message);
+        text(
+            self.format,
+            event.origin.format.map(|f| f.name()).unwrap_or_default(),
+        );
+        text(self.dedup_key, key);
+        let json = event.to_json();
+        text(self.source, &json);
+        if !event.data.is_empty() || event.vm_name.is_some() || event.vm_id.is_some() {
+            let mut map = serde_json::Map::new();
+            for (name, value) in event.data.iter() {
+                map.insert(name.to_owned(), serde_json::Value::String(value.to_owned()));
+            }
+            if let Some(vm_name) = &event.vm_name {
+                map.entry("VmName")
+                    .or_insert_with(|| vm_name.as_str().into());
+            }
+            if let Some(vm_id) = &event.vm_id {
+                map.entry("VmId").or_insert_with(|| vm_id.as_str().into());
+            }
+            doc.add_object(
+                self.data,
+                map.into_iter()
+                    .map(|(k, v)| (k, tantivy::schema::OwnedValue::from(v)))
+                    .collect(),
+            );
+        }
+        doc
+    }
+}
