@@ -42,6 +42,18 @@ Examples:
   relive search 'event_id:[21000 TO 22000]' --since 2026-11-01T00:00Z --until 2026-11-02T00:00Z"
     )]
     Search(SearchArgs),
+    /// Delete indexed events older than a duration or a time.
+    #[command(
+        after_help = "Examples:\n  relive prune --older-than 30d\n  relive prune --older-than 2026-01-01T00:00Z"
+    )]
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// A duration before now (`30d`, `12h`) or an RFC 3339 time.
+    #[arg(long)]
+    pub older_than: String,
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +76,9 @@ pub struct SearchArgs {
     /// Print counts grouped by an exact field instead of events.
     #[arg(long)]
     pub count_by: Option<String>,
+    /// Print counts per time bucket of this size (`1m`, `1h`, `1d`) instead of events.
+    #[arg(long, conflicts_with = "count_by")]
+    pub histogram: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -252,6 +252,59 @@ impl EventIndex {
         Ok(Hit { timestamp, json })
     }
 
+    /// Deletes every event older than `cutoff`; returns how many went.
+    pub fn prune(&mut self, cutoff: DateTime<Utc>) -> Result<u64, IndexError> {
+        let before = self.len();
+        let upper = Term::from_field_date(
+            self.fields.timestamp,
+            tantivy::DateTime::from_timestamp_nanos(
+                cutoff.timestamp_nanos_opt().unwrap_or(i64::MAX),
+            ),
+        );
+        let query = RangeQuery::new(Bound::Unbounded, Bound::Excluded(upper));
+        self.writer()?.delete_query(Box::new(query))?;
+        self.commit()?;
+        Ok(before.saturating_sub(self.len()))
+    }
+
+    /// Counts the events matching a search in time buckets of `interval`
+    /// (for the web UI's histogram): `(bucket start, count)`, oldest first.
+    pub fn histogram(
+        &self,
+        request: &SearchRequest,
+        interval: chrono::Duration,
+    ) -> Result<Vec<(DateTime<Utc>, u64)>, IndexError> {
+        let query = self.query(request)?;
+        let millis = interval.num_milliseconds().max(1);
+        let agg: tantivy::aggregation::agg_req::Aggregations = serde_json::from_value(serde_json::json!({
+            "h": { "date_histogram": { "field": schema::TIMESTAMP, "fixed_interval": format!("{millis}ms"), "min_doc_count": 1 } }
+        }))
+        .map_err(|e| IndexError::Query {
+            query: request.query.clone(),
+            reason: e.to_string(),
+        })?;
+        let collector =
+            tantivy::aggregation::AggregationCollector::from_aggs(agg, Default::default());
+        let result = self.reader.searcher().search(&query, &collector)?;
+        let value = serde_json::to_value(result).map_err(|e| IndexError::Query {
+            query: request.query.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(value["h"]["buckets"]
+            .as_array()
+            .map(|buckets| {
+                buckets
+                    .iter()
+                    .filter_map(|b| {
+                        let key = b["key"].as_f64()? as i64;
+                        let start = DateTime::<Utc>::from_timestamp_millis(key)?;
+                        Some((start, b["doc_count"].as_u64().unwrap_or(0)))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// Counts the events matching a search, grouped by an exact field
     /// (`host`, `event_id`, `level`, `channel`, `provider`, `vm_name`,
     /// `vm_id`, `hresult`), largest first.

@@ -2,6 +2,7 @@
 
 mod ingest;
 mod parse;
+mod prune;
 mod search;
 
 use std::process::ExitCode;
@@ -14,5 +15,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Parse(args) => parse::run(args),
         Command::Ingest(args) => ingest::run(args, &cli.data),
         Command::Search(args) => search::run(args, &cli.data),
+        Command::Prune(args) => prune::run(args, &cli.data),
     }
 }

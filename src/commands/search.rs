@@ -9,26 +9,35 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::cli::SearchArgs;
 
-/// `2h`, `90s`, `15m`, `7d`, `1w` before now, or an RFC 3339 time
-/// (`2026-11-01T00:00Z`, `2026-11-01`).
-pub fn parse_when(text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+/// `90s`, `15m`, `2h`, `7d`, `1w` as a duration.
+pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
-    if split > 0 && split < text.len() {
-        let n: i64 = text[..split].parse()?;
-        let unit = match &text[split..] {
-            "s" => Duration::seconds(n),
-            "m" | "min" => Duration::minutes(n),
-            "h" => Duration::hours(n),
-            "d" => Duration::days(n),
-            "w" => Duration::weeks(n),
-            _ => Duration::zero(),
-        };
-        if unit != Duration::zero() {
-            return Ok(now - unit);
-        }
+    let n: i64 = text[..split].parse().map_err(|_| {
+        anyhow::anyhow!("cannot read duration {text:?}: use 90s, 15m, 2h, 7d or 1w")
+    })?;
+    let unit = match &text[split..] {
+        "s" => Duration::seconds(n),
+        "m" | "min" => Duration::minutes(n),
+        "h" => Duration::hours(n),
+        "d" => Duration::days(n),
+        "w" => Duration::weeks(n),
+        _ => bail!("cannot read duration {text:?}: use 90s, 15m, 2h, 7d or 1w"),
+    };
+    if unit <= Duration::zero() {
+        bail!("duration {text:?} must be more than zero");
+    }
+    Ok(unit)
+}
+
+/// `2h`, `90s`, `15m`, `7d`, `1w` before now, or an RFC 3339 time
+/// (`2026-11-01T00:00Z`, `2026-11-01`).
+pub fn parse_when(text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(ago) = parse_duration(text) {
+        return Ok(now - ago);
     }
     let with_seconds = if text.len() == 17 && text.ends_with('Z') {
         // `2026-11-01T00:00Z` has no seconds.
@@ -83,6 +92,21 @@ pub fn run(args: SearchArgs, data: &Path) -> anyhow::Result<ExitCode> {
         } else {
             for (value, n) in &counts {
                 writeln!(out, "{n:>10}  {value}")?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(size) = &args.histogram {
+        let size = parse_duration(size)?;
+        for (start, n) in index.histogram(&request, size)? {
+            if args.json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({ "start": start.to_rfc3339(), "count": n })
+                )?;
+            } else {
+                writeln!(out, "{}  {n:>10}", start.format("%Y-%m-%d %H:%M:%SZ"))?;
             }
         }
         return Ok(ExitCode::SUCCESS);

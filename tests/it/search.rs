@@ -94,3 +94,34 @@ fn a_bad_query_fails_with_a_message() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("relive ingest"));
 }
+
+#[test]
+fn histogram_and_prune() {
+    let data = tempfile::tempdir().unwrap();
+    let seed = "../shared/samples-real/text/seed-workinghardinit-sharedstoragepath-chain.txt";
+    assert!(
+        relive(data.path(), &["ingest", "--timezone", "+02:00", seed])
+            .status
+            .success()
+    );
+    let out = relive(data.path(), &["search", "*", "--histogram", "1s", "--json"]);
+    let buckets: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(buckets.len(), 2, "{buckets:?}");
+    assert_eq!(buckets[0]["count"], 5);
+    let out = relive(
+        data.path(),
+        &["prune", "--older-than", "2018-09-27T13:36:45Z"],
+    );
+    assert!(
+        stdout(&out).contains("removed 5 events"),
+        "{}",
+        stdout(&out)
+    );
+    let out = relive(data.path(), &["prune", "--older-than", "1d"]);
+    assert!(stdout(&out).contains("0 remain"), "{}", stdout(&out));
+    let out = relive(data.path(), &["prune", "--older-than", "soon"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -171,3 +171,27 @@ fn a_bad_query_is_an_error_not_a_panic() {
     }
     assert!(index.count_by(&SearchRequest::new("*"), "message").is_err());
 }
+
+#[test]
+fn histogram_and_prune_by_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut index = EventIndex::open(dir.path()).unwrap();
+    let seed = shared().join("samples-real/text/seed-workinghardinit-sharedstoragepath-chain.txt");
+    let opts = ParseOptions {
+        local_zone: "+02:00".parse().unwrap(),
+        ..ParseOptions::default()
+    };
+    ingest(&mut index, &parse(&seed, &opts));
+    let buckets = index
+        .histogram(&SearchRequest::new("*"), chrono::Duration::seconds(1))
+        .unwrap();
+    let counts: Vec<u64> = buckets.iter().map(|(_, n)| *n).collect();
+    assert_eq!(counts, [5, 2], "{buckets:?}");
+    assert_eq!(buckets[0].0.to_rfc3339(), "2018-09-27T13:36:44+00:00");
+    let cutoff = chrono::DateTime::parse_from_rfc3339("2018-09-27T13:36:45Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    assert_eq!(index.prune(cutoff).unwrap(), 5);
+    assert_eq!(index.len(), 2);
+    assert_eq!(count(&index, "host:node-a"), 2);
+}
