@@ -2,20 +2,86 @@
 //! rewritten into the regex terms tantivy's query parser understands
 //! (`channel:/microsoft\-windows\-hyper\-v.*/`).
 
-/// Rewrites every unquoted `field:value` or bare `value` term holding `*` or
-/// `?` (other than a lone `*` or a range bound) into a regex term. Values are
-/// lower-cased, as every text field is indexed.
+/// Drops the parentheses around a group that only negates (`(NOT x)`):
+/// tantivy reads such a group as "nothing", Lucene as "all but x".
+/// pySigma's Lucene backend writes `… AND (NOT level:information)`.
+fn unwrap_negated_groups(query: &str) -> String {
+    let chars: Vec<char> = query.chars().collect();
+    let mut drop = vec![false; chars.len()];
+    for i in 0..chars.len() {
+        let starts_group = chars[i] == '('
+            && chars.len() >= i + 5
+            && chars[i + 1..i + 5].iter().collect::<String>() == "NOT ";
+        if !starts_group {
+            continue;
+        }
+        // Find the matching parenthesis, minding quotes and escapes.
+        let (mut depth, mut j, mut quoted) = (0i32, i, false);
+        while j < chars.len() {
+            match chars[j] {
+                '\\' => j += 1,
+                '"' => quoted = !quoted,
+                '(' if !quoted => depth += 1,
+                ')' if !quoted => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            j += 1;
+        }
+        if j < chars.len() {
+            drop[i] = true;
+            drop[j] = true;
+        }
+    }
+    chars
+        .iter()
+        .zip(drop)
+        .filter(|(_, d)| !d)
+        .map(|(c, _)| *c)
+        .collect()
+}
+
+/// Rewrites a query for tantivy: negated groups unwrapped, and every
+/// unquoted `field:value` or bare `value` term holding `*` or `?` (other
+/// than a lone `*` or a range bound) turned into a regex term, or into a
+/// phrase where a `*words with spaces*` pattern means "contains". Values
+/// are lower-cased, as every text field is indexed.
 pub fn rewrite_wildcards(query: &str) -> String {
+    let query = unwrap_negated_groups(query);
     let mut out = String::with_capacity(query.len() + 8);
     let mut in_quotes = false;
     let mut depth_range = 0u32;
     let mut token = String::new();
-    let flush = |token: &mut String, out: &mut String| {
-        out.push_str(&rewrite_term(token));
+    // tantivy reads `a AND NOT b` as nothing but `a AND -b` as meant.
+    let mut negate_next = false;
+    let flush = |token: &mut String, out: &mut String, negate_next: &mut bool| {
+        if token == "NOT" {
+            *negate_next = true;
+        } else if !token.is_empty() {
+            out.push_str(&rewrite_term(token));
+        }
         token.clear();
     };
+    let mut escaped = false;
     for c in query.chars() {
+        if negate_next && c != ' ' {
+            out.push('-');
+            negate_next = false;
+        }
+        if escaped {
+            token.push(c);
+            escaped = false;
+            continue;
+        }
         match c {
+            '\\' => {
+                token.push(c);
+                escaped = true;
+            }
             '"' => {
                 in_quotes = !in_quotes;
                 token.push(c);
@@ -29,13 +95,21 @@ pub fn rewrite_wildcards(query: &str) -> String {
                 token.push(c);
             }
             ' ' | '(' | ')' if !in_quotes && depth_range == 0 => {
-                flush(&mut token, &mut out);
+                let was_not = token == "NOT";
+                flush(&mut token, &mut out, &mut negate_next);
+                if was_not && c == ' ' {
+                    continue;
+                }
+                if negate_next && c != ' ' {
+                    out.push('-');
+                    negate_next = false;
+                }
                 out.push(c);
             }
             _ => token.push(c),
         }
     }
-    flush(&mut token, &mut out);
+    flush(&mut token, &mut out, &mut negate_next);
     out
 }
 
@@ -56,8 +130,15 @@ fn rewrite_term(token: &str) -> String {
     if value == "*" || value.is_empty() || !value.contains(['*', '?']) {
         return token.to_owned();
     }
+    let unescaped = unescape(value);
+    // `*collection\ registry*`: words inside stars mean "contains the phrase".
+    let inner = unescaped.trim_matches('*');
+    if inner.contains(' ') && !inner.contains(['*', '?', '"']) {
+        let field = field.unwrap_or("message");
+        return format!("{prefix}{field}:\"{inner}\"");
+    }
     let mut regex = String::with_capacity(value.len() * 2);
-    for c in value.chars().flat_map(char::to_lowercase) {
+    for c in unescaped.chars().flat_map(char::to_lowercase) {
         match c {
             '*' => regex.push_str(".*"),
             '?' => regex.push('.'),
@@ -72,6 +153,22 @@ fn rewrite_term(token: &str) -> String {
         Some(field) => format!("{prefix}{field}:/{regex}/"),
         None => format!("{prefix}message:/{regex}/"),
     }
+}
+
+/// Removes Lucene backslash escapes (`NODE\\-B` → `NODE-B`).
+fn unescape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(next) = chars.next() {
+                out.push(next);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -90,11 +187,16 @@ mod tests {
             "event_id:21502 AND message:/verif./",
         );
         check("*", "*");
+        // What pySigma's Lucene backend writes.
+        check(
+            "(event_id:21502 AND host:NODE\\-B) AND message:*collection\\ registry* AND (NOT level:information)",
+            "(event_id:21502 AND host:NODE\\-B) AND message:\"collection registry\" AND -level:information",
+        );
         check("message:\"a* b\"", "message:\"a* b\"");
         check("event_id:[21000 TO *]", "event_id:[21000 TO *]");
         check(
             "NOT (host:node-* OR -vm_name:adfs?)",
-            "NOT (host:/node\\-.*/ OR -vm_name:/adfs./)",
+            "-(host:/node\\-.*/ OR -vm_name:/adfs./)",
         );
     }
 }

@@ -195,3 +195,57 @@ fn histogram_and_prune_by_time() {
     assert_eq!(index.len(), 2);
     assert_eq!(count(&index, "host:node-a"), 2);
 }
+
+/// A Sigma rule over relive's field names, converted by the real `sigma-cli`
+/// with pySigma's Elasticsearch Lucene backend, runs unchanged as a search.
+/// (`scripts/test` installs sigma-cli and pysigma-backend-elasticsearch.)
+#[test]
+fn a_query_written_by_pysigma_runs_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = dir.path().join("live-migration-failed.yml");
+    std::fs::write(
+        &rule,
+        "title: Live migration failed because the collection registry is missing
+id: 6f7d1a3e-2b4c-4d5e-9f60-1a2b3c4d5e6f
+status: experimental
+logsource:
+    product: windows
+    service: system
+detection:
+    selection:
+        event_id: 21502
+        host: NODE-B
+    text:
+        message|contains: 'collection registry'
+    quiet:
+        level: information
+    condition: selection and text and not quiet
+level: high
+",
+    )
+    .unwrap();
+    let output = std::process::Command::new("sigma")
+        .args(["convert", "-t", "lucene", "--without-pipeline"])
+        .arg(&rule)
+        .output()
+        .expect("sigma-cli is installed (pip install sigma-cli pysigma-backend-elasticsearch)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let query = stdout.lines().last().unwrap().trim().to_owned();
+    assert!(query.contains("event_id:21502"), "{query}");
+
+    let mut index = EventIndex::open(&dir.path().join("index")).unwrap();
+    let opts = ParseOptions {
+        local_zone: "+02:00".parse().unwrap(),
+        ..ParseOptions::default()
+    };
+    let seed = shared().join("samples-real/text/seed-workinghardinit-sharedstoragepath-chain.txt");
+    ingest(&mut index, &parse(&seed, &opts));
+    let hits = index.search(&SearchRequest::new(&query)).unwrap();
+    assert_eq!(hits.total, 1, "{query}");
+    assert!(hits.hits[0].json.contains("\"event_id\":21502"));
+}
