@@ -252,6 +252,26 @@ impl EventIndex {
         Ok(Hit { timestamp, json })
     }
 
+    /// Runs a tantivy aggregation (Elasticsearch request shape) over the
+    /// events a search matches and returns its result as JSON.
+    fn aggregate(
+        &self,
+        request: &SearchRequest,
+        aggregation: serde_json::Value,
+    ) -> Result<serde_json::Value, IndexError> {
+        let bad = |e: serde_json::Error| IndexError::Query {
+            query: request.query.clone(),
+            reason: e.to_string(),
+        };
+        let query = self.query(request)?;
+        let aggs: tantivy::aggregation::agg_req::Aggregations =
+            serde_json::from_value(aggregation).map_err(bad)?;
+        let collector =
+            tantivy::aggregation::AggregationCollector::from_aggs(aggs, Default::default());
+        let result = self.reader.searcher().search(&query, &collector)?;
+        serde_json::to_value(result).map_err(bad)
+    }
+
     /// Deletes every event older than `cutoff`; returns how many went.
     pub fn prune(&mut self, cutoff: DateTime<Utc>) -> Result<u64, IndexError> {
         let before = self.len();
@@ -274,22 +294,13 @@ impl EventIndex {
         request: &SearchRequest,
         interval: chrono::Duration,
     ) -> Result<Vec<(DateTime<Utc>, u64)>, IndexError> {
-        let query = self.query(request)?;
         let millis = interval.num_milliseconds().max(1);
-        let agg: tantivy::aggregation::agg_req::Aggregations = serde_json::from_value(serde_json::json!({
-            "h": { "date_histogram": { "field": schema::TIMESTAMP, "fixed_interval": format!("{millis}ms"), "min_doc_count": 1 } }
-        }))
-        .map_err(|e| IndexError::Query {
-            query: request.query.clone(),
-            reason: e.to_string(),
-        })?;
-        let collector =
-            tantivy::aggregation::AggregationCollector::from_aggs(agg, Default::default());
-        let result = self.reader.searcher().search(&query, &collector)?;
-        let value = serde_json::to_value(result).map_err(|e| IndexError::Query {
-            query: request.query.clone(),
-            reason: e.to_string(),
-        })?;
+        let value = self.aggregate(
+            request,
+            serde_json::json!({
+                "h": { "date_histogram": { "field": schema::TIMESTAMP, "fixed_interval": format!("{millis}ms"), "min_doc_count": 1 } }
+            }),
+        )?;
         Ok(value["h"]["buckets"]
             .as_array()
             .map(|buckets| {
@@ -315,23 +326,12 @@ impl EventIndex {
     ) -> Result<Vec<(String, u64)>, IndexError> {
         let column = schema::group_column(field)
             .ok_or_else(|| IndexError::UnknownField(field.to_owned()))?;
-        let query = self.query(request)?;
-        let agg: tantivy::aggregation::agg_req::Aggregations =
-            serde_json::from_value(serde_json::json!({
+        let value = self.aggregate(
+            request,
+            serde_json::json!({
                 "by": { "terms": { "field": column, "size": 10_000, "min_doc_count": 1 } }
-            }))
-            .map_err(|e| IndexError::Query {
-                query: field.to_owned(),
-                reason: e.to_string(),
-            })?;
-        let collector =
-            tantivy::aggregation::AggregationCollector::from_aggs(agg, Default::default());
-        let searcher = self.reader.searcher();
-        let result = searcher.search(&query, &collector)?;
-        let value = serde_json::to_value(result).map_err(|e| IndexError::Query {
-            query: field.to_owned(),
-            reason: e.to_string(),
-        })?;
+            }),
+        )?;
         let mut out: Vec<(String, u64)> = value["by"]["buckets"]
             .as_array()
             .map(|buckets| {

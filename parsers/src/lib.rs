@@ -200,13 +200,9 @@ impl<'a> Ctx<'a> {
             self.sink.event(event);
             return;
         }
-        match self.resolver.push(event, &mut self.ready) {
-            Some(event) => self.sink.event(event),
-            None => {
-                for event in self.ready.drain(..) {
-                    self.sink.event(event);
-                }
-            }
+        self.resolver.push(event, &mut self.ready);
+        for event in self.ready.drain(..) {
+            self.sink.event(event);
         }
     }
 

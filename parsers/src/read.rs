@@ -288,7 +288,7 @@ impl<R: Read> LineReader<R> {
                 let text = match borrowed {
                     Some(text) => text,
                     None => {
-                        decode_line(bytes, self.encoding, &mut self.text);
+                        decode_into(bytes, self.encoding, &mut self.text);
                         &self.text
                     }
                 };
@@ -335,7 +335,7 @@ impl<R: Read> LineReader<R> {
                     if content.last() == Some(&b'\r') {
                         content = &content[..content.len() - 1];
                     }
-                    decode_line(content, self.encoding, &mut self.text);
+                    decode_into(content, self.encoding, &mut self.text);
                     let n = window.len();
                     self.scanner.consume(n);
                     return Some(LineItem::Line(Line {
@@ -352,10 +352,6 @@ impl<R: Read> LineReader<R> {
             }
         }
     }
-}
-
-fn decode_line(bytes: &[u8], encoding: TextEncoding, out: &mut String) {
-    decode_into(bytes, encoding, out);
 }
 
 /// A reader that turns UTF-16 into UTF-8 on the fly (UTF-8 passes through),

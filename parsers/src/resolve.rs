@@ -42,32 +42,28 @@ fn has_hyperv(name: &[u8]) -> bool {
 
 impl VmResolver {
     /// True when `event` can be handed on at once (nothing held, nothing
-    /// to infer); the caller then calls [`VmResolver::seen`] instead of `push`.
+    /// to infer); the caller then calls [`VmResolver::seen`], else `push`.
     pub(crate) fn passes(&self, event: &Event) -> bool {
         self.pending.is_empty() && (event.vm_id.is_some() || !is_hyperv(event))
     }
 
     /// Notes an event handed on without `push`.
     pub(crate) fn seen(&mut self, event: &Event) {
-        if event.vm_id.is_some() {
-            if let Some(name) = &event.vm_name {
-                if !event.vm_id_inferred && self.names.len() < MAX_NAMES {
-                    if let Some(id) = &event.vm_id {
-                        self.names
-                            .entry(name.to_lowercase())
-                            .or_insert_with(|| id.clone());
-                    }
-                }
-            }
-            if is_hyperv(event) {
-                self.remember(event);
-            }
+        self.learn_name(event);
+        self.remember(event);
+    }
+
+    /// Holds an event back for context; adds what became ready to `ready`.
+    pub(crate) fn push(&mut self, event: Event, ready: &mut Vec<Event>) {
+        self.learn_name(&event);
+        self.pending.push_back(event);
+        if self.pending.len() >= WINDOW {
+            self.release(WINDOW / 2, ready);
         }
     }
 
-    /// Takes an event. Returns it back when it can be handed on at once;
-    /// otherwise adds what became ready to `ready`.
-    pub(crate) fn push(&mut self, event: Event, ready: &mut Vec<Event>) -> Option<Event> {
+    /// Remembers which id a VM name stands for, from an event that says both.
+    fn learn_name(&mut self, event: &Event) {
         if let (Some(name), Some(id)) = (&event.vm_name, &event.vm_id) {
             if !event.vm_id_inferred && self.names.len() < MAX_NAMES {
                 self.names
@@ -75,19 +71,6 @@ impl VmResolver {
                     .or_insert_with(|| id.clone());
             }
         }
-        let hyperv = is_hyperv(&event);
-        let needs_help = event.vm_id.is_none() && hyperv;
-        if self.pending.is_empty() && !needs_help {
-            if hyperv {
-                self.remember(&event);
-            }
-            return Some(event);
-        }
-        self.pending.push_back(event);
-        if self.pending.len() >= WINDOW {
-            self.release(WINDOW / 2, ready);
-        }
-        None
     }
 
     /// Hands on everything still held.
@@ -106,18 +89,11 @@ impl VmResolver {
                 }
             }
         }
-        for event in self.pending.drain(..n.min(self.pending.len())) {
-            if self.recent.len() >= WINDOW {
-                self.recent.pop_front();
-            }
-            if let (Some(id), false, true) = (&event.vm_id, event.vm_id_inferred, is_hyperv(&event))
-            {
-                self.recent.push_back(Seen {
-                    host: event.host.clone(),
-                    timestamp: event.timestamp,
-                    vm_id: id.clone(),
-                });
-            }
+        for _ in 0..n {
+            let Some(event) = self.pending.pop_front() else {
+                break;
+            };
+            self.remember(&event);
             ready.push(event);
         }
     }

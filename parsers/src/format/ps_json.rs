@@ -128,14 +128,8 @@ impl<'de> Visitor<'de> for Top<'_, '_> {
 pub(crate) fn parse<R: Read>(reader: R, encoding: TextEncoding, ctx: &mut Ctx<'_>) {
     let count = Rc::new(Cell::new(0u64));
     let mark = Rc::new(Cell::new(0u64));
-    let guard = Guard {
-        inner: Utf8Reader::new(reader, encoding),
-        read: Rc::new(Cell::new(0)),
-        mark: Rc::new(Cell::new(0)),
-        limit: u64::MAX,
-    };
     let counted = Counting {
-        inner: BufReader::with_capacity(64 * 1024, guard),
+        inner: BufReader::with_capacity(64 * 1024, Utf8Reader::new(reader, encoding)),
         count: count.clone(),
     };
     // Bound one element's size: fail reads once an element runs too long.
