@@ -11,6 +11,9 @@ pub struct Cli {
     /// Where the index, WAL, incidents and audit log live.
     #[arg(long, global = true, default_value = "./relive-data")]
     pub data: PathBuf,
+    /// Extra rule folders or files, loaded after the shipped rules (repeatable).
+    #[arg(long = "rules", global = true, value_name = "DIR")]
+    pub rules: Vec<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -47,6 +50,38 @@ Examples:
         after_help = "Examples:\n  relive prune --older-than 30d\n  relive prune --older-than 2026-01-01T00:00Z"
     )]
     Prune(PruneArgs),
+    /// Root causes found, newest first.
+    #[command(
+        after_help = "Examples:\n  relive incidents\n  relive incidents --json | jq '.[] | {id, root_cause, status}'"
+    )]
+    Incidents(IncidentsArgs),
+    /// Evidence timeline of one incident across hosts, with the explanation and fix.
+    #[command(
+        after_help = "Examples:\n  relive explain 3f2a9c1d0b7e4a55\n  relive explain 3f2a   (a unique prefix is enough)"
+    )]
+    Explain(ExplainArgs),
+    /// Check rule files (the shipped ones plus --rules) and list what they detect.
+    #[command(after_help = "Examples:\n  relive rules\n  relive rules --rules ./my-rules")]
+    Rules,
+}
+
+#[derive(Debug, Args)]
+pub struct IncidentsArgs {
+    /// Print one JSON array with every field.
+    #[arg(long)]
+    pub json: bool,
+    /// Only incidents with this status (open or resolved).
+    #[arg(long)]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Incident id (or a unique prefix of it).
+    pub id: String,
+    /// Print the incident as JSON instead of a timeline.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -32,6 +32,7 @@ mod error;
 mod query;
 mod schema;
 
+use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::Path;
 
@@ -59,6 +60,21 @@ pub struct EventIndex {
     reader: IndexReader,
     writer: Option<IndexWriter>,
     uncommitted: u64,
+    /// Richness of each event added through this handle, by dedup key hash:
+    /// when exports overlap, the copy that says most is the one kept.
+    kept: HashMap<u64, u32>,
+}
+
+/// How much an event says: a copy with the VM id, a rendered message and
+/// more data fields is worth keeping over a thinner copy of the same record.
+fn richness(event: &Event) -> u32 {
+    u32::from(event.vm_id.is_some()) * 64
+        + u32::from(event.vm_id.is_some() && !event.vm_id_inferred) * 32
+        + u32::from(!event.message.is_empty()) * 16
+        + u32::from(event.vm_name.is_some()) * 8
+        + u32::from(!event.zone_assumed) * 4
+        + u32::from(event.hresult.is_some()) * 2
+        + (event.data.len() as u32).min(1000) * 256
 }
 
 /// A search: query text, optional time range, how many hits.
@@ -125,6 +141,7 @@ impl EventIndex {
             reader,
             writer: None,
             uncommitted: 0,
+            kept: HashMap::new(),
         })
     }
 
@@ -135,9 +152,20 @@ impl EventIndex {
         Ok(self.writer.as_mut().expect("writer was just created"))
     }
 
-    /// Adds an event, replacing any earlier event with the same dedup key.
+    /// Adds an event, replacing any earlier event with the same dedup key,
+    /// unless an earlier copy added through this handle says more (has the
+    /// VM id, the rendered message, more data fields).
     pub fn add(&mut self, event: &Event) -> Result<(), IndexError> {
         let key = schema::dedup_key(event);
+        let rich = richness(event);
+        let slot = self
+            .kept
+            .entry(schema::fnv1a(&[key.as_bytes()]))
+            .or_insert(0);
+        if *slot > rich {
+            return Ok(());
+        }
+        *slot = rich;
         let doc = self.fields.document(event, &key);
         let key_field = self.fields.dedup_key;
         let writer = self.writer()?;

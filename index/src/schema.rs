@@ -133,7 +133,7 @@ pub fn register_tokenizers(index: &Index) {
 }
 
 /// FNV-1a, stable across Rust versions (unlike `DefaultHasher`).
-fn fnv1a(parts: &[&[u8]]) -> u64 {
+pub(crate) fn fnv1a(parts: &[&[u8]]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
         for byte in *part {

@@ -2,7 +2,7 @@
 //! index under `--data`, then print what was read.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use parsers::{Event, Metric, RecordError, Sink};
 
 use crate::cli::ParseArgs;
+use crate::commands::incidents;
 use crate::commands::parse::{expand_paths, Settings};
 
 struct IndexSink<'a> {
@@ -56,8 +57,9 @@ impl Sink for IndexSink<'_> {
 }
 
 /// Runs `relive ingest`.
-pub fn run(args: ParseArgs, data: &Path) -> anyhow::Result<ExitCode> {
+pub fn run(args: ParseArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_args(args)?;
+    let (rules, kb) = incidents::load_rules(rule_dirs)?;
     let files = expand_paths(&settings.paths)?;
     let index_dir = data.join("index");
     let mut index = index::EventIndex::open(&index_dir)
@@ -91,6 +93,12 @@ pub fn run(args: ParseArgs, data: &Path) -> anyhow::Result<ExitCode> {
     let (hosts, first, last) = (std::mem::take(&mut sink.hosts), sink.first, sink.last);
     index.commit().context("cannot commit the index")?;
     let after = index.len();
+    let found = match (first, last) {
+        (Some(first), Some(last)) => Some(incidents::correlate_window(
+            &index, data, rules, kb, first, last,
+        )?),
+        _ => None,
+    };
     println!("files:   {} ({} unrecognised)", files.len(), unrecognised);
     println!(
         "events:  {events} read, {} new in the index ({} in all)",
@@ -108,6 +116,31 @@ pub fn run(args: ParseArgs, data: &Path) -> anyhow::Result<ExitCode> {
     println!("hosts:   {}", hosts.len());
     for (host, n) in &hosts {
         println!("  {host:<32} {n}");
+    }
+    if let Some((found, added)) = found {
+        let open = found
+            .iter()
+            .filter(|i| i.status == correlate::Status::Open)
+            .count();
+        println!(
+            "incidents: {} around these events ({} open, {} new); see `relive incidents`",
+            found.len(),
+            open,
+            added
+        );
+        for i in &found {
+            println!(
+                "  {}  {:<8}  {:<28}  {}",
+                i.id,
+                if i.status == correlate::Status::Open {
+                    "open"
+                } else {
+                    "resolved"
+                },
+                i.root_cause,
+                i.vm_name.as_deref().or(i.vm_id.as_deref()).unwrap_or("?"),
+            );
+        }
     }
     Ok(if errors > 0 {
         ExitCode::from(1)

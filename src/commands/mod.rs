@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod incidents;
 mod ingest;
 mod parse;
 mod prune;
@@ -13,8 +14,11 @@ use crate::cli::{Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Parse(args) => parse::run(args),
-        Command::Ingest(args) => ingest::run(args, &cli.data),
+        Command::Ingest(args) => ingest::run(args, &cli.data, &cli.rules),
         Command::Search(args) => search::run(args, &cli.data),
         Command::Prune(args) => prune::run(args, &cli.data),
+        Command::Incidents(args) => incidents::list(args, &cli.data),
+        Command::Explain(args) => incidents::explain(args, &cli.data),
+        Command::Rules => incidents::rules(&cli.rules),
     }
 }

@@ -1,0 +1,1018 @@
+//! The streaming matcher: events in (any order within the lateness bound),
+//! incidents out.
+//!
+//! Events that no rule matches cost one hash lookup and are dropped. Matched
+//! events wait in a reorder buffer until the watermark (the newest time seen,
+//! minus the lateness bound) passes them, then join the group of their VM.
+//! A failure signal starts an attempt; the attempt is decided when the chain
+//! of a cause is complete, or when the watermark passes the failure plus the
+//! settle time, and decided again whenever late evidence arrives while its
+//! window is open. Decisions are emitted as whole `Incident` snapshots with
+//! stable ids, so consumers upsert.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use compact_str::CompactString;
+use parsers::extract::strip_resource_prefix;
+use parsers::Event;
+
+use crate::incident::{Alternative, Evidence, EvidenceOrigin, Incident, Remediation, Status};
+use crate::kb::{fill, Knowledge};
+use crate::rules::{CauseRule, CorrelationType, Role, RuleSet};
+
+/// Timing knobs of the engine.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How late (in event time) an event may arrive and still be ordered.
+    pub lateness: Duration,
+    /// How long after a failure the engine waits for the rest of its chain
+    /// before deciding, unless a chain is already complete.
+    pub settle: Duration,
+    /// Failures of the same VM and cause within this window fold into one incident.
+    pub fold_window: Duration,
+    /// Failure signals further apart than this are separate attempts.
+    pub attempt_gap: Duration,
+    /// Evidence events kept per incident.
+    pub max_evidence: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            lateness: Duration::from_secs(60),
+            settle: Duration::from_secs(10),
+            fold_window: Duration::from_secs(3600),
+            attempt_gap: Duration::from_secs(30),
+            max_evidence: 200,
+        }
+    }
+}
+
+/// Counters for the summary and the benchmark.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Events pushed.
+    pub events: u64,
+    /// Events some rule matched.
+    pub matched: u64,
+    /// Matched events that arrived after their lateness bound.
+    pub late: u64,
+    /// Duplicate deliveries dropped.
+    pub duplicates: u64,
+    /// Decisions made (including re-decisions).
+    pub decisions: u64,
+}
+
+/// A matched event as the engine keeps it.
+#[derive(Debug, Clone)]
+struct Matched {
+    ts: DateTime<Utc>,
+    host: CompactString,
+    rules: Vec<usize>,
+    src_named: Option<CompactString>,
+    dst_named: Option<CompactString>,
+    evidence: Evidence,
+}
+
+#[derive(Debug)]
+struct Pending {
+    ts: DateTime<Utc>,
+    seq: u64,
+    event: Event,
+    rules: Vec<usize>,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        (self.ts, self.seq) == (other.ts, other.seq)
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.ts, self.seq).cmp(&(other.ts, other.seq))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Attempt {
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
+    deadline: DateTime<Utc>,
+    decided: bool,
+    dirty: bool,
+    incident: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    vm_id: Option<CompactString>,
+    vm_name: Option<CompactString>,
+    events: VecDeque<Matched>,
+    seen: HashSet<u64>,
+    attempt: Option<Attempt>,
+    incidents: Vec<Incident>,
+    last_ts: Option<DateTime<Utc>>,
+}
+
+/// The correlation engine.
+pub struct Correlator {
+    rules: Arc<RuleSet>,
+    kb: Arc<Knowledge>,
+    cfg: Config,
+    heap: BinaryHeap<Reverse<Pending>>,
+    seq: u64,
+    newest: Option<DateTime<Utc>>,
+    clock: Option<DateTime<Utc>>,
+    groups: HashMap<CompactString, Group>,
+    names: HashMap<CompactString, CompactString>,
+    pool: VecDeque<Matched>,
+    pool_seen: HashSet<u64>,
+    active: HashSet<CompactString>,
+    updates: Vec<Incident>,
+    scratch: Vec<usize>,
+    last_sweep: Option<DateTime<Utc>>,
+    stats: Stats,
+}
+
+fn td(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+impl Correlator {
+    /// An engine over the given rules and knowledge base.
+    pub fn new(rules: Arc<RuleSet>, kb: Arc<Knowledge>, cfg: Config) -> Correlator {
+        Correlator {
+            rules,
+            kb,
+            cfg,
+            heap: BinaryHeap::new(),
+            seq: 0,
+            newest: None,
+            clock: None,
+            groups: HashMap::new(),
+            names: HashMap::new(),
+            pool: VecDeque::new(),
+            pool_seen: HashSet::new(),
+            active: HashSet::new(),
+            updates: Vec::new(),
+            scratch: Vec::new(),
+            last_sweep: None,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Number of VM groups held in memory.
+    pub fn groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Feeds one event. Incidents it completes are returned by `drain`.
+    pub fn push(&mut self, event: Event) {
+        self.stats.events += 1;
+        let ts = event.timestamp;
+        let mut matched = std::mem::take(&mut self.scratch);
+        self.rules.matching(&event, &mut matched);
+        if !matched.is_empty() {
+            self.stats.matched += 1;
+            let bound = self.clock;
+            if bound.is_some_and(|c| ts < c) {
+                // Later than the lateness bound: still used, out of order.
+                self.stats.late += 1;
+                self.process(event, matched.clone());
+            } else {
+                self.seq += 1;
+                self.heap.push(Reverse(Pending {
+                    ts,
+                    seq: self.seq,
+                    event,
+                    rules: matched.clone(),
+                }));
+            }
+        }
+        matched.clear();
+        self.scratch = matched;
+        if self.newest.is_none_or(|n| ts > n) {
+            self.newest = Some(ts);
+            let clock = ts - td(self.cfg.lateness);
+            self.advance(clock);
+        }
+    }
+
+    /// Treats every buffered event as on time and decides every open attempt
+    /// (end of a batch, or shutdown).
+    pub fn flush(&mut self) {
+        self.advance(DateTime::<Utc>::MAX_UTC);
+        self.clock = self.newest.map(|n| n - td(self.cfg.lateness));
+    }
+
+    /// Incident snapshots produced since the last call (upsert them by id).
+    pub fn drain(&mut self) -> Vec<Incident> {
+        let mut out = std::mem::take(&mut self.updates);
+        // Keep the last snapshot of each id.
+        let mut seen = HashSet::new();
+        out.reverse();
+        out.retain(|i| seen.insert(i.id.clone()));
+        out.reverse();
+        out
+    }
+
+    fn advance(&mut self, clock: DateTime<Utc>) {
+        while let Some(Reverse(top)) = self.heap.peek() {
+            if top.ts > clock {
+                break;
+            }
+            let Reverse(p) = self.heap.pop().expect("peeked");
+            self.clock = Some(p.ts);
+            self.process(p.event, p.rules);
+            self.decide_due(p.ts);
+        }
+        if clock != DateTime::<Utc>::MAX_UTC {
+            self.clock = Some(self.clock.map_or(clock, |c| c.max(clock)));
+        }
+        self.decide_due(clock);
+        if self
+            .last_sweep
+            .is_none_or(|s| clock - s > TimeDelta::seconds(60))
+        {
+            self.sweep(clock);
+            self.last_sweep = Some(clock);
+        }
+    }
+
+    fn key_of(&mut self, event: &Event) -> Option<CompactString> {
+        let name = event
+            .vm_name
+            .as_deref()
+            .map(strip_resource_prefix)
+            .filter(|n| !n.is_empty())
+            .map(|n| CompactString::from(n.to_lowercase()));
+        if let Some(id) = event.vm_id.as_deref() {
+            let id_key = CompactString::from(format!("id:{}", id.to_ascii_uppercase()));
+            if let Some(name) = name {
+                if self.names.insert(name.clone(), id_key.clone()).is_none() {
+                    // Events seen under the name alone join the id's group.
+                    let name_key = CompactString::from(format!("name:{name}"));
+                    if let Some(old) = self.groups.remove(&name_key) {
+                        self.active.remove(&name_key);
+                        let had_attempt = old.attempt.is_some();
+                        let target = self.groups.entry(id_key.clone()).or_default();
+                        merge(target, old);
+                        if had_attempt {
+                            self.active.insert(id_key.clone());
+                        }
+                    }
+                }
+            }
+            return Some(id_key);
+        }
+        let name = name?;
+        Some(
+            self.names
+                .get(&name)
+                .cloned()
+                .unwrap_or_else(|| CompactString::from(format!("name:{name}"))),
+        )
+    }
+
+    fn process(&mut self, event: Event, rules: Vec<usize>) {
+        let key = self.key_of(&event);
+        let dedup = dedup_hash(&event);
+        let roles: Vec<Role> = rules
+            .iter()
+            .map(|&r| self.rules.detections[r].role)
+            .collect();
+        let m = self.to_matched(&event, rules);
+        let Some(key) = key else {
+            if !self.pool_seen.insert(dedup) {
+                self.stats.duplicates += 1;
+                return;
+            }
+            // Host-level evidence: re-decide attempts on that host.
+            let host = m.host.clone();
+            let ts = m.ts;
+            self.pool.push_back(m);
+            let span = td(self.rules.max_timespan);
+            for k in &self.active {
+                if let Some(g) = self.groups.get_mut(k) {
+                    let near = g
+                        .attempt
+                        .as_ref()
+                        .is_some_and(|a| ts >= a.first - span && ts <= a.last + span);
+                    if near && group_hosts(g).iter().any(|h| h.eq_ignore_ascii_case(&host)) {
+                        if let Some(a) = g.attempt.as_mut() {
+                            a.dirty = true;
+                        }
+                    }
+                }
+            }
+            return;
+        };
+        let group = self.groups.entry(key.clone()).or_default();
+        if !group.seen.insert(dedup) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        if group.vm_id.is_none() {
+            group.vm_id = event
+                .vm_id
+                .as_deref()
+                .map(|v| v.to_ascii_uppercase().into());
+        }
+        if group.vm_name.is_none() {
+            group.vm_name = event
+                .vm_name
+                .as_deref()
+                .map(|n| CompactString::from(strip_resource_prefix(n)));
+        }
+        let ts = m.ts;
+        group.last_ts = Some(group.last_ts.map_or(ts, |l| l.max(ts)));
+        let failure = roles.contains(&Role::Failure);
+        let success = roles.contains(&Role::Success);
+        let slow = success && event.event_id == 20417;
+        let matched_rules = m.rules.clone();
+        insert_sorted(&mut group.events, m);
+        while group.events.len() > 4 * self.cfg.max_evidence {
+            group.events.pop_front();
+        }
+        if failure {
+            let gap = td(self.cfg.attempt_gap);
+            let settle = td(self.cfg.settle);
+            let continues = group
+                .attempt
+                .as_ref()
+                .is_some_and(|a| ts <= a.last + gap && ts >= a.first - gap);
+            if continues {
+                let a = group.attempt.as_mut().expect("checked");
+                a.last = a.last.max(ts);
+                a.first = a.first.min(ts);
+                a.dirty = true;
+            } else {
+                if group.attempt.as_ref().is_some_and(|a| !a.decided) {
+                    self.decide(&key);
+                }
+                let group = self.groups.get_mut(&key).expect("exists");
+                group.attempt = Some(Attempt {
+                    first: ts,
+                    last: ts,
+                    deadline: ts + settle,
+                    decided: false,
+                    dirty: false,
+                    incident: None,
+                });
+                self.active.insert(key.clone());
+            }
+        } else if let Some(a) = group.attempt.as_mut() {
+            let span = td(self.rules.max_timespan);
+            if ts >= a.first - span && ts <= a.last + span {
+                a.dirty = true;
+            }
+        }
+        if success {
+            self.resolve(&key, ts, &event, slow);
+            return;
+        }
+        let complete = self
+            .groups
+            .get(&key)
+            .and_then(|g| g.attempt.as_ref())
+            .is_some_and(|a| !a.decided)
+            && self.chain_complete(&key, &matched_rules);
+        if complete {
+            self.decide(&key);
+        }
+    }
+
+    fn to_matched(&self, event: &Event, rules: Vec<usize>) -> Matched {
+        let rule_name = rules
+            .iter()
+            .map(|&r| self.rules.detections[r].name.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut message: String = event.message.chars().take(2000).collect();
+        if message.is_empty() {
+            message = event
+                .data
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            message = message.chars().take(2000).collect();
+        }
+        let (src_named, dst_named) = hosts_named(&event.message, event);
+        Matched {
+            ts: event.timestamp,
+            host: CompactString::from(event.short_host()),
+            rules,
+            src_named,
+            dst_named,
+            evidence: Evidence {
+                timestamp: event.timestamp,
+                host: event.host.to_string(),
+                channel: event.channel.to_string(),
+                provider: event.provider.to_string(),
+                event_id: event.event_id,
+                level: event.level.as_str().to_string(),
+                record_id: event.record_id,
+                hresult: event.hresult.as_deref().map(str::to_string),
+                message,
+                rule: rule_name,
+                origin: EvidenceOrigin {
+                    path: event.origin.path.clone(),
+                    offset: event.origin.offset,
+                },
+            },
+        }
+    }
+
+    fn chain_complete(&self, key: &str, new_rules: &[usize]) -> bool {
+        let Some(group) = self.groups.get(key) else {
+            return false;
+        };
+        let Some(a) = group.attempt.as_ref() else {
+            return false;
+        };
+        let mut causes: Vec<usize> = new_rules
+            .iter()
+            .flat_map(|&r| self.rules.causes_of[r].iter().copied())
+            .collect();
+        if new_rules
+            .iter()
+            .any(|&r| self.rules.detections[r].role == Role::Failure)
+        {
+            causes = (0..self.rules.causes.len()).collect();
+        }
+        causes.sort_unstable();
+        causes.dedup();
+        causes.into_iter().any(|c| {
+            let cause = &self.rules.causes[c];
+            let (count, _) = evaluate(cause, group.events.iter(), a, &[]);
+            count == cause.rules.len() as u64 && cause.satisfied(count)
+        })
+    }
+
+    fn decide_due(&mut self, clock: DateTime<Utc>) {
+        if self.active.is_empty() {
+            return;
+        }
+        let span = td(self.rules.max_timespan);
+        let mut due = Vec::new();
+        let mut finished = Vec::new();
+        for key in &self.active {
+            let Some(a) = self.groups.get(key).and_then(|g| g.attempt.as_ref()) else {
+                finished.push(key.clone());
+                continue;
+            };
+            if (!a.decided && clock >= a.deadline) || (a.decided && a.dirty) {
+                due.push(key.clone());
+            }
+            if a.decided && !a.dirty && clock > a.last + span {
+                finished.push(key.clone());
+            }
+        }
+        due.sort();
+        for key in due {
+            self.decide(&key);
+        }
+        for key in finished {
+            self.active.remove(&key);
+        }
+    }
+
+    fn sweep(&mut self, clock: DateTime<Utc>) {
+        let keep = td(self.rules.max_timespan) + td(self.cfg.fold_window);
+        if clock == DateTime::<Utc>::MAX_UTC {
+            return;
+        }
+        let horizon = clock - keep;
+        while self.pool.front().is_some_and(|m| m.ts < horizon) {
+            self.pool.pop_front();
+        }
+        if self.pool.is_empty() {
+            self.pool_seen.clear();
+        }
+        let active = &self.active;
+        self.groups
+            .retain(|k, g| active.contains(k) || g.last_ts.is_some_and(|t| t >= horizon));
+    }
+
+    fn pool_for<'a>(&'a self, group: &Group, a: &Attempt) -> Vec<&'a Matched> {
+        let span = td(self.rules.max_timespan);
+        let hosts = group_hosts(group);
+        self.pool
+            .iter()
+            .filter(|m| m.ts >= a.first - span && m.ts <= a.last + span)
+            .filter(|m| hosts.iter().any(|h| h.eq_ignore_ascii_case(&m.host)))
+            .collect()
+    }
+
+    fn decide(&mut self, key: &str) {
+        self.stats.decisions += 1;
+        let Some(group) = self.groups.get(key) else {
+            return;
+        };
+        let Some(a) = group.attempt.clone() else {
+            return;
+        };
+        let pool = self.pool_for(group, &a);
+        let mut scored: Vec<(u64, i64, f64, usize, Vec<usize>)> = Vec::new();
+        for (c, cause) in self.rules.causes.iter().enumerate() {
+            let (count, matched) = evaluate(cause, group.events.iter(), &a, &pool);
+            if count == 0 || !cause.satisfied(count) {
+                continue;
+            }
+            if !cause.requires.iter().all(|r| matched.contains(r)) {
+                continue;
+            }
+            let ratio = matched.len() as f64 / cause.rules.len() as f64;
+            let confidence = cause.confidence * (0.6 + 0.4 * ratio.min(1.0));
+            scored.push((matched.len() as u64, cause.priority, confidence, c, matched));
+        }
+        scored.sort_by(|x, y| {
+            y.0.cmp(&x.0)
+                .then(y.1.cmp(&x.1))
+                .then(y.2.total_cmp(&x.2))
+                .then(x.3.cmp(&y.3))
+        });
+        let span = td(self.rules.max_timespan);
+        let failure_ev: Vec<&Matched> = group
+            .events
+            .iter()
+            .filter(|m| m.ts >= a.first - span && m.ts <= a.last + span)
+            .filter(|m| {
+                m.rules
+                    .iter()
+                    .any(|&r| self.rules.detections[r].role == Role::Failure)
+            })
+            .collect();
+        let (root_cause, confidence, winner_rules, cause_title, playbook) = match scored.first() {
+            Some((_, _, conf, c, matched)) => {
+                let cause = &self.rules.causes[*c];
+                (
+                    cause.root_cause.clone(),
+                    *conf,
+                    matched.clone(),
+                    cause.title.clone(),
+                    cause.playbook.clone(),
+                )
+            }
+            None => (
+                "unknown".to_string(),
+                0.3,
+                Vec::new(),
+                "Live migration failed for a reason no rule explains".to_string(),
+                "unknown".to_string(),
+            ),
+        };
+        let alternatives: Vec<Alternative> = scored
+            .iter()
+            .skip(1)
+            .map(|(_, _, conf, c, matched)| Alternative {
+                root_cause: self.rules.causes[*c].root_cause.clone(),
+                confidence: round2(conf.min(confidence) * 0.7),
+                matched: matched
+                    .iter()
+                    .map(|&r| self.rules.detections[r].name.clone())
+                    .collect(),
+            })
+            .collect();
+        // Evidence: failure signals, then the winner's rules within its timespan.
+        let winner_span = scored
+            .first()
+            .map_or(span, |s| td(self.rules.causes[s.3].timespan));
+        let mut evidence: Vec<&Matched> = failure_ev.clone();
+        for m in group.events.iter().chain(pool.iter().copied()) {
+            if m.ts >= a.first - winner_span
+                && m.ts <= a.last + winner_span
+                && m.rules.iter().any(|r| winner_rules.contains(r))
+                && !evidence.iter().any(|e| std::ptr::eq(*e, m))
+            {
+                evidence.push(m);
+            }
+        }
+        evidence.sort_by(|x, y| x.ts.cmp(&y.ts).then(x.host.cmp(&y.host)));
+        let source = failure_ev
+            .iter()
+            .find_map(|m| m.src_named.clone())
+            .or_else(|| evidence.iter().find_map(|m| m.src_named.clone()))
+            .or_else(|| failure_ev.first().map(|m| m.host.clone()));
+        let destination = group
+            .events
+            .iter()
+            .filter(|m| m.ts >= a.first - span && m.ts <= a.last + span)
+            .find(|m| {
+                m.rules
+                    .iter()
+                    .any(|&r| self.rules.detections[r].role == Role::Destination)
+            })
+            .map(|m| m.host.clone())
+            .or_else(|| evidence.iter().find_map(|m| m.dst_named.clone()))
+            .or_else(|| {
+                evidence
+                    .iter()
+                    .map(|m| m.host.clone())
+                    .find(|h| source.as_ref().is_none_or(|s| !s.eq_ignore_ascii_case(h)))
+            });
+        let mut evidence: Vec<Evidence> =
+            evidence.into_iter().map(|m| m.evidence.clone()).collect();
+        evidence.truncate(self.cfg.max_evidence);
+        let first_seen = evidence.first().map_or(a.first, |e| e.timestamp);
+        let last_seen = evidence.last().map_or(a.last, |e| e.timestamp);
+        let vm_name = group.vm_name.as_deref().map(str::to_string);
+        let vm_id = group.vm_id.as_deref().map(str::to_string);
+        let remediation = self.remediation(&playbook, &vm_name, &vm_id, &source, &destination);
+        let what = self
+            .kb
+            .get(&playbook)
+            .map_or(cause_title, |p| p.title.clone());
+        let title = format!(
+            "{} failed to live-migrate {} -> {}: {}",
+            vm_name.as_deref().or(vm_id.as_deref()).unwrap_or("a VM"),
+            source.as_deref().unwrap_or("?"),
+            destination.as_deref().unwrap_or("?"),
+            what
+        );
+        let fold = td(self.cfg.fold_window);
+        let group = self.groups.get_mut(key).expect("exists");
+        let attempt = group.attempt.as_mut().expect("exists");
+        attempt.decided = true;
+        attempt.dirty = false;
+        // Which incident does this attempt belong to?
+        let existing = attempt
+            .incident
+            .clone()
+            .and_then(|id| group.incidents.iter().position(|i| i.id == id));
+        let slot = match existing {
+            Some(i)
+                if group.incidents[i].root_cause == root_cause || group.incidents[i].count <= 1 =>
+            {
+                Some(i)
+            }
+            Some(i) => {
+                group.incidents[i].count -= 1;
+                None
+            }
+            None => group.incidents.iter().position(|i| {
+                i.status == Status::Open
+                    && i.root_cause == root_cause
+                    && a.first - i.last_seen <= fold
+                    && a.first >= i.first_seen
+            }),
+        };
+        let fresh_id = incident_id(key, a.first);
+        let incident = match slot {
+            Some(i) => {
+                let inc = &mut group.incidents[i];
+                let folded_now = attempt.incident.as_deref() != Some(inc.id.as_str());
+                if folded_now {
+                    inc.count += 1;
+                    merge_evidence(&mut inc.evidence, evidence, self.cfg.max_evidence);
+                } else if inc.count <= 1 {
+                    inc.evidence = evidence;
+                } else {
+                    merge_evidence(&mut inc.evidence, evidence, self.cfg.max_evidence);
+                }
+                inc.root_cause = root_cause;
+                inc.title = title;
+                inc.confidence = round2(confidence);
+                inc.alternatives = alternatives;
+                inc.remediation = remediation;
+                inc.first_seen = inc
+                    .evidence
+                    .first()
+                    .map_or(first_seen, |e| e.timestamp.min(first_seen));
+                inc.last_seen = inc
+                    .evidence
+                    .last()
+                    .map_or(last_seen, |e| e.timestamp.max(last_seen));
+                inc.source_host = source.map(|s| s.to_string()).or(inc.source_host.take());
+                inc.destination_host = destination
+                    .map(|s| s.to_string())
+                    .or(inc.destination_host.take());
+                attempt.incident = Some(inc.id.clone());
+                inc.clone()
+            }
+            None => {
+                let inc = Incident {
+                    id: fresh_id.clone(),
+                    root_cause,
+                    title,
+                    vm_name,
+                    vm_id,
+                    source_host: source.map(|s| s.to_string()),
+                    destination_host: destination.map(|s| s.to_string()),
+                    first_seen,
+                    last_seen,
+                    status: Status::Open,
+                    resolved_at: None,
+                    count: 1,
+                    confidence: round2(confidence),
+                    alternatives,
+                    evidence,
+                    remediation,
+                    warnings: Vec::new(),
+                };
+                attempt.incident = Some(fresh_id);
+                group.incidents.push(inc.clone());
+                if group.incidents.len() > 16 {
+                    group.incidents.remove(0);
+                }
+                inc
+            }
+        };
+        self.updates.push(incident);
+    }
+
+    fn resolve(&mut self, key: &str, ts: DateTime<Utc>, event: &Event, slow: bool) {
+        if self
+            .groups
+            .get(key)
+            .and_then(|g| g.attempt.as_ref())
+            .is_some_and(|a| !a.decided || a.dirty)
+        {
+            self.decide(key);
+        }
+        let Some(group) = self.groups.get_mut(key) else {
+            return;
+        };
+        let mut any = false;
+        for inc in group.incidents.iter_mut() {
+            if inc.status == Status::Open && inc.last_seen <= ts {
+                inc.status = Status::Resolved;
+                inc.resolved_at = Some(ts);
+                if slow {
+                    inc.warnings.push(format!(
+                        "the retry completed with a long blackout ({} event {} on {}): see non-convergence",
+                        event.provider, event.event_id, event.host
+                    ));
+                }
+                self.updates.push(inc.clone());
+                any = true;
+            }
+        }
+        if any {
+            group.attempt = None;
+            self.active.remove(key);
+        }
+    }
+
+    fn remediation(
+        &self,
+        playbook: &str,
+        vm_name: &Option<String>,
+        vm_id: &Option<String>,
+        source: &Option<CompactString>,
+        destination: &Option<CompactString>,
+    ) -> Remediation {
+        let Some(p) = self.kb.get(playbook) else {
+            return Remediation {
+                playbook: playbook.to_string(),
+                ..Remediation::default()
+            };
+        };
+        let values = [
+            ("vm_name", vm_name.as_deref().unwrap_or("?")),
+            ("vm_id", vm_id.as_deref().unwrap_or("?")),
+            ("source_host", source.as_deref().unwrap_or("?")),
+            ("destination_host", destination.as_deref().unwrap_or("?")),
+        ];
+        Remediation {
+            playbook: p.id.clone(),
+            fix_class: p.fix_class.clone(),
+            retry: p.retry.clone(),
+            summary: fill(&p.summary, &values),
+            confirm: p.confirm.clone(),
+            steps: p.fix.clone(),
+        }
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn merge(target: &mut Group, old: Group) {
+    for m in old.events {
+        insert_sorted(&mut target.events, m);
+    }
+    target.seen.extend(old.seen);
+    if target.attempt.is_none() {
+        target.attempt = old.attempt;
+    }
+    target.incidents.extend(old.incidents);
+    if target.vm_name.is_none() {
+        target.vm_name = old.vm_name;
+    }
+    target.last_ts = match (target.last_ts, old.last_ts) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+}
+
+fn insert_sorted(events: &mut VecDeque<Matched>, m: Matched) {
+    if events.back().is_none_or(|b| b.ts <= m.ts) {
+        events.push_back(m);
+    } else {
+        let at = events.partition_point(|e| e.ts <= m.ts);
+        events.insert(at, m);
+    }
+}
+
+fn merge_evidence(into: &mut Vec<Evidence>, more: Vec<Evidence>, cap: usize) {
+    for e in more {
+        if !into.contains(&e) {
+            into.push(e);
+        }
+    }
+    into.sort_by_key(|e| e.timestamp);
+    if into.len() > cap {
+        let drop = into.len() - cap;
+        into.drain(..drop);
+    }
+}
+
+fn group_hosts(group: &Group) -> Vec<CompactString> {
+    let mut hosts: Vec<CompactString> = Vec::new();
+    for m in &group.events {
+        for h in [Some(&m.host), m.src_named.as_ref(), m.dst_named.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            if !hosts.iter().any(|x| x.eq_ignore_ascii_case(h)) {
+                hosts.push(h.clone());
+            }
+        }
+    }
+    hosts
+}
+
+/// Counts what a cause matched around an attempt: distinct rules (temporal),
+/// rules in order (temporal_ordered) or events (event_count).
+fn evaluate<'a>(
+    cause: &CauseRule,
+    events: impl Iterator<Item = &'a Matched>,
+    a: &Attempt,
+    pool: &[&'a Matched],
+) -> (u64, Vec<usize>) {
+    let span = td(cause.timespan);
+    let lo = a.first - span;
+    let hi = a.last + span;
+    let mut hits: Vec<(DateTime<Utc>, usize)> = Vec::new();
+    for m in events.chain(pool.iter().copied()) {
+        if m.ts < lo || m.ts > hi {
+            continue;
+        }
+        for &r in &m.rules {
+            if cause.rules.contains(&r) {
+                hits.push((m.ts, r));
+            }
+        }
+    }
+    match cause.kind {
+        CorrelationType::EventCount => {
+            let mut rules: Vec<usize> = hits.iter().map(|h| h.1).collect();
+            rules.sort_unstable();
+            rules.dedup();
+            (hits.len() as u64, rules)
+        }
+        CorrelationType::Temporal => {
+            let mut rules: Vec<usize> = hits.iter().map(|h| h.1).collect();
+            rules.sort_unstable();
+            rules.dedup();
+            (rules.len() as u64, rules)
+        }
+        CorrelationType::TemporalOrdered => {
+            hits.sort();
+            let mut at = lo;
+            let mut rules = Vec::new();
+            for &r in &cause.rules {
+                match hits.iter().find(|(t, x)| *x == r && *t >= at) {
+                    Some((t, _)) => {
+                        at = *t;
+                        rules.push(r);
+                    }
+                    None => break,
+                }
+            }
+            (rules.len() as u64, rules)
+        }
+    }
+}
+
+fn incident_id(key: &str, first: DateTime<Utc>) -> String {
+    let mut h = Fnv::default();
+    key.hash(&mut h);
+    first.timestamp().hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// host + channel + record id, or the content where there is no record id.
+fn dedup_hash(event: &Event) -> u64 {
+    let mut h = Fnv::default();
+    event.short_host().to_ascii_lowercase().hash(&mut h);
+    event.event_id.hash(&mut h);
+    match event.record_id {
+        Some(r) if !event.channel.is_empty() => {
+            normalize_channel(&event.channel).hash(&mut h);
+            r.hash(&mut h);
+        }
+        _ => {
+            event.timestamp.timestamp().hash(&mut h);
+            let text: String = event
+                .message
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .replace(['\u{2018}', '\u{2019}'], "'");
+            text.hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
+fn normalize_channel(channel: &str) -> String {
+    channel.replace('/', "-").to_ascii_lowercase()
+}
+
+/// FNV-1a: stable across runs and platforms, so incident ids are too.
+struct Fnv(u64);
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// Source and destination hosts named in the text ("failed at migration
+/// source 'NODE-B'", "destination node 'HV2'", "destination host \"S2D1\"").
+fn hosts_named(message: &str, event: &Event) -> (Option<CompactString>, Option<CompactString>) {
+    let text = if message.is_empty() {
+        event
+            .data
+            .iter()
+            .map(|(_, v)| v)
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else {
+        message.to_string()
+    };
+    let find = |markers: &[&str]| -> Option<CompactString> {
+        let lower = text.to_ascii_lowercase();
+        for marker in markers {
+            let mut from = 0;
+            while let Some(at) = lower[from..].find(marker) {
+                let rest = &text[from + at + marker.len()..];
+                let rest = rest.trim_start_matches([' ', ':']);
+                let quote = rest.chars().next()?;
+                if matches!(quote, '\'' | '"' | '\u{2018}' | '\u{201c}') {
+                    let inner = &rest[quote.len_utf8()..];
+                    if let Some(end) = inner.find(['\'', '"', '\u{2019}', '\u{201d}']) {
+                        let name = inner[..end].trim();
+                        if !name.is_empty() && name.len() < 256 && !name.contains(' ') {
+                            let short = name.split('.').next().unwrap_or(name);
+                            return Some(CompactString::from(short));
+                        }
+                    }
+                }
+                from += at + marker.len();
+            }
+        }
+        None
+    };
+    (
+        find(&["migration source", "source host", "source node"]),
+        find(&[
+            "migration destination",
+            "destination node",
+            "destination host",
+            "with host",
+            "on the destination node",
+            "to node",
+        ]),
+    )
+}

@@ -1,0 +1,203 @@
+//! Incidents: what the engine concludes, and where they are kept on disk.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::kb::Step;
+use crate::StoreError;
+
+/// Open until a successful migration of the VM follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// No success seen since the failure.
+    Open,
+    /// A later migration of the VM succeeded.
+    Resolved,
+}
+
+/// One event that supports an incident, with where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// UTC time of the event.
+    pub timestamp: DateTime<Utc>,
+    /// Host as logged.
+    pub host: String,
+    /// Channel.
+    pub channel: String,
+    /// Provider.
+    pub provider: String,
+    /// Windows event id.
+    pub event_id: u32,
+    /// Level name.
+    pub level: String,
+    /// Record id, when the format has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_id: Option<u64>,
+    /// The HRESULT the event names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hresult: Option<String>,
+    /// The message (at most 2,000 characters).
+    pub message: String,
+    /// Name of the rule that matched it.
+    pub rule: String,
+    /// Origin: file path and byte offset.
+    pub origin: EvidenceOrigin,
+}
+
+/// `log.file.path` and `log.offset` of an evidence event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvidenceOrigin {
+    /// File the event was read from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<Arc<str>>,
+    /// Byte offset of the record in that file.
+    pub offset: u64,
+}
+
+/// A cause that also matched, with less evidence or a lower priority.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alternative {
+    /// Root-cause slug.
+    pub root_cause: String,
+    /// Lower than the incident's.
+    pub confidence: f64,
+    /// Names of the rules it matched.
+    pub matched: Vec<String>,
+}
+
+/// What to do about it: the playbook and its steps from the knowledge base.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Remediation {
+    /// Playbook id (= root-cause slug).
+    pub playbook: String,
+    /// auto, approval or downtime.
+    pub fix_class: String,
+    /// auto, other-node, after-fix or never.
+    pub retry: String,
+    /// One sentence for the alert.
+    pub summary: String,
+    /// Checks that confirm the cause.
+    pub confirm: Vec<Step>,
+    /// Fix steps, in order.
+    pub steps: Vec<Step>,
+}
+
+/// A failed live migration with its root cause.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// Stable id: the same failure always gets the same id.
+    pub id: String,
+    /// Root-cause slug, or `unknown`.
+    pub root_cause: String,
+    /// One line for a human.
+    pub title: String,
+    /// VM name.
+    pub vm_name: Option<String>,
+    /// VM id (upper-case GUID).
+    pub vm_id: Option<String>,
+    /// Host the migration left from (short name).
+    pub source_host: Option<String>,
+    /// Host it was going to (short name).
+    pub destination_host: Option<String>,
+    /// Earliest evidence.
+    pub first_seen: DateTime<Utc>,
+    /// Latest evidence.
+    pub last_seen: DateTime<Utc>,
+    /// open or resolved.
+    pub status: Status,
+    /// When a successful migration closed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// Failed attempts folded into this incident.
+    pub count: u32,
+    /// 0..1.
+    pub confidence: f64,
+    /// Other causes that matched.
+    pub alternatives: Vec<Alternative>,
+    /// Supporting events, in time order.
+    pub evidence: Vec<Evidence>,
+    /// Playbook and steps.
+    pub remediation: Remediation,
+    /// Notes such as a long blackout on the successful retry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// Incidents kept as one JSON file under the data folder, replaced atomically.
+#[derive(Debug, Clone)]
+pub struct IncidentStore {
+    path: PathBuf,
+}
+
+impl IncidentStore {
+    /// The store in `data_dir/incidents.json`.
+    pub fn new(data_dir: &Path) -> IncidentStore {
+        IncidentStore {
+            path: data_dir.join("incidents.json"),
+        }
+    }
+
+    /// Every stored incident, newest first.
+    pub fn load(&self) -> Result<Vec<Incident>, StoreError> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(source) => Err(StoreError::Io {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Inserts or replaces incidents by id and writes the file (temp file + rename).
+    /// Returns how many ids were new.
+    pub fn upsert(&self, incidents: &[Incident]) -> Result<usize, StoreError> {
+        let mut all = self.load()?;
+        let mut added = 0;
+        for incident in incidents {
+            match all.iter_mut().find(|i| i.id == incident.id) {
+                Some(existing) => *existing = incident.clone(),
+                None => {
+                    all.push(incident.clone());
+                    added += 1;
+                }
+            }
+        }
+        all.sort_by(|a, b| b.first_seen.cmp(&a.first_seen).then(a.id.cmp(&b.id)));
+        let io = |source| StoreError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let tmp = self.path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(&all).map_err(|e| StoreError::Corrupt {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        })?;
+        std::fs::write(&tmp, bytes).map_err(io)?;
+        std::fs::rename(&tmp, &self.path).map_err(io)?;
+        Ok(added)
+    }
+
+    /// The incident with this id, or the only one whose id starts with it.
+    pub fn find(&self, id: &str) -> Result<Option<Incident>, StoreError> {
+        let all = self.load()?;
+        if let Some(exact) = all.iter().find(|i| i.id == id) {
+            return Ok(Some(exact.clone()));
+        }
+        let mut prefixed = all.into_iter().filter(|i| i.id.starts_with(id));
+        match (prefixed.next(), prefixed.next()) {
+            (Some(one), None) => Ok(Some(one)),
+            _ => Ok(None),
+        }
+    }
+}

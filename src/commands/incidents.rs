@@ -1,0 +1,313 @@
+//! `relive incidents`, `relive explain`, `relive rules`, and the correlation
+//! step of `relive ingest`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::{DateTime, TimeDelta, Utc};
+use correlate::{Config, Incident, IncidentStore, Knowledge, RuleSet, Status};
+
+use crate::cli::{ExplainArgs, IncidentsArgs};
+
+/// The shipped rules plus `--rules`, and the shipped playbooks.
+pub fn load_rules(extra: &[PathBuf]) -> anyhow::Result<(Arc<RuleSet>, Arc<Knowledge>)> {
+    let rules = correlate::shipped::rules(extra).context("a rule file is invalid")?;
+    let kb = correlate::shipped::knowledge().context("a playbook file is invalid")?;
+    Ok((Arc::new(rules), Arc::new(kb)))
+}
+
+/// Correlates the indexed events around `[first, last]` (so chains split
+/// across ingests still join, and a later success resolves an earlier
+/// failure) and stores the incidents. Returns (incidents found, new ones).
+pub fn correlate_window(
+    index: &index::EventIndex,
+    data: &Path,
+    rules: Arc<RuleSet>,
+    kb: Arc<Knowledge>,
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
+) -> anyhow::Result<(Vec<Incident>, usize)> {
+    let cfg = Config::default();
+    let reach = TimeDelta::from_std(cfg.fold_window + rules.max_timespan + cfg.lateness)
+        .unwrap_or(TimeDelta::hours(2));
+    let query = match rules.event_ids() {
+        Some(ids) if !ids.is_empty() => ids
+            .iter()
+            .map(|id| format!("event_id:{id}"))
+            .collect::<Vec<_>>()
+            .join(" OR "),
+        _ => "*".to_string(),
+    };
+    let request = index::SearchRequest {
+        query,
+        since: Some(first - reach),
+        until: Some(last + reach),
+        limit: 2_000_000,
+    };
+    let hits = index
+        .search(&request)
+        .context("cannot read events back for correlation")?;
+    let mut events = Vec::with_capacity(hits.hits.len());
+    let opts = parsers::ParseOptions {
+        format: Some(parsers::Format::EcsJson),
+        ..parsers::ParseOptions::default()
+    };
+    for hit in &hits.hits {
+        let out = parsers::parse_bytes(hit.json.as_bytes(), &opts);
+        let origin = serde_json::from_str::<serde_json::Value>(&hit.json).ok();
+        for mut event in out.events {
+            if let Some(log) = origin.as_ref().and_then(|v| v.get("log")) {
+                event.origin.path = log
+                    .pointer("/file/path")
+                    .and_then(|p| p.as_str())
+                    .map(Arc::from);
+                event.origin.offset = log.get("offset").and_then(|o| o.as_u64()).unwrap_or(0);
+            }
+            events.push(event);
+        }
+    }
+    let incidents = correlate::correlate_all(rules, kb, cfg, events);
+    let added = IncidentStore::new(data)
+        .upsert(&incidents)
+        .context("cannot store incidents")?;
+    Ok((incidents, added))
+}
+
+/// Runs `relive incidents`.
+pub fn list(args: IncidentsArgs, data: &Path) -> anyhow::Result<ExitCode> {
+    let mut incidents = IncidentStore::new(data).load()?;
+    if let Some(status) = &args.status {
+        let want = match status.as_str() {
+            "open" => Status::Open,
+            "resolved" => Status::Resolved,
+            other => anyhow::bail!("--status is open or resolved, not `{other}`"),
+        };
+        incidents.retain(|i| i.status == want);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&incidents)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if incidents.is_empty() {
+        println!("no incidents");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<16}  {:<20}  {:<8}  {:<30}  {:<16}  {:>5}  {:>4}  VM / route",
+        "ID", "FIRST SEEN (UTC)", "STATUS", "ROOT CAUSE", "", "CONF", "N"
+    );
+    for i in &incidents {
+        println!(
+            "{:<16}  {:<20}  {:<8}  {:<30}  {:<16}  {:>5.2}  {:>4}  {} {} -> {}",
+            i.id,
+            i.first_seen.format("%Y-%m-%d %H:%M:%S"),
+            status_word(i.status),
+            i.root_cause,
+            alternatives_hint(i),
+            i.confidence,
+            i.count,
+            i.vm_name.as_deref().or(i.vm_id.as_deref()).unwrap_or("?"),
+            i.source_host.as_deref().unwrap_or("?"),
+            i.destination_host.as_deref().unwrap_or("?"),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::Open => "open",
+        Status::Resolved => "resolved",
+    }
+}
+
+fn alternatives_hint(i: &Incident) -> String {
+    match i.alternatives.len() {
+        0 => String::new(),
+        1 => format!("(or {})", i.alternatives[0].root_cause),
+        n => format!("(+{n} others)"),
+    }
+}
+
+/// Runs `relive explain`.
+pub fn explain(args: ExplainArgs, data: &Path) -> anyhow::Result<ExitCode> {
+    let Some(incident) = IncidentStore::new(data).find(&args.id)? else {
+        anyhow::bail!(
+            "no incident `{}` in {} (list them with `relive incidents`)",
+            args.id,
+            data.display()
+        );
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&incident)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let kb = correlate::shipped::knowledge()?;
+    print!("{}", render_explain(&incident, &kb));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Keeps log text printable: control characters (escape sequences included)
+/// are shown escaped, never sent to the terminal.
+fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn render_explain(i: &Incident, kb: &Knowledge) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", clean(&i.title));
+    let _ = writeln!(
+        out,
+        "incident {}  root cause {}  confidence {:.2}  status {}{}  attempts {}",
+        i.id,
+        i.root_cause,
+        i.confidence,
+        status_word(i.status),
+        i.resolved_at
+            .map(|t| format!(" at {}", t.to_rfc3339()))
+            .unwrap_or_default(),
+        i.count
+    );
+    let _ = writeln!(
+        out,
+        "VM {} ({})  {} -> {}",
+        clean(i.vm_name.as_deref().unwrap_or("?")),
+        i.vm_id.as_deref().unwrap_or("id unknown"),
+        clean(i.source_host.as_deref().unwrap_or("?")),
+        clean(i.destination_host.as_deref().unwrap_or("?"))
+    );
+    for a in &i.alternatives {
+        let _ = writeln!(
+            out,
+            "also possible: {} (confidence {:.2}, matched {})",
+            a.root_cause,
+            a.confidence,
+            a.matched.join(", ")
+        );
+    }
+    for w in &i.warnings {
+        let _ = writeln!(out, "warning: {}", clean(w));
+    }
+    let _ = writeln!(out, "\nTimeline (UTC, offset from the first event):");
+    // One column per host, so the hosts' events line up by time.
+    let mut hosts: Vec<String> = Vec::new();
+    for e in &i.evidence {
+        let short = e.host.split('.').next().unwrap_or(&e.host).to_string();
+        if !hosts.contains(&short) {
+            hosts.push(short);
+        }
+    }
+    let first = i.evidence.first().map(|e| e.timestamp);
+    for e in &i.evidence {
+        let short = e.host.split('.').next().unwrap_or(&e.host);
+        let column = hosts.iter().position(|h| h == short).unwrap_or(0);
+        let offset = first.map_or(0.0, |f| {
+            (e.timestamp - f).num_milliseconds() as f64 / 1000.0
+        });
+        let message = clean(&e.message);
+        let message: String = message.chars().take(140).collect();
+        let origin = match &e.origin.path {
+            Some(p) => format!("{}@{}", p, e.origin.offset),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  {}  +{:>7.3}s  {}{:<12} {:>5} {:<7} {}",
+            e.timestamp.format("%H:%M:%S%.3f"),
+            offset,
+            "    ".repeat(column),
+            clean(short),
+            e.event_id,
+            e.level,
+            clean(&e.channel),
+        );
+        let _ = writeln!(out, "  {:>26}{}", "", message);
+        if !origin.is_empty() {
+            let _ = writeln!(out, "  {:>26}from {} (rule {})", "", clean(&origin), e.rule);
+        }
+    }
+    if let Some(p) = kb.get(&i.remediation.playbook) {
+        let _ = writeln!(out, "\nWhy ({} {}):", p.fm, p.title);
+        for line in p.explanation.trim().lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    let r = &i.remediation;
+    if !r.summary.is_empty() {
+        let _ = writeln!(out, "\n{}", clean(&r.summary));
+    }
+    if !r.confirm.is_empty() {
+        let _ = writeln!(out, "\nConfirm:");
+        for (n, s) in r.confirm.iter().enumerate() {
+            let _ = writeln!(out, "  {}. {}", n + 1, s.title);
+            if !s.command.is_empty() {
+                let _ = writeln!(out, "       {}", s.command);
+            }
+        }
+    }
+    if !r.steps.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nFix (playbook {}, class {}, retry {}):",
+            r.playbook, r.fix_class, r.retry
+        );
+        for (n, s) in r.steps.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "  {}. [{}] {}",
+                n + 1,
+                s.class.as_deref().unwrap_or("-"),
+                s.title
+            );
+            if !s.command.is_empty() {
+                let _ = writeln!(out, "       {}", s.command);
+            }
+        }
+    }
+    out
+}
+
+/// Runs `relive rules`.
+pub fn rules(extra: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let (rules, kb) = load_rules(extra)?;
+    let problems = rules.self_test();
+    println!(
+        "{} detection rules, {} root causes, {} playbooks",
+        rules.detections.len(),
+        rules.causes.len(),
+        kb.len()
+    );
+    for c in &rules.causes {
+        let names: Vec<&str> = c
+            .rules
+            .iter()
+            .map(|&r| rules.detections[r].name.as_str())
+            .collect();
+        println!(
+            "  {:<30} priority {:>3}  timespan {:>5}s  {}",
+            c.root_cause,
+            c.priority,
+            c.timespan.as_secs(),
+            names.join(", ")
+        );
+        if kb.get(&c.playbook).is_none() {
+            println!("    warning: no playbook `{}`", c.playbook);
+        }
+    }
+    for p in &problems {
+        println!("test failed: {p}");
+    }
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
