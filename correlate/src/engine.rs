@@ -74,6 +74,7 @@ struct Matched {
     ts: DateTime<Utc>,
     host: CompactString,
     rules: Vec<usize>,
+    content: u64,
     src_named: Option<CompactString>,
     dst_named: Option<CompactString>,
     evidence: Evidence,
@@ -114,12 +115,65 @@ struct Attempt {
     incident: Option<String>,
 }
 
+/// Which deliveries were seen: by host + channel + record id where there is
+/// one, and by host + event id + second + normalized message, which joins a
+/// copy without a record id (an Event Viewer paste) to the exported record.
+#[derive(Debug, Default)]
+struct Seen {
+    records: HashSet<u64>,
+    /// Fallback key -> whether the copy kept has a record id.
+    content: HashMap<u64, bool>,
+}
+
+enum Admit {
+    New,
+    Duplicate,
+    /// New, and better than the record-less copy with this content key.
+    Replaces(u64),
+}
+
+impl Seen {
+    fn admit(&mut self, record: Option<u64>, content: u64) -> Admit {
+        match record {
+            Some(r) => {
+                if !self.records.insert(r) {
+                    return Admit::Duplicate;
+                }
+                match self.content.insert(content, true) {
+                    Some(false) => Admit::Replaces(content),
+                    _ => Admit::New,
+                }
+            }
+            None => {
+                if self.content.contains_key(&content) {
+                    return Admit::Duplicate;
+                }
+                self.content.insert(content, false);
+                Admit::New
+            }
+        }
+    }
+
+    fn extend(&mut self, other: Seen) {
+        self.records.extend(other.records);
+        for (k, v) in other.content {
+            let slot = self.content.entry(k).or_insert(v);
+            *slot |= v;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.records.clear();
+        self.content.clear();
+    }
+}
+
 #[derive(Debug, Default)]
 struct Group {
     vm_id: Option<CompactString>,
     vm_name: Option<CompactString>,
     events: VecDeque<Matched>,
-    seen: HashSet<u64>,
+    seen: Seen,
     attempt: Option<Attempt>,
     incidents: Vec<Incident>,
     last_ts: Option<DateTime<Utc>>,
@@ -135,9 +189,9 @@ pub struct Correlator {
     newest: Option<DateTime<Utc>>,
     clock: Option<DateTime<Utc>>,
     groups: HashMap<CompactString, Group>,
-    names: HashMap<CompactString, CompactString>,
+    names: HashMap<CompactString, (CompactString, DateTime<Utc>)>,
     pool: VecDeque<Matched>,
-    pool_seen: HashSet<u64>,
+    pool_seen: Seen,
     active: HashSet<CompactString>,
     updates: Vec<Incident>,
     scratch: Vec<usize>,
@@ -163,7 +217,7 @@ impl Correlator {
             groups: HashMap::new(),
             names: HashMap::new(),
             pool: VecDeque::new(),
-            pool_seen: HashSet::new(),
+            pool_seen: Seen::default(),
             active: HashSet::new(),
             updates: Vec::new(),
             scratch: Vec::new(),
@@ -255,6 +309,9 @@ impl Correlator {
         }
     }
 
+    /// The group key of an event: its VM id; else its VM name, joined to the
+    /// id that name had in events near in time (VM names repeat across
+    /// clusters and years, ids do not).
     fn key_of(&mut self, event: &Event) -> Option<CompactString> {
         let name = event
             .vm_name
@@ -262,46 +319,55 @@ impl Correlator {
             .map(strip_resource_prefix)
             .filter(|n| !n.is_empty())
             .map(|n| CompactString::from(n.to_lowercase()));
+        let ts = event.timestamp;
+        let window = td(self.cfg.fold_window);
         if let Some(id) = event.vm_id.as_deref() {
             let id_key = CompactString::from(format!("id:{}", id.to_ascii_uppercase()));
             if let Some(name) = name {
-                if self.names.insert(name.clone(), id_key.clone()).is_none() {
-                    // Events seen under the name alone join the id's group.
-                    let name_key = CompactString::from(format!("name:{name}"));
-                    if let Some(old) = self.groups.remove(&name_key) {
-                        self.active.remove(&name_key);
-                        let had_attempt = old.attempt.is_some();
-                        let target = self.groups.entry(id_key.clone()).or_default();
-                        merge(target, old);
-                        if had_attempt {
-                            self.active.insert(id_key.clone());
-                        }
+                self.names.insert(name.clone(), (id_key.clone(), ts));
+                // Events seen under the name alone join the id's group.
+                let name_key = CompactString::from(format!("name:{name}"));
+                let near = self
+                    .groups
+                    .get(&name_key)
+                    .and_then(|g| g.last_ts)
+                    .is_some_and(|t| (t - ts).abs() <= window);
+                if near {
+                    let old = self.groups.remove(&name_key).expect("checked");
+                    self.active.remove(&name_key);
+                    let had_attempt = old.attempt.is_some();
+                    let target = self.groups.entry(id_key.clone()).or_default();
+                    merge(target, old);
+                    if had_attempt {
+                        self.active.insert(id_key.clone());
                     }
                 }
             }
             return Some(id_key);
         }
         let name = name?;
-        Some(
-            self.names
-                .get(&name)
-                .cloned()
-                .unwrap_or_else(|| CompactString::from(format!("name:{name}"))),
-        )
+        match self.names.get(&name) {
+            Some((id_key, seen)) if (*seen - ts).abs() <= window => Some(id_key.clone()),
+            _ => Some(CompactString::from(format!("name:{name}"))),
+        }
     }
 
     fn process(&mut self, event: Event, rules: Vec<usize>) {
         let key = self.key_of(&event);
-        let dedup = dedup_hash(&event);
+        let (record, content) = dedup_keys(&event);
         let roles: Vec<Role> = rules
             .iter()
             .map(|&r| self.rules.detections[r].role)
             .collect();
         let m = self.to_matched(&event, rules);
         let Some(key) = key else {
-            if !self.pool_seen.insert(dedup) {
-                self.stats.duplicates += 1;
-                return;
+            match self.pool_seen.admit(record, content) {
+                Admit::Duplicate => {
+                    self.stats.duplicates += 1;
+                    return;
+                }
+                Admit::Replaces(c) => self.pool.retain(|p| p.content != c),
+                Admit::New => {}
             }
             // Host-level evidence: re-decide attempts on that host.
             let host = m.host.clone();
@@ -324,9 +390,13 @@ impl Correlator {
             return;
         };
         let group = self.groups.entry(key.clone()).or_default();
-        if !group.seen.insert(dedup) {
-            self.stats.duplicates += 1;
-            return;
+        match group.seen.admit(record, content) {
+            Admit::Duplicate => {
+                self.stats.duplicates += 1;
+                return;
+            }
+            Admit::Replaces(c) => group.events.retain(|p| p.content != c),
+            Admit::New => {}
         }
         if group.vm_id.is_none() {
             group.vm_id = event
@@ -419,6 +489,7 @@ impl Correlator {
             ts: event.timestamp,
             host: CompactString::from(event.short_host()),
             rules,
+            content: dedup_keys(event).1,
             src_named,
             dst_named,
             evidence: Evidence {
@@ -921,28 +992,42 @@ fn incident_id(key: &str, first: DateTime<Utc>) -> String {
     format!("{:016x}", h.finish())
 }
 
-/// host + channel + record id, or the content where there is no record id.
-fn dedup_hash(event: &Event) -> u64 {
-    let mut h = Fnv::default();
-    event.short_host().to_ascii_lowercase().hash(&mut h);
-    event.event_id.hash(&mut h);
-    match event.record_id {
-        Some(r) if !event.channel.is_empty() => {
+/// The record key (host + channel + record id, when there is a record id)
+/// and the content key (host + event id + second + normalized message).
+fn dedup_keys(event: &Event) -> (Option<u64>, u64) {
+    let host = event.short_host().to_ascii_lowercase();
+    let record = event
+        .record_id
+        .filter(|_| !event.channel.is_empty())
+        .map(|r| {
+            let mut h = Fnv::default();
+            host.hash(&mut h);
             normalize_channel(&event.channel).hash(&mut h);
             r.hash(&mut h);
+            h.finish()
+        });
+    let mut h = Fnv::default();
+    host.hash(&mut h);
+    event.event_id.hash(&mut h);
+    event.timestamp.timestamp().hash(&mut h);
+    for word in event
+        .message
+        .split(|c: char| c.is_whitespace() || c == '\u{a0}')
+    {
+        if word.is_empty() {
+            continue;
         }
-        _ => {
-            event.timestamp.timestamp().hash(&mut h);
-            let text: String = event
-                .message
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-                .replace(['\u{2018}', '\u{2019}'], "'");
-            text.hash(&mut h);
+        for c in word.chars() {
+            let c = match c {
+                '\u{2018}' | '\u{2019}' => '\'',
+                '\u{201c}' | '\u{201d}' => '"',
+                c => c,
+            };
+            h.write_u32(c as u32);
         }
+        h.write_u8(b' ');
     }
-    h.finish()
+    (record, h.finish())
 }
 
 fn normalize_channel(channel: &str) -> String {

@@ -1,12 +1,14 @@
 //! Timestamps in every shape Windows exports write, and the local zone that
 //! zone-less ones are read in.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
 use chrono::{
     DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Utc,
 };
+use compact_str::CompactString;
 
 /// The zone that local times without an offset (Event Viewer text, CSV,
 /// NXLog `EventTime`, RFC 3164) are read in. A named zone follows daylight
@@ -576,5 +578,78 @@ mod tests {
         let (stamp, used) = parse_bsd("Nov  2 19:15:26 vm vmms: x", 2026).unwrap();
         assert_eq!(utc(stamp), "2026-11-02T19:15:26+00:00");
         assert_eq!(used, 15);
+    }
+}
+
+/// Learns each host's real UTC offset from records that reach relive twice:
+/// once in a format that keeps UTC (EVTX, event XML, Winlogbeat, RFC 5424,
+/// an Event Viewer copy with its `Event Xml:` tail) and once in one that
+/// writes naive local time (Event Viewer text, Export-Csv, NXLog, Snare,
+/// RFC 3164). The same host + channel + record id gives the offset, in
+/// whichever order the two copies arrive; [`OffsetLearner::correct`] then
+/// shifts that host's zone-assumed events.
+#[derive(Debug, Default)]
+pub struct OffsetLearner {
+    exact: HashMap<RecordKey, DateTime<Utc>>,
+    assumed: HashMap<RecordKey, DateTime<Utc>>,
+    offsets: HashMap<CompactString, chrono::TimeDelta>,
+}
+
+type RecordKey = (CompactString, CompactString, u64);
+
+/// Records kept per side, so memory stays bounded on huge inputs.
+const LEARN_CAP: usize = 2_000_000;
+
+impl OffsetLearner {
+    /// Notes an event's time; learns its host's offset when the other copy
+    /// of the same record has been seen.
+    pub fn learn(&mut self, event: &crate::Event) {
+        let Some(record) = event.record_id else {
+            return;
+        };
+        let host = CompactString::from(event.short_host().to_ascii_lowercase());
+        if self.offsets.contains_key(&host) {
+            return;
+        }
+        let channel = CompactString::from(event.channel.to_ascii_lowercase().replace('/', "-"));
+        let key = (host, channel, record);
+        let (mine, other) = if event.zone_assumed {
+            (&mut self.assumed, &self.exact)
+        } else {
+            (&mut self.exact, &self.assumed)
+        };
+        let Some(&other_ts) = other.get(&key) else {
+            if mine.len() < LEARN_CAP {
+                mine.insert(key, event.timestamp);
+            }
+            return;
+        };
+        let delta = if event.zone_assumed {
+            event.timestamp - other_ts
+        } else {
+            other_ts - event.timestamp
+        };
+        // Whole quarter hours within ±14 h: a zone, not a different record.
+        let quarters = (delta.num_seconds() as f64 / 900.0).round() as i64;
+        let rounded = chrono::TimeDelta::seconds(quarters * 900);
+        if quarters != 0 && quarters.abs() <= 56 && (delta - rounded).num_seconds().abs() <= 2 {
+            self.offsets.insert(key.0, rounded);
+        }
+    }
+
+    /// Shifts a zone-assumed event by its host's learned offset.
+    pub fn correct(&self, event: &mut crate::Event) -> Option<chrono::TimeDelta> {
+        if !event.zone_assumed {
+            return None;
+        }
+        let host = event.short_host().to_ascii_lowercase();
+        let shift = *self.offsets.get(host.as_str())?;
+        event.timestamp -= shift;
+        Some(shift)
+    }
+
+    /// The offsets learned so far, by short host name (local time − UTC).
+    pub fn offsets(&self) -> impl Iterator<Item = (&str, chrono::TimeDelta)> {
+        self.offsets.iter().map(|(h, d)| (h.as_str(), *d))
     }
 }

@@ -22,12 +22,47 @@ struct IndexSink<'a> {
     first: Option<DateTime<Utc>>,
     last: Option<DateTime<Utc>>,
     failure: Option<index::IndexError>,
+    zones: parsers::time::OffsetLearner,
+    shifted: u64,
+}
+
+/// First look at the local-time files: only learns host offsets.
+struct LearnSink<'a>(&'a mut parsers::time::OffsetLearner);
+
+impl Sink for LearnSink<'_> {
+    fn event(&mut self, event: Event) {
+        self.0.learn(&event);
+    }
+    fn metric(&mut self, _metric: Metric) {}
+    fn error(&mut self, _error: RecordError) {}
+}
+
+/// Formats whose times are naive local time: read them after the formats
+/// that keep UTC, so each host's offset is learned before it is needed.
+fn local_time_format(format: Option<parsers::Format>) -> bool {
+    use parsers::Format::*;
+    matches!(
+        format,
+        Some(ViewerText | PsCsv | NxlogJson | Snare | Syslog) | None
+    )
+}
+
+fn sniff(path: &Path) -> Option<parsers::Format> {
+    use std::io::Read;
+    let mut head = vec![0u8; 64 * 1024];
+    let mut file = std::fs::File::open(path).ok()?;
+    let n = file.read(&mut head).ok()?;
+    parsers::detect(&head[..n])
 }
 
 impl Sink for IndexSink<'_> {
-    fn event(&mut self, event: Event) {
+    fn event(&mut self, mut event: Event) {
         if self.failure.is_some() {
             return;
+        }
+        self.zones.learn(&event);
+        if self.zones.correct(&mut event).is_some() {
+            self.shifted += 1;
         }
         if let Err(e) = self.index.add(&event) {
             self.failure = Some(e);
@@ -60,7 +95,17 @@ impl Sink for IndexSink<'_> {
 pub fn run(args: ParseArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_args(args)?;
     let (rules, kb) = incidents::load_rules(rule_dirs)?;
-    let files = expand_paths(&settings.paths)?;
+    let mut files = expand_paths(&settings.paths)?;
+    // Exact-time formats first, each group in path order; the local-time
+    // files are read once more up front to learn each host's offset.
+    let mut local_from = files.len();
+    if settings.options.format.is_none() {
+        files.sort_by_cached_key(|f| local_time_format(sniff(f)));
+        local_from = files
+            .iter()
+            .position(|f| local_time_format(sniff(f)))
+            .unwrap_or(files.len());
+    }
     let index_dir = data.join("index");
     let mut index = index::EventIndex::open(&index_dir)
         .with_context(|| format!("cannot open the index in {}", index_dir.display()))?;
@@ -75,9 +120,18 @@ pub fn run(args: ParseArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
         first: None,
         last: None,
         failure: None,
+        zones: parsers::time::OffsetLearner::default(),
+        shifted: 0,
     };
     let mut unrecognised = 0;
-    for file in &files {
+    for (n, file) in files.iter().enumerate() {
+        if n == local_from && n > 0 {
+            for local in &files[local_from..] {
+                if local.as_os_str() != "-" {
+                    parsers::parse_path(local, &settings.options, &mut LearnSink(&mut sink.zones));
+                }
+            }
+        }
         let summary = parsers::parse_path(file, &settings.options, &mut sink);
         match summary.format {
             Some(format) => {
@@ -91,6 +145,13 @@ pub fn run(args: ParseArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
     }
     let (events, metrics, errors) = (sink.events, sink.metrics, sink.errors);
     let (hosts, first, last) = (std::mem::take(&mut sink.hosts), sink.first, sink.last);
+    let mut learned: Vec<(String, chrono::TimeDelta)> = sink
+        .zones
+        .offsets()
+        .map(|(h, d)| (h.to_string(), d))
+        .collect();
+    learned.sort();
+    let shifted = sink.shifted;
     index.commit().context("cannot commit the index")?;
     let after = index.len();
     let found = match (first, last) {
@@ -112,6 +173,24 @@ pub fn run(args: ParseArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
     }
     if let (Some(first), Some(last)) = (first, last) {
         println!("span:    {} .. {}", first.to_rfc3339(), last.to_rfc3339());
+    }
+    if !learned.is_empty() {
+        let list: Vec<String> = learned
+            .iter()
+            .map(|(host, offset)| {
+                let minutes = offset.num_minutes();
+                let sign = if minutes < 0 { '-' } else { '+' };
+                format!(
+                    "{host} UTC{sign}{:02}:{:02}",
+                    minutes.abs() / 60,
+                    minutes.abs() % 60
+                )
+            })
+            .collect();
+        println!(
+            "zones:   {} (learned from records exported twice); {shifted} local times corrected",
+            list.join(", ")
+        );
     }
     println!("hosts:   {}", hosts.len());
     for (host, n) in &hosts {
