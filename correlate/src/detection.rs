@@ -55,7 +55,7 @@ impl Field {
 enum Pattern {
     /// Case-insensitive equality (value kept lower-case).
     Equals(String),
-    Contains(String),
+    Contains(Box<memchr::memmem::Finder<'static>>),
     StartsWith(String),
     EndsWith(String),
     /// Wildcards and `|re` both end up as a regex.
@@ -67,22 +67,47 @@ enum Pattern {
 }
 
 impl Pattern {
-    fn matches(&self, value: &str, lower: &mut Option<String>) -> bool {
+    fn matches(&self, value: &str, lower: &mut Lower<'_>) -> bool {
         match self {
             Pattern::Regex(re) => re.is_match(value),
             Pattern::Null => value.is_empty(),
             Pattern::Number(n) => value.trim().parse::<u32>() == Ok(*n),
-            _ => {
-                let lower = lower.get_or_insert_with(|| value.to_lowercase());
-                match self {
-                    Pattern::Equals(p) => lower == p,
-                    Pattern::Contains(p) => lower.contains(p.as_str()),
-                    Pattern::StartsWith(p) => lower.starts_with(p.as_str()),
-                    Pattern::EndsWith(p) => lower.ends_with(p.as_str()),
-                    _ => false,
-                }
+            Pattern::Equals(p) if lower.given.is_none() && p.is_ascii() => {
+                value.eq_ignore_ascii_case(p)
             }
+            Pattern::Equals(p) => lower.get(value) == p,
+            Pattern::Contains(f) => f.find(lower.get(value).as_bytes()).is_some(),
+            Pattern::StartsWith(p) => lower.get(value).starts_with(p.as_str()),
+            Pattern::EndsWith(p) => lower.get(value).ends_with(p.as_str()),
         }
+    }
+}
+
+/// The lower-case form of a value, computed once and only when needed.
+struct Lower<'a> {
+    given: Option<&'a str>,
+    owned: Option<String>,
+}
+
+impl<'a> Lower<'a> {
+    fn new(given: Option<&'a str>) -> Self {
+        Lower { given, owned: None }
+    }
+
+    fn get(&mut self, value: &str) -> &str {
+        match self.given {
+            Some(g) => g,
+            None => self.owned.get_or_insert_with(|| lowercase(value)),
+        }
+    }
+}
+
+/// Lower case; the ASCII fast path covers nearly every Windows message.
+fn lowercase(text: &str) -> String {
+    if text.is_ascii() {
+        text.to_ascii_lowercase()
+    } else {
+        text.to_lowercase()
     }
 }
 
@@ -133,12 +158,21 @@ fn err(line: usize, reason: impl Into<String>) -> CompileError {
 }
 
 /// The values of an event one field names; `Message` may have several.
-struct EventView<'e> {
+/// One view serves every rule evaluated against the event.
+pub struct EventView<'e> {
     event: &'e Event,
     message_lower: OnceCell<String>,
 }
 
 impl<'e> EventView<'e> {
+    /// A view of the event, for evaluating several rules.
+    pub fn new(event: &'e Event) -> Self {
+        EventView {
+            event,
+            message_lower: OnceCell::new(),
+        }
+    }
+
     fn any_value(&self, field: &Field, mut test: impl FnMut(&str, Option<&str>) -> bool) -> bool {
         let e = self.event;
         let single = |v: &str, test: &mut dyn FnMut(&str, Option<&str>) -> bool| test(v, None);
@@ -153,7 +187,7 @@ impl<'e> EventView<'e> {
             Field::Hresult => single(e.hresult.as_deref().unwrap_or(""), &mut test),
             Field::Message => {
                 if !e.message.is_empty() {
-                    let lower = self.message_lower.get_or_init(|| e.message.to_lowercase());
+                    let lower = self.message_lower.get_or_init(|| lowercase(&e.message));
                     test(&e.message, Some(lower))
                 } else if e.data.is_empty() {
                     test("", Some(""))
@@ -186,7 +220,7 @@ impl FieldMatch {
             let id = view.event.event_id;
             let test = |p: &Pattern| match p {
                 Pattern::Number(n) => *n == id,
-                other => other.matches(&id.to_string(), &mut None),
+                other => other.matches(&id.to_string(), &mut Lower::new(None)),
             };
             return if self.all {
                 self.patterns.iter().all(test)
@@ -195,11 +229,11 @@ impl FieldMatch {
             };
         }
         view.any_value(&self.field, |value, lower| {
-            let mut cache = lower.map(str::to_string);
+            let mut lower = Lower::new(lower);
             if self.all {
-                self.patterns.iter().all(|p| p.matches(value, &mut cache))
+                self.patterns.iter().all(|p| p.matches(value, &mut lower))
             } else {
-                self.patterns.iter().any(|p| p.matches(value, &mut cache))
+                self.patterns.iter().any(|p| p.matches(value, &mut lower))
             }
         })
     }
@@ -446,7 +480,9 @@ fn value_pattern(text: &str, modifier: Modifier, line: usize) -> Result<Pattern,
         let lower = literal.to_lowercase();
         return Ok(match modifier {
             Modifier::Equals => Pattern::Equals(lower),
-            Modifier::Contains => Pattern::Contains(lower),
+            Modifier::Contains => Pattern::Contains(Box::new(
+                memchr::memmem::Finder::new(lower.as_bytes()).into_owned(),
+            )),
             Modifier::StartsWith => Pattern::StartsWith(lower),
             Modifier::EndsWith => Pattern::EndsWith(lower),
         });
@@ -698,12 +734,20 @@ impl Detection {
 
     /// Whether the event satisfies the detection.
     pub fn matches(&self, event: &Event) -> bool {
-        let view = EventView {
-            event,
-            message_lower: OnceCell::new(),
+        self.matches_view(&EventView::new(event))
+    }
+
+    /// The same through a shared view (the lower-cased message is reused).
+    pub fn matches_view(&self, view: &EventView<'_>) -> bool {
+        let mut small = [None; 8];
+        let mut large;
+        let cache: &mut [Option<bool>] = if self.selections.len() <= small.len() {
+            &mut small[..self.selections.len()]
+        } else {
+            large = vec![None; self.selections.len()];
+            &mut large
         };
-        let mut cache = vec![None; self.selections.len()];
-        self.condition.eval(&self.selections, &view, &mut cache)
+        self.condition.eval(&self.selections, view, cache)
     }
 
     /// The event ids that can satisfy the detection (`None` = any event).

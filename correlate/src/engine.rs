@@ -11,7 +11,7 @@
 //! stable ids, so consumers upsert.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -193,6 +193,12 @@ pub struct Correlator {
     pool: VecDeque<Matched>,
     pool_seen: Seen,
     active: HashSet<CompactString>,
+    /// Deadlines and expiries of attempts, earliest first (stale entries are skipped).
+    schedule: BinaryHeap<Reverse<(DateTime<Utc>, CompactString)>>,
+    /// Decided attempts that got new evidence.
+    dirty: HashSet<CompactString>,
+    /// Open attempts by the time of their first failure (for host-level evidence).
+    by_time: BTreeSet<(DateTime<Utc>, CompactString)>,
     updates: Vec<Incident>,
     scratch: Vec<usize>,
     last_sweep: Option<DateTime<Utc>>,
@@ -219,6 +225,9 @@ impl Correlator {
             pool: VecDeque::new(),
             pool_seen: Seen::default(),
             active: HashSet::new(),
+            schedule: BinaryHeap::new(),
+            dirty: HashSet::new(),
+            by_time: BTreeSet::new(),
             updates: Vec::new(),
             scratch: Vec::new(),
             last_sweep: None,
@@ -335,11 +344,14 @@ impl Correlator {
                 if near {
                     let old = self.groups.remove(&name_key).expect("checked");
                     self.active.remove(&name_key);
-                    let had_attempt = old.attempt.is_some();
+                    let moved = old.attempt.clone();
                     let target = self.groups.entry(id_key.clone()).or_default();
                     merge(target, old);
-                    if had_attempt {
-                        self.active.insert(id_key.clone());
+                    if let Some(a) = moved {
+                        self.by_time.remove(&(a.first, name_key));
+                        if let Some(kept) = target.attempt.clone() {
+                            self.track(&id_key, &kept);
+                        }
                     }
                 }
             }
@@ -359,7 +371,7 @@ impl Correlator {
             .iter()
             .map(|&r| self.rules.detections[r].role)
             .collect();
-        let m = self.to_matched(&event, rules);
+        let m = self.to_matched(&event, rules, content);
         let Some(key) = key else {
             match self.pool_seen.admit(record, content) {
                 Admit::Duplicate => {
@@ -374,15 +386,25 @@ impl Correlator {
             let ts = m.ts;
             self.pool.push_back(m);
             let span = td(self.rules.max_timespan);
-            for k in &self.active {
-                if let Some(g) = self.groups.get_mut(k) {
-                    let near = g
+            let reach = span + td(self.cfg.fold_window);
+            let near: Vec<CompactString> = self
+                .by_time
+                .range((ts - reach, CompactString::default())..)
+                .take_while(|(first, _)| *first <= ts + span)
+                .map(|(_, k)| k.clone())
+                .collect();
+            for k in near {
+                if let Some(g) = self.groups.get_mut(&k) {
+                    let hit = g
                         .attempt
                         .as_ref()
                         .is_some_and(|a| ts >= a.first - span && ts <= a.last + span);
-                    if near && group_hosts(g).iter().any(|h| h.eq_ignore_ascii_case(&host)) {
+                    if hit && group_hosts(g).iter().any(|h| h.eq_ignore_ascii_case(&host)) {
                         if let Some(a) = g.attempt.as_mut() {
                             a.dirty = true;
+                            if a.decided {
+                                self.dirty.insert(k);
+                            }
                         }
                     }
                 }
@@ -430,27 +452,35 @@ impl Correlator {
             if continues {
                 let a = group.attempt.as_mut().expect("checked");
                 a.last = a.last.max(ts);
-                a.first = a.first.min(ts);
                 a.dirty = true;
+                if a.decided {
+                    self.dirty.insert(key.clone());
+                }
             } else {
                 if group.attempt.as_ref().is_some_and(|a| !a.decided) {
                     self.decide(&key);
                 }
                 let group = self.groups.get_mut(&key).expect("exists");
-                group.attempt = Some(Attempt {
+                let attempt = Attempt {
                     first: ts,
                     last: ts,
                     deadline: ts + settle,
                     decided: false,
                     dirty: false,
                     incident: None,
-                });
-                self.active.insert(key.clone());
+                };
+                if let Some(old) = group.attempt.replace(attempt.clone()) {
+                    self.by_time.remove(&(old.first, key.clone()));
+                }
+                self.track(&key, &attempt);
             }
         } else if let Some(a) = group.attempt.as_mut() {
             let span = td(self.rules.max_timespan);
             if ts >= a.first - span && ts <= a.last + span {
                 a.dirty = true;
+                if a.decided {
+                    self.dirty.insert(key.clone());
+                }
             }
         }
         if success {
@@ -468,13 +498,13 @@ impl Correlator {
         }
     }
 
-    fn to_matched(&self, event: &Event, rules: Vec<usize>) -> Matched {
+    fn to_matched(&self, event: &Event, rules: Vec<usize>, content: u64) -> Matched {
         let rule_name = rules
             .iter()
             .map(|&r| self.rules.detections[r].name.as_str())
             .collect::<Vec<_>>()
             .join(",");
-        let mut message: String = event.message.chars().take(2000).collect();
+        let mut message = truncate(&event.message, 2000).to_string();
         if message.is_empty() {
             message = event
                 .data
@@ -482,14 +512,14 @@ impl Correlator {
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
                 .join(" ");
-            message = message.chars().take(2000).collect();
+            message = truncate(&message, 2000).to_string();
         }
         let (src_named, dst_named) = hosts_named(&event.message, event);
         Matched {
             ts: event.timestamp,
             host: CompactString::from(event.short_host()),
             rules,
-            content: dedup_keys(event).1,
+            content,
             src_named,
             dst_named,
             evidence: Evidence {
@@ -526,7 +556,14 @@ impl Correlator {
             .iter()
             .any(|&r| self.rules.detections[r].role == Role::Failure)
         {
-            causes = (0..self.rules.causes.len()).collect();
+            // The failure may complete a chain whose other links came first.
+            causes.extend(
+                group
+                    .events
+                    .iter()
+                    .flat_map(|m| m.rules.iter())
+                    .flat_map(|&r| self.rules.causes_of[r].iter().copied()),
+            );
         }
         causes.sort_unstable();
         causes.dedup();
@@ -537,31 +574,55 @@ impl Correlator {
         })
     }
 
+    /// Registers an open attempt: its deadline, and its place in time.
+    fn track(&mut self, key: &CompactString, a: &Attempt) {
+        self.active.insert(key.clone());
+        self.by_time.insert((a.first, key.clone()));
+        self.schedule.push(Reverse((a.deadline, key.clone())));
+    }
+
     fn decide_due(&mut self, clock: DateTime<Utc>) {
-        if self.active.is_empty() {
-            return;
-        }
         let span = td(self.rules.max_timespan);
-        let mut due = Vec::new();
-        let mut finished = Vec::new();
-        for key in &self.active {
-            let Some(a) = self.groups.get(key).and_then(|g| g.attempt.as_ref()) else {
-                finished.push(key.clone());
+        while self
+            .schedule
+            .peek()
+            .is_some_and(|Reverse((t, _))| *t <= clock)
+        {
+            let Reverse((_, key)) = self.schedule.pop().expect("peeked");
+            let Some(a) = self.groups.get(&key).and_then(|g| g.attempt.clone()) else {
                 continue;
             };
-            if (!a.decided && clock >= a.deadline) || (a.decided && a.dirty) {
-                due.push(key.clone());
-            }
-            if a.decided && !a.dirty && clock > a.last + span {
-                finished.push(key.clone());
+            if !a.decided {
+                if clock >= a.deadline {
+                    self.decide(&key);
+                } else {
+                    self.schedule.push(Reverse((a.deadline, key)));
+                }
+            } else if clock > a.last + span {
+                if a.dirty {
+                    self.decide(&key);
+                }
+                self.dirty.remove(&key);
+                self.active.remove(&key);
+                self.by_time.remove(&(a.first, key));
+            } else {
+                self.schedule
+                    .push(Reverse((a.last + span + TimeDelta::milliseconds(1), key)));
             }
         }
-        due.sort();
-        for key in due {
-            self.decide(&key);
-        }
-        for key in finished {
-            self.active.remove(&key);
+        if !self.dirty.is_empty() {
+            let mut keys: Vec<CompactString> = self.dirty.drain().collect();
+            keys.sort();
+            for key in keys {
+                if self
+                    .groups
+                    .get(&key)
+                    .and_then(|g| g.attempt.as_ref())
+                    .is_some_and(|a| a.decided && a.dirty)
+                {
+                    self.decide(&key);
+                }
+            }
         }
     }
 
@@ -602,7 +663,19 @@ impl Correlator {
         };
         let pool = self.pool_for(group, &a);
         let mut scored: Vec<(u64, i64, f64, usize, Vec<usize>)> = Vec::new();
-        for (c, cause) in self.rules.causes.iter().enumerate() {
+        // Only causes that reference a rule some event of the group (or the
+        // host-level pool) matched can match.
+        let mut candidates: Vec<usize> = group
+            .events
+            .iter()
+            .chain(pool.iter().copied())
+            .flat_map(|m| m.rules.iter())
+            .flat_map(|&r| self.rules.causes_of[r].iter().copied())
+            .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        for c in candidates {
+            let cause = &self.rules.causes[c];
             let (count, matched) = evaluate(cause, group.events.iter(), &a, &pool);
             if count == 0 || !cause.satisfied(count) {
                 continue;
@@ -706,7 +779,12 @@ impl Correlator {
         let last_seen = evidence.last().map_or(a.last, |e| e.timestamp);
         let vm_name = group.vm_name.as_deref().map(str::to_string);
         let vm_id = group.vm_id.as_deref().map(str::to_string);
-        let remediation = self.remediation(&playbook, &vm_name, &vm_id, &source, &destination);
+        // The playbook's steps are filled in when the incident is emitted, so
+        // the copy each group keeps stays small.
+        let remediation = Remediation {
+            playbook: playbook.clone(),
+            ..Remediation::default()
+        };
         let what = self
             .kb
             .get(&playbook)
@@ -721,6 +799,12 @@ impl Correlator {
         let fold = td(self.cfg.fold_window);
         let group = self.groups.get_mut(key).expect("exists");
         let attempt = group.attempt.as_mut().expect("exists");
+        if !attempt.decided {
+            self.schedule.push(Reverse((
+                attempt.last + span + TimeDelta::milliseconds(1),
+                CompactString::from(key),
+            )));
+        }
         attempt.decided = true;
         attempt.dirty = false;
         // Which incident does this attempt belong to?
@@ -806,6 +890,17 @@ impl Correlator {
                 inc
             }
         };
+        self.emit(incident);
+    }
+
+    fn emit(&mut self, mut incident: Incident) {
+        incident.remediation = self.remediation(
+            &incident.remediation.playbook,
+            &incident.vm_name,
+            &incident.vm_id,
+            &incident.source_host,
+            &incident.destination_host,
+        );
         self.updates.push(incident);
     }
 
@@ -821,7 +916,7 @@ impl Correlator {
         let Some(group) = self.groups.get_mut(key) else {
             return;
         };
-        let mut any = false;
+        let mut resolved = Vec::new();
         for inc in group.incidents.iter_mut() {
             if inc.status == Status::Open && inc.last_seen <= ts {
                 inc.status = Status::Resolved;
@@ -832,13 +927,22 @@ impl Correlator {
                         event.provider, event.event_id, event.host
                     ));
                 }
-                self.updates.push(inc.clone());
-                any = true;
+                resolved.push(inc.clone());
             }
         }
+        let any = !resolved.is_empty();
+        for inc in resolved {
+            self.emit(inc);
+        }
+        let Some(group) = self.groups.get_mut(key) else {
+            return;
+        };
         if any {
-            group.attempt = None;
+            if let Some(a) = group.attempt.take() {
+                self.by_time.remove(&(a.first, CompactString::from(key)));
+            }
             self.active.remove(key);
+            self.dirty.remove(key);
         }
     }
 
@@ -847,8 +951,8 @@ impl Correlator {
         playbook: &str,
         vm_name: &Option<String>,
         vm_id: &Option<String>,
-        source: &Option<CompactString>,
-        destination: &Option<CompactString>,
+        source: &Option<String>,
+        destination: &Option<String>,
     ) -> Remediation {
         let Some(p) = self.kb.get(playbook) else {
             return Remediation {
@@ -871,6 +975,18 @@ impl Correlator {
             steps: p.fix.clone(),
         }
     }
+}
+
+/// At most `max` bytes, cut at a character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn round2(x: f64) -> f64 {
@@ -993,45 +1109,91 @@ fn incident_id(key: &str, first: DateTime<Utc>) -> String {
 }
 
 /// The record key (host + channel + record id, when there is a record id)
-/// and the content key (host + event id + second + normalized message).
+/// and the content key (host + event id + second + normalized message:
+/// runs of white space and no-break spaces as one space, curly quotes straight).
 fn dedup_keys(event: &Event) -> (Option<u64>, u64) {
-    let host = event.short_host().to_ascii_lowercase();
+    let host = event.short_host();
     let record = event
         .record_id
         .filter(|_| !event.channel.is_empty())
         .map(|r| {
             let mut h = Fnv::default();
-            host.hash(&mut h);
-            normalize_channel(&event.channel).hash(&mut h);
-            r.hash(&mut h);
+            for b in host.bytes() {
+                h.write_u8(b.to_ascii_lowercase());
+            }
+            for b in event.channel.bytes() {
+                h.write_u8(if b == b'/' {
+                    b'-'
+                } else {
+                    b.to_ascii_lowercase()
+                });
+            }
+            h.write_u64(r);
             h.finish()
         });
-    let mut h = Fnv::default();
-    host.hash(&mut h);
-    event.event_id.hash(&mut h);
-    event.timestamp.timestamp().hash(&mut h);
-    for word in event
-        .message
-        .split(|c: char| c.is_whitespace() || c == '\u{a0}')
-    {
-        if word.is_empty() {
-            continue;
+    let mut h = Mix::default();
+    for b in host.bytes() {
+        h.byte(b.to_ascii_lowercase());
+    }
+    h.word(u64::from(event.event_id));
+    h.word(event.timestamp.timestamp() as u64);
+    let mut space = true;
+    for c in event.message.chars() {
+        let c = match c {
+            '\u{2018}' | '\u{2019}' => '\'',
+            '\u{201c}' | '\u{201d}' => '"',
+            '\u{a0}' => ' ',
+            c if c.is_whitespace() => ' ',
+            c => c,
+        };
+        if c == ' ' {
+            if space {
+                continue;
+            }
+            space = true;
+        } else {
+            space = false;
         }
-        for c in word.chars() {
-            let c = match c {
-                '\u{2018}' | '\u{2019}' => '\'',
-                '\u{201c}' | '\u{201d}' => '"',
-                c => c,
-            };
-            h.write_u32(c as u32);
+        let mut buf = [0u8; 4];
+        for b in c.encode_utf8(&mut buf).bytes() {
+            h.byte(b);
         }
-        h.write_u8(b' ');
     }
     (record, h.finish())
 }
 
-fn normalize_channel(channel: &str) -> String {
-    channel.replace('/', "-").to_ascii_lowercase()
+/// A fast in-process hash over bytes, eight at a time (dedup keys never
+/// leave the process, so it need not be stable across versions).
+#[derive(Default)]
+struct Mix {
+    state: u64,
+    word: u64,
+    fill: u32,
+}
+
+impl Mix {
+    fn byte(&mut self, b: u8) {
+        self.word |= u64::from(b) << (8 * self.fill);
+        self.fill += 1;
+        if self.fill == 8 {
+            let w = self.word;
+            self.word(w);
+            self.word = 0;
+            self.fill = 0;
+        }
+    }
+
+    fn word(&mut self, w: u64) {
+        self.state = (self.state ^ w)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+    }
+
+    fn finish(mut self) -> u64 {
+        let (w, n) = (self.word, u64::from(self.fill));
+        self.word(w ^ (n << 56));
+        self.state ^ (self.state >> 31)
+    }
 }
 
 /// FNV-1a: stable across runs and platforms, so incident ids are too.
@@ -1066,8 +1228,8 @@ fn hosts_named(message: &str, event: &Event) -> (Option<CompactString>, Option<C
     } else {
         message.to_string()
     };
+    let lower = text.to_ascii_lowercase();
     let find = |markers: &[&str]| -> Option<CompactString> {
-        let lower = text.to_ascii_lowercase();
         for marker in markers {
             let mut from = 0;
             while let Some(at) = lower[from..].find(marker) {

@@ -130,6 +130,8 @@ pub struct RuleSet {
     /// Root-cause chains.
     pub causes: Vec<CauseRule>,
     by_event_id: HashMap<u32, Vec<usize>>,
+    /// The same for ids below 65,536 (every Windows event id): one index.
+    dense: Vec<Option<Box<[usize]>>>,
     any_event: Vec<usize>,
     /// For each detection rule, the causes that reference it.
     pub causes_of: Vec<Vec<usize>>,
@@ -358,6 +360,12 @@ impl RuleSet {
                 None => self.any_event.push(i),
             }
         }
+        self.dense = vec![None; 1 << 16];
+        for (&id, rules) in &self.by_event_id {
+            if let Some(slot) = self.dense.get_mut(id as usize) {
+                *slot = Some(rules.clone().into_boxed_slice());
+            }
+        }
         self.causes_of = vec![Vec::new(); self.detections.len()];
         for (c, cause) in self.causes.iter().enumerate() {
             for &r in &cause.rules {
@@ -376,15 +384,16 @@ impl RuleSet {
     /// event-id prefilter (so the cost does not grow with the rule count).
     pub fn matching(&self, event: &Event, out: &mut Vec<usize>) {
         out.clear();
-        if let Some(candidates) = self.by_event_id.get(&event.event_id) {
-            for &i in candidates {
-                if self.detections[i].detection.matches(event) {
-                    out.push(i);
-                }
-            }
+        let candidates = match self.dense.get(event.event_id as usize) {
+            Some(slot) => slot.as_deref(),
+            None => self.by_event_id.get(&event.event_id).map(Vec::as_slice),
+        };
+        if candidates.is_none() && self.any_event.is_empty() {
+            return;
         }
-        for &i in &self.any_event {
-            if self.detections[i].detection.matches(event) {
+        let view = crate::detection::EventView::new(event);
+        for &i in candidates.unwrap_or_default().iter().chain(&self.any_event) {
+            if self.detections[i].detection.matches_view(&view) {
                 out.push(i);
             }
         }

@@ -1,4 +1,5 @@
 //! End-to-end tests: they run the real `relive` binary.
 
+mod incidents;
 mod parse;
 mod search;
