@@ -200,6 +200,8 @@ pub struct Correlator {
     /// Open attempts by the time of their first failure (for host-level evidence).
     by_time: BTreeSet<(DateTime<Utc>, CompactString)>,
     updates: Vec<Incident>,
+    /// Root cause -> recent failures (first failure time, VM key).
+    recent: HashMap<String, VecDeque<(DateTime<Utc>, CompactString)>>,
     scratch: Vec<usize>,
     last_sweep: Option<DateTime<Utc>>,
     stats: Stats,
@@ -229,6 +231,7 @@ impl Correlator {
             dirty: HashSet::new(),
             by_time: BTreeSet::new(),
             updates: Vec::new(),
+            recent: HashMap::new(),
             scratch: Vec::new(),
             last_sweep: None,
             stats: Stats::default(),
@@ -796,6 +799,48 @@ impl Correlator {
             destination.as_deref().unwrap_or("?"),
             what
         );
+        // Other VMs failing the same way at the same time make the cause likelier.
+        let related_vms = if root_cause == "unknown" {
+            0
+        } else {
+            let near = TimeDelta::minutes(10);
+            let list = self.recent.entry(root_cause.clone()).or_default();
+            while list
+                .front()
+                .is_some_and(|(t, _)| *t < a.first - near - near)
+            {
+                list.pop_front();
+            }
+            let joined = !list.iter().any(|(t, k)| *t == a.first && k == key);
+            if joined {
+                list.push_back((a.first, CompactString::from(key)));
+            }
+            let mut others: Vec<CompactString> = list
+                .iter()
+                .filter(|(t, k)| k != key && (*t - a.first).abs() <= near)
+                .map(|(_, k)| k.clone())
+                .collect();
+            others.sort();
+            others.dedup();
+            if joined {
+                // The earlier ones now have one more related VM: re-decide
+                // those still open.
+                for k in &others {
+                    if let Some(a) = self.groups.get_mut(k).and_then(|g| g.attempt.as_mut()) {
+                        if a.decided {
+                            a.dirty = true;
+                            self.dirty.insert(k.clone());
+                        }
+                    }
+                }
+            }
+            others.len() as u32
+        };
+        let confidence = if related_vms > 0 {
+            (confidence + 0.02 * f64::from(related_vms.min(4))).min(0.99)
+        } else {
+            confidence
+        };
         let fold = td(self.cfg.fold_window);
         let group = self.groups.get_mut(key).expect("exists");
         let attempt = group.attempt.as_mut().expect("exists");
@@ -846,6 +891,7 @@ impl Correlator {
                 inc.title = title;
                 inc.confidence = round2(confidence);
                 inc.alternatives = alternatives;
+                inc.related_vms = related_vms;
                 inc.remediation = remediation;
                 inc.first_seen = inc
                     .evidence
@@ -878,6 +924,7 @@ impl Correlator {
                     count: 1,
                     confidence: round2(confidence),
                     alternatives,
+                    related_vms,
                     evidence,
                     remediation,
                     warnings: Vec::new(),

@@ -118,6 +118,10 @@ pub struct Incident {
     pub confidence: f64,
     /// Other causes that matched.
     pub alternatives: Vec<Alternative>,
+    /// Other VMs that failed with the same root cause within ten minutes
+    /// (a cluster-wide cause, such as a missing SharedStoragePath, fails them all).
+    #[serde(default)]
+    pub related_vms: u32,
     /// Supporting events, in time order.
     pub evidence: Vec<Evidence>,
     /// Playbook and steps.

@@ -109,9 +109,9 @@ pub fn list(args: IncidentsArgs, data: &Path) -> anyhow::Result<ExitCode> {
             alternatives_hint(i),
             i.confidence,
             i.count,
-            i.vm_name.as_deref().or(i.vm_id.as_deref()).unwrap_or("?"),
-            i.source_host.as_deref().unwrap_or("?"),
-            i.destination_host.as_deref().unwrap_or("?"),
+            clean(i.vm_name.as_deref().or(i.vm_id.as_deref()).unwrap_or("?")),
+            clean(i.source_host.as_deref().unwrap_or("?")),
+            clean(i.destination_host.as_deref().unwrap_or("?")),
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -152,7 +152,7 @@ pub fn explain(args: ExplainArgs, data: &Path) -> anyhow::Result<ExitCode> {
 
 /// Keeps log text printable: control characters (escape sequences included)
 /// are shown escaped, never sent to the terminal.
-fn clean(text: &str) -> String {
+pub fn clean(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect::<String>()
@@ -191,6 +191,13 @@ fn render_explain(i: &Incident, kb: &Knowledge) -> String {
             a.root_cause,
             a.confidence,
             a.matched.join(", ")
+        );
+    }
+    if i.related_vms > 0 {
+        let _ = writeln!(
+            out,
+            "{} other VM(s) failed with the same cause within ten minutes: likely cluster-wide",
+            i.related_vms
         );
     }
     for w in &i.warnings {

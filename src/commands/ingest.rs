@@ -217,7 +217,7 @@ pub fn run(args: ParseArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
                     "resolved"
                 },
                 i.root_cause,
-                i.vm_name.as_deref().or(i.vm_id.as_deref()).unwrap_or("?"),
+                incidents::clean(i.vm_name.as_deref().or(i.vm_id.as_deref()).unwrap_or("?")),
             );
         }
     }

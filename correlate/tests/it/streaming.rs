@@ -221,6 +221,15 @@ fn interleaved_failures_of_50_vms_across_8_hosts_each_get_their_own_incident() {
     let (rules, kb) = shipped();
     let incidents = run(&rules, &kb, fifty_vms());
     check_fifty(&incidents);
+    // 13 VMs fail with the shared-storage signature within two minutes: each
+    // incident says 12 others did, a sign of a cluster-wide cause.
+    for (i, inc) in incidents.iter().enumerate() {
+        match i % 4 {
+            0 => assert_eq!(inc.related_vms, 12, "VM{i:03}"),
+            3 => assert_eq!(inc.related_vms, 0, "unknown is never related"),
+            _ => {}
+        }
+    }
 }
 
 /// A deterministic shuffle: xorshift.
