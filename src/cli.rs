@@ -52,7 +52,7 @@ Examples:
     Prune(PruneArgs),
     /// Root causes found, newest first.
     #[command(
-        after_help = "Examples:\n  relive incidents\n  relive incidents --json | jq '.[] | {id, root_cause, status}'"
+        after_help = "Examples:\n  relive incidents\n  relive incidents --status open --host node-b --since 7d\n  relive incidents --vm ADFS1 --json | jq '.[] | {id, root_cause, status}'"
     )]
     Incidents(IncidentsArgs),
     /// Evidence timeline of one incident across hosts, with the explanation and fix.
@@ -73,6 +73,18 @@ pub struct IncidentsArgs {
     /// Only incidents with this status (open or resolved).
     #[arg(long)]
     pub status: Option<String>,
+    /// Only this VM (name or id, any case).
+    #[arg(long)]
+    pub vm: Option<String>,
+    /// Only migrations from or to this host (short name, any case).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only this root cause (slug).
+    #[arg(long)]
+    pub root_cause: Option<String>,
+    /// Only incidents seen since: a duration (`24h`, `7d`) or an RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
 }
 
 #[derive(Debug, Args)]

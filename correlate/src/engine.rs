@@ -25,20 +25,33 @@ use crate::incident::{Alternative, Evidence, EvidenceOrigin, Incident, Remediati
 use crate::kb::{fill, Knowledge};
 use crate::rules::{CauseRule, CorrelationType, Role, RuleSet};
 
-/// Timing knobs of the engine.
-#[derive(Debug, Clone)]
+/// Timing knobs of the engine. In TOML (`[correlate]` of relive.toml) each
+/// is a duration text such as `"60s"` or `"1h"`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// How late (in event time) an event may arrive and still be ordered.
+    #[serde(deserialize_with = "duration")]
     pub lateness: Duration,
     /// How long after a failure the engine waits for the rest of its chain
     /// before deciding, unless a chain is already complete.
+    #[serde(deserialize_with = "duration")]
     pub settle: Duration,
     /// Failures of the same VM and cause within this window fold into one incident.
+    #[serde(deserialize_with = "duration")]
     pub fold_window: Duration,
     /// Failure signals further apart than this are separate attempts.
+    #[serde(deserialize_with = "duration")]
     pub attempt_gap: Duration,
     /// Evidence events kept per incident.
     pub max_evidence: usize,
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    crate::rules::parse_timespan(&text).ok_or_else(|| {
+        serde::de::Error::custom(format!("`{text}` is not a duration like 30s, 2m, 1h"))
+    })
 }
 
 impl Default for Config {

@@ -589,6 +589,45 @@ fn parse_cause(
             "`correlation` needs `group-by: [vm]`",
         ));
     }
+    if let Some(aliases) = body.get("aliases") {
+        // relive derives the `vm` key itself (VM id, else name, else host),
+        // so an alias may only say which normalized field a rule carries it in.
+        let entries = aliases
+            .as_map()
+            .ok_or_else(|| rule_err(path, aliases.line, "`aliases` must be a mapping"))?;
+        for (alias, line, per_rule) in entries {
+            if alias != "vm" {
+                return Err(rule_err(
+                    path,
+                    *line,
+                    format!("alias `{alias}` is not in `group-by`"),
+                ));
+            }
+            let map = per_rule.as_map().ok_or_else(|| {
+                rule_err(path, per_rule.line, "an alias maps rule names to fields")
+            })?;
+            for (rule, line, field) in map {
+                let known = names.get(rule).is_some_and(|i| rules.contains(i));
+                if !known {
+                    return Err(rule_err(
+                        path,
+                        *line,
+                        format!("alias `vm` names rule `{rule}`, which is not in `rules`"),
+                    ));
+                }
+                match field.as_str() {
+                    Some("VmId" | "VmName" | "vm_id" | "vm_name" | "relive.vm_id") => {}
+                    _ => {
+                        return Err(rule_err(
+                            path,
+                            field.line,
+                            "the `vm` alias can map to VmId or VmName (relive normalizes both)",
+                        ))
+                    }
+                }
+            }
+        }
+    }
     let span_node = body
         .get("timespan")
         .ok_or_else(|| rule_err(path, body.line, "`correlation` needs a `timespan`"))?;

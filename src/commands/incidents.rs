@@ -87,6 +87,28 @@ pub fn list(args: IncidentsArgs, data: &Path) -> anyhow::Result<ExitCode> {
         };
         incidents.retain(|i| i.status == want);
     }
+    if let Some(vm) = &args.vm {
+        incidents.retain(|i| {
+            [&i.vm_name, &i.vm_id]
+                .iter()
+                .any(|v| v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(vm)))
+        });
+    }
+    if let Some(host) = &args.host {
+        let short = host.split('.').next().unwrap_or(host);
+        incidents.retain(|i| {
+            [&i.source_host, &i.destination_host]
+                .iter()
+                .any(|h| h.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(short)))
+        });
+    }
+    if let Some(cause) = &args.root_cause {
+        incidents.retain(|i| &i.root_cause == cause);
+    }
+    if let Some(since) = &args.since {
+        let cutoff = crate::commands::search::parse_when(since, Utc::now())?;
+        incidents.retain(|i| i.last_seen >= cutoff);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&incidents)?);
         return Ok(ExitCode::SUCCESS);

@@ -98,6 +98,22 @@ fn ingest_finds_the_seed_incident_and_explain_shows_the_timeline() {
 
     let listing = ok(&relive(data.path(), &["incidents"]));
     assert!(listing.contains("shared-storage-path-missing"), "{listing}");
+    for (filter, hits) in [
+        (&["--vm", "adfs1"][..], 1),
+        (&["--vm", "4b5f2f6c-aea3-4c7b-8342-e255d1d112d7"][..], 1),
+        (&["--vm", "SQL1"][..], 0),
+        (&["--host", "node-a.datawisetech.corp"][..], 1),
+        (&["--host", "NODE-C"][..], 0),
+        (&["--root-cause", "shared-storage-path-missing"][..], 1),
+        (&["--root-cause", "vswitch-mismatch"][..], 0),
+        (&["--since", "2018-09-27T13:00:00Z"][..], 1),
+        (&["--since", "2018-09-28T00:00:00Z"][..], 0),
+    ] {
+        let mut args = vec!["incidents", "--json"];
+        args.extend_from_slice(filter);
+        let found: Vec<Value> = serde_json::from_str(&ok(&relive(data.path(), &args))).unwrap();
+        assert_eq!(found.len(), hits, "{filter:?}");
+    }
     let missing = relive(data.path(), &["explain", "ffffffffffff"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no incident"));

@@ -184,3 +184,20 @@ fn a_rule_folder_given_with_rules_is_loaded_and_checked() {
     let error = correlate::shipped::rules(&[dir.path().to_path_buf()]).unwrap_err();
     assert!(error.path.ends_with("mine.yml"));
 }
+
+#[test]
+fn aliases_are_checked_and_the_engine_config_reads_toml() {
+    let with_alias = GOOD.replace(
+        "  timespan: 2m\n",
+        "  timespan: 2m\n  aliases:\n    vm:\n      mine_sel: VmId\n",
+    );
+    assert!(load(&with_alias).is_ok());
+    let error = load(&with_alias.replace("mine_sel: VmId", "other_rule: VmId")).unwrap_err();
+    assert_eq!(error.line, 9, "{error}");
+    let cfg: correlate::Config = toml::from_str("lateness = \"2m\"\nsettle = \"5s\"\n").unwrap();
+    assert_eq!(cfg.lateness.as_secs(), 120);
+    assert_eq!(cfg.settle.as_secs(), 5);
+    assert_eq!(cfg.fold_window.as_secs(), 3600);
+    assert!(toml::from_str::<correlate::Config>("lateness = \"soon\"").is_err());
+    assert!(toml::from_str::<correlate::Config>("latenes = \"1s\"").is_err());
+}
