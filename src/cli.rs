@@ -60,9 +60,35 @@ Examples:
         after_help = "Examples:\n  relive explain 3f2a9c1d0b7e4a55\n  relive explain 3f2a   (a unique prefix is enough)"
     )]
     Explain(ExplainArgs),
+    /// Migration analytics: failures and failure rate per source->destination pair,
+    /// per hour and day, blackout and total time percentiles, bytes, throughput,
+    /// top failing VMs and root causes.
+    #[command(after_help = "Examples:
+  relive stats
+  relive stats --since 7d --top 5
+  relive stats --json | jq '.pairs[0]'
+Reads the migration metrics ingested under --data (Parquet by day); without any, it counts
+failed (21502/21111/21024, via incidents) against successful (20415/21301/21307) migrations.")]
+    Stats(StatsArgs),
     /// Check rule files (the shipped ones plus --rules) and list what they detect.
     #[command(after_help = "Examples:\n  relive rules\n  relive rules --rules ./my-rules")]
     Rules,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Only migrations that ended since: a duration (`24h`, `7d`) or an RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only migrations that ended before this (same forms).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Length of the top lists.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

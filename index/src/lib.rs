@@ -29,8 +29,10 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod metrics;
 mod query;
 mod schema;
+pub mod stats;
 
 use std::collections::HashMap;
 use std::ops::Bound;
@@ -46,10 +48,18 @@ use tantivy::{
 };
 
 pub use error::IndexError;
+pub use metrics::MetricStore;
 use schema::Fields;
+pub use stats::{migration_stats, MigrationStats, StatsRequest};
 
 /// How many events are buffered before the writer commits on its own.
 const COMMIT_EVERY: u64 = 200_000;
+/// ... or when this long has passed since the last commit, so events show
+/// up in searches within seconds while a long ingest runs.
+const COMMIT_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+/// Version of the index layout; bumped whenever the schema changes.
+pub const SCHEMA_VERSION: u32 = 1;
+const VERSION_FILE: &str = "relive-index-version";
 /// Memory the writer may use for its buffers.
 const WRITER_BYTES: usize = 128 * 1024 * 1024;
 
@@ -60,6 +70,7 @@ pub struct EventIndex {
     reader: IndexReader,
     writer: Option<IndexWriter>,
     uncommitted: u64,
+    last_commit: std::time::Instant,
     /// Richness of each event added through this handle, by dedup key hash:
     /// when exports overlap, the copy that says most is the one kept.
     kept: HashMap<u64, u32>,
@@ -128,8 +139,42 @@ impl EventIndex {
             source,
         })?;
         let (schema, fields) = schema::build();
+        let version_path = dir.join(VERSION_FILE);
+        let has_index = dir.join("meta.json").exists();
+        match std::fs::read_to_string(&version_path) {
+            Ok(text) => {
+                let found = text.trim().parse::<u32>().unwrap_or(0);
+                if found != SCHEMA_VERSION {
+                    return Err(IndexError::Version {
+                        path: dir.display().to_string(),
+                        found,
+                    });
+                }
+            }
+            Err(_) if has_index => {
+                return Err(IndexError::Version {
+                    path: dir.display().to_string(),
+                    found: 0,
+                })
+            }
+            Err(_) => {}
+        }
         let directory = tantivy::directory::MmapDirectory::open(dir)?;
-        let index = Index::open_or_create(directory, schema)?;
+        let index = Index::open_or_create(directory, schema).map_err(|e| match e {
+            tantivy::TantivyError::SchemaError(_) => IndexError::Version {
+                path: dir.display().to_string(),
+                found: SCHEMA_VERSION,
+            },
+            other => IndexError::Tantivy(other),
+        })?;
+        if !version_path.exists() {
+            std::fs::write(&version_path, format!("{SCHEMA_VERSION}\n")).map_err(|source| {
+                IndexError::Io {
+                    path: version_path.display().to_string(),
+                    source,
+                }
+            })?;
+        }
         schema::register_tokenizers(&index);
         let reader = index
             .reader_builder()
@@ -141,6 +186,7 @@ impl EventIndex {
             reader,
             writer: None,
             uncommitted: 0,
+            last_commit: std::time::Instant::now(),
             kept: HashMap::new(),
         })
     }
@@ -172,7 +218,9 @@ impl EventIndex {
         writer.delete_term(Term::from_field_text(key_field, &key));
         writer.add_document(doc)?;
         self.uncommitted += 1;
-        if self.uncommitted >= COMMIT_EVERY {
+        if self.uncommitted >= COMMIT_EVERY
+            || (self.uncommitted % 1024 == 0 && self.last_commit.elapsed() >= COMMIT_AFTER)
+        {
             self.commit()?;
         }
         Ok(())
@@ -184,6 +232,15 @@ impl EventIndex {
             writer.commit()?;
         }
         self.uncommitted = 0;
+        self.last_commit = std::time::Instant::now();
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    /// Makes searches through this handle see what other handles (or an
+    /// ingest in another process) have committed since it was opened.
+    /// Each search runs on one committed snapshot.
+    pub fn refresh(&self) -> Result<(), IndexError> {
         self.reader.reload()?;
         Ok(())
     }
@@ -199,7 +256,8 @@ impl EventIndex {
     }
 
     fn query(&self, request: &SearchRequest) -> Result<Box<dyn Query>, IndexError> {
-        let text = request.query.trim();
+        let original = request.query.trim();
+        let text = original;
         let mut parser = QueryParser::for_index(&self.index, vec![self.fields.message]);
         parser.set_conjunction_by_default();
         parser.allow_regexes();
@@ -213,16 +271,8 @@ impl EventIndex {
                 // `NOT level:information` alone means "all events but those".
                 Err(tantivy::query::QueryParserError::AllButQueryForbidden) => parser
                     .parse_query(&format!("* {text}"))
-                    .map_err(|source| IndexError::Query {
-                        query: text.to_owned(),
-                        reason: source.to_string(),
-                    })?,
-                Err(source) => {
-                    return Err(IndexError::Query {
-                        query: text.to_owned(),
-                        reason: source.to_string(),
-                    })
-                }
+                    .map_err(|source| query::explain_error(original, &source.to_string()))?,
+                Err(source) => return Err(query::explain_error(original, &source.to_string())),
             }
         };
         if request.since.is_none() && request.until.is_none() {
@@ -290,6 +340,7 @@ impl EventIndex {
         let bad = |e: serde_json::Error| IndexError::Query {
             query: request.query.clone(),
             reason: e.to_string(),
+            position: None,
         };
         let query = self.query(request)?;
         let aggs: tantivy::aggregation::agg_req::Aggregations =

@@ -171,6 +171,148 @@ fn unescape(value: &str) -> String {
     out
 }
 
+/// Field names a query may use (besides `data.<Name>`).
+pub const FIELDS: &[&str] = &[
+    "timestamp",
+    "event_id",
+    "record_id",
+    "host",
+    "channel",
+    "provider",
+    "level",
+    "vm_name",
+    "vm_id",
+    "hresult",
+    "message",
+    "format",
+];
+
+/// Turns a parser failure into an error that points at the problem: an
+/// unclosed quote, parenthesis or range, an operator with nothing after
+/// it, an unknown field, or a value of the wrong type.
+pub fn explain_error(query: &str, parser_says: &str) -> crate::IndexError {
+    let (position, reason) = locate(query).unwrap_or((None, parser_says.to_string()));
+    crate::IndexError::Query {
+        query: query.to_string(),
+        reason,
+        position,
+    }
+}
+
+fn locate(query: &str) -> Option<(Option<usize>, String)> {
+    let chars: Vec<char> = query.chars().collect();
+    let mut stack: Vec<(char, usize)> = Vec::new();
+    let mut quote: Option<usize> = None;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\\' {
+            i += 2;
+            continue;
+        }
+        if let Some(q) = quote {
+            if c == '"' {
+                quote = None;
+            }
+            let _ = q;
+            i += 1;
+            continue;
+        }
+        match c {
+            '"' => quote = Some(i),
+            '(' | '[' | '{' => stack.push((c, i)),
+            ')' | ']' | '}' => {
+                let want = match c {
+                    ')' => '(',
+                    ']' => '[',
+                    _ => '{',
+                };
+                match stack.pop() {
+                    Some((open, _)) if open == want || (want != '(' && open != '(') => {}
+                    _ => return Some((Some(i), format!("`{c}` closes nothing"))),
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if let Some(q) = quote {
+        return Some((Some(q), "this quote is never closed".into()));
+    }
+    if let Some((open, at)) = stack.pop() {
+        let what = if open == '(' { "parenthesis" } else { "range" };
+        return Some((Some(at), format!("this {what} is never closed")));
+    }
+    // Words: operators in the wrong place, unknown fields.
+    let mut words: Vec<(usize, String)> = Vec::new();
+    let mut start = None;
+    let mut in_quote = false;
+    for (i, c) in chars.iter().enumerate() {
+        if *c == '"' {
+            in_quote = !in_quote;
+        }
+        let boundary = !in_quote && (c.is_whitespace() || *c == '(' || *c == ')');
+        match (boundary, start) {
+            (false, None) => start = Some(i),
+            (true, Some(s)) => {
+                words.push((s, chars[s..i].iter().collect()));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        words.push((s, chars[s..].iter().collect()));
+    }
+    let is_op = |w: &str| matches!(w, "AND" | "OR" | "&&" | "||");
+    if let Some((at, w)) = words.first() {
+        if is_op(w) {
+            return Some((Some(*at), format!("`{w}` needs something before it")));
+        }
+    }
+    if let Some((at, w)) = words.last() {
+        if is_op(w) || w == "NOT" {
+            return Some((Some(*at), format!("`{w}` needs something after it")));
+        }
+    }
+    for pair in words.windows(2) {
+        if is_op(&pair[0].1) && is_op(&pair[1].1) {
+            return Some((
+                Some(pair[1].0),
+                format!("`{}` right after `{}`", pair[1].1, pair[0].1),
+            ));
+        }
+    }
+    for (at, w) in &words {
+        let w = w.trim_start_matches(['+', '-']);
+        if let Some((field, value)) = w.split_once(':') {
+            if field.is_empty() || field.starts_with('"') {
+                continue;
+            }
+            if !FIELDS.contains(&field) && !field.starts_with("data.") {
+                return Some((
+                    Some(*at),
+                    format!(
+                        "no field `{field}`: use {}, or data.<Name>",
+                        FIELDS.join(", ")
+                    ),
+                ));
+            }
+            if matches!(field, "event_id" | "record_id")
+                && !value.is_empty()
+                && !value.starts_with(['[', '{', '(', '*'])
+                && value.parse::<u64>().is_err()
+            {
+                return Some((
+                    Some(*at + field.len() + 1),
+                    format!("`{field}` takes a number, not `{value}`"),
+                ));
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::rewrite_wildcards;

@@ -24,6 +24,22 @@ struct IndexSink<'a> {
     failure: Option<index::IndexError>,
     zones: parsers::time::OffsetLearner,
     shifted: u64,
+    metric_store: index::MetricStore,
+    pending_metrics: Vec<Metric>,
+    new_metrics: usize,
+}
+
+impl IndexSink<'_> {
+    fn flush_metrics(&mut self) {
+        if self.pending_metrics.is_empty() || self.failure.is_some() {
+            return;
+        }
+        match self.metric_store.append(&self.pending_metrics) {
+            Ok(n) => self.new_metrics += n,
+            Err(e) => self.failure = Some(e),
+        }
+        self.pending_metrics.clear();
+    }
 }
 
 /// First look at the local-time files: only learns host offsets.
@@ -80,9 +96,15 @@ impl Sink for IndexSink<'_> {
         );
     }
 
-    fn metric(&mut self, _metric: Metric) {
-        // Stored by the analytics store once it exists (searchable-index issue).
+    fn metric(&mut self, metric: Metric) {
+        if self.failure.is_some() {
+            return;
+        }
         self.metrics += 1;
+        self.pending_metrics.push(metric);
+        if self.pending_metrics.len() >= 100_000 {
+            self.flush_metrics();
+        }
     }
 
     fn error(&mut self, error: RecordError) {
@@ -122,9 +144,33 @@ pub fn run(args: ParseArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
         failure: None,
         zones: parsers::time::OffsetLearner::default(),
         shifted: 0,
+        metric_store: index::MetricStore::open(&data.join("metrics")),
+        pending_metrics: Vec::new(),
+        new_metrics: 0,
     };
     let mut unrecognised = 0;
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr()) && files.len() > 1;
+    let started = std::time::Instant::now();
     for (n, file) in files.iter().enumerate() {
+        if progress {
+            let name = file.display().to_string();
+            let tail: String = name
+                .chars()
+                .rev()
+                .take(50)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            eprint!(
+                "\r\x1b[K[{}/{}] {} events, {:.0} s  {}",
+                n + 1,
+                files.len(),
+                sink.events,
+                started.elapsed().as_secs_f64(),
+                tail
+            );
+        }
         if n == local_from && n > 0 {
             for local in &files[local_from..] {
                 if local.as_os_str() != "-" {
@@ -143,6 +189,14 @@ pub fn run(args: ParseArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
             return Err(e).context("cannot add to the index");
         }
     }
+    if progress {
+        eprint!("\r\x1b[K");
+    }
+    sink.flush_metrics();
+    if let Some(e) = sink.failure.take() {
+        return Err(e).context("cannot store migration metrics");
+    }
+    let new_metrics = sink.new_metrics;
     let (events, metrics, errors) = (sink.events, sink.metrics, sink.errors);
     let (hosts, first, last) = (std::mem::take(&mut sink.hosts), sink.first, sink.last);
     let mut learned: Vec<(String, chrono::TimeDelta)> = sink
@@ -166,7 +220,7 @@ pub fn run(args: ParseArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
         after.saturating_sub(before),
         after
     );
-    println!("metrics: {metrics} (not stored yet)");
+    println!("metrics: {metrics} read, {new_metrics} new in the store (see `relive stats`)");
     println!("errors:  {errors}");
     for (format, n) in &per_format {
         println!("  {format:<13} {n}");

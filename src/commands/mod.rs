@@ -5,6 +5,7 @@ mod ingest;
 mod parse;
 mod prune;
 mod search;
+mod stats;
 
 use std::process::ExitCode;
 
@@ -20,5 +21,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Incidents(args) => incidents::list(args, &cli.data),
         Command::Explain(args) => incidents::explain(args, &cli.data),
         Command::Rules => incidents::rules(&cli.rules),
+        Command::Stats(args) => stats::run(args, &cli.data),
     }
 }

@@ -199,3 +199,42 @@ fn rules_lists_the_shipped_rules_and_refuses_a_bad_folder() {
     );
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn stats_from_metrics_and_from_events_alone() {
+    // The successful-migration scenario ships migration metrics (JSON lines
+    // and perfmon): stats come from them.
+    let data = tempfile::tempdir().unwrap();
+    let summary = ok(&relive(
+        data.path(),
+        &["ingest", "samples/successful-migration"],
+    ));
+    assert!(summary.contains("new in the store"), "{summary}");
+    let stats: Value =
+        serde_json::from_str(&ok(&relive(data.path(), &["stats", "--json"]))).unwrap();
+    assert_eq!(stats["source"], "metrics");
+    assert_eq!(stats["total"]["migrations"], 1, "{stats:#}");
+    assert_eq!(stats["total"]["failures"], 0);
+    assert_eq!(stats["pairs"][0]["key"], "NODE-C -> NODE-D", "{stats:#}");
+    let text = ok(&relive(data.path(), &["stats"]));
+    assert!(text.contains("NODE-C -> NODE-D"), "{text}");
+    // Ingesting again stores nothing new.
+    let again = ok(&relive(
+        data.path(),
+        &["ingest", "samples/successful-migration"],
+    ));
+    assert!(again.contains(", 0 new in the store"), "{again}");
+
+    // No metrics: failures come from incidents, successes from 20415/21301/21307.
+    let data = tempfile::tempdir().unwrap();
+    ok(&relive(data.path(), &["ingest", SSP]));
+    let stats: Value =
+        serde_json::from_str(&ok(&relive(data.path(), &["stats", "--json"]))).unwrap();
+    assert_eq!(stats["source"], "events");
+    assert_eq!(stats["total"]["failures"], 1, "{stats:#}");
+    assert_eq!(stats["pairs"][0]["key"], "NODE-B -> NODE-A", "{stats:#}");
+    assert_eq!(
+        stats["top_root_causes"][0]["name"],
+        "shared-storage-path-missing"
+    );
+}

@@ -249,3 +249,239 @@ level: high
     assert_eq!(hits.total, 1, "{query}");
     assert!(hits.hits[0].json.contains("\"event_id\":21502"));
 }
+
+/// While one handle adds and commits batches, another handle searching the
+/// same directory only ever sees whole committed batches, growing.
+#[test]
+fn readers_see_consistent_snapshots_while_ingest_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let mut writer = EventIndex::open(&path).unwrap();
+    let batches = 12;
+    let per_batch = 400usize;
+    let base = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let handle = std::thread::spawn(move || {
+        for b in 0..batches {
+            for i in 0..per_batch {
+                let n = b * per_batch + i;
+                let e = Event {
+                    timestamp: base + chrono::TimeDelta::seconds(n as i64),
+                    host: "NODE-B.contoso.local".into(),
+                    channel: "System".into(),
+                    provider: "Service Control Manager".into(),
+                    event_id: if i % 2 == 0 { 7036 } else { 7040 },
+                    record_id: Some(n as u64 + 1),
+                    message: format!("event {n}"),
+                    ..Event::default()
+                };
+                writer.add(&e).unwrap();
+            }
+            writer.commit().unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    });
+    let reader = EventIndex::open(&path).unwrap();
+    let mut last = 0;
+    let mut seen_states = 0;
+    loop {
+        reader.refresh().unwrap();
+        let total = reader.len() as usize;
+        assert_eq!(
+            total % per_batch,
+            0,
+            "a half-committed batch is visible: {total}"
+        );
+        assert!(total >= last, "the index shrank: {last} -> {total}");
+        let by_id = reader
+            .count_by(&SearchRequest::new("*"), "event_id")
+            .unwrap();
+        let sum: u64 = by_id.iter().map(|(_, n)| *n).sum();
+        assert_eq!(sum as usize, total, "counts and total from one snapshot");
+        if total != last {
+            seen_states += 1;
+        }
+        last = total;
+        if handle.is_finished() && total == batches * per_batch {
+            break;
+        }
+    }
+    handle.join().unwrap();
+    assert!(seen_states >= 2, "the reader saw the index grow");
+}
+
+#[test]
+fn an_index_written_with_another_layout_is_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(EventIndex::open(dir.path()).unwrap());
+    std::fs::write(dir.path().join("relive-index-version"), "0\n").unwrap();
+    let error = EventIndex::open(dir.path()).err().expect("refused");
+    let text = error.to_string();
+    assert!(text.contains("another version of relive"), "{text}");
+}
+
+#[test]
+fn a_bad_query_points_at_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut index = EventIndex::open(dir.path()).unwrap();
+    let seed = shared().join("samples-real/text/seed-workinghardinit-sharedstoragepath-chain.txt");
+    ingest(&mut index, &parse(&seed, &ParseOptions::default()));
+    for (query, at, says) in [
+        (
+            "event_id:21502 AND (host:a OR host:b",
+            19,
+            "parenthesis is never closed",
+        ),
+        ("host:\"node-b AND level:error", 5, "quote is never closed"),
+        ("event_id:[1 TO 5", 9, "range is never closed"),
+        ("AND host:x", 0, "needs something before"),
+        ("host:x AND", 7, "needs something after"),
+        ("hostname:node-b", 0, "no field `hostname`"),
+        ("event_id:abc", 9, "takes a number"),
+    ] {
+        let error = index.search(&SearchRequest::new(query)).unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains(says), "{query}: {text}");
+        let caret = text.lines().last().unwrap();
+        assert_eq!(caret.find('^'), Some(2 + at), "{query}:\n{text}");
+    }
+}
+
+fn sample(
+    id: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    pair: (&str, &str),
+    vm: &str,
+    (failed, blackout, total): (bool, u64, u64),
+    transport: &str,
+) -> parsers::Metric {
+    parsers::Metric {
+        timestamp: at,
+        migration_id: id.to_string(),
+        vm_name: Some(vm.to_string()),
+        vm_id: None,
+        source_host: Some(pair.0.to_string()),
+        destination_host: Some(pair.1.to_string()),
+        phase: if failed {
+            parsers::Phase::Failed
+        } else {
+            parsers::Phase::Completed
+        },
+        pass: None,
+        bytes_sent: Some(1 << 30),
+        dirty_pages: None,
+        throughput_mbps: Some(8000.0),
+        blackout_ms: (!failed).then_some(blackout),
+        total_ms: Some(total),
+        transport: Some(transport.to_string()),
+        outcome: Some(if failed {
+            parsers::Outcome::Failure
+        } else {
+            parsers::Outcome::Success
+        }),
+        origin: Default::default(),
+    }
+}
+
+/// 100 successful migrations HV1 -> HV2 with blackouts 1..=100 ms, and
+/// 10 migrations HV3 -> HV1 of which 3 failed; the percentiles are the
+/// linear-interpolation ones (p50 50.5, p95 95.05, p99 99.01).
+#[test]
+fn stats_over_stored_metrics_have_the_known_percentiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = index::MetricStore::open(&dir.path().join("metrics"));
+    let day1 = chrono::DateTime::parse_from_rfc3339("2026-11-01T10:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let mut metrics = Vec::new();
+    for i in 1..=100u64 {
+        let at = day1 + chrono::TimeDelta::minutes(i as i64 * 20);
+        // A progress sample and the final one: only the final one counts.
+        let mut progress = sample(
+            &format!("m{i}"),
+            at - chrono::TimeDelta::seconds(30),
+            ("HV1", "HV2"),
+            &format!("VM{i}"),
+            (false, 0, 0),
+            "tcp",
+        );
+        progress.phase = parsers::Phase::Precopy;
+        progress.outcome = None;
+        progress.blackout_ms = None;
+        progress.pass = Some(1);
+        metrics.push(progress);
+        metrics.push(sample(
+            &format!("m{i}"),
+            at,
+            ("HV1", "HV2"),
+            &format!("VM{i}"),
+            (false, i, 10 * i),
+            "tcp",
+        ));
+    }
+    for i in 0..10u64 {
+        let at = day1 + chrono::TimeDelta::hours(40) + chrono::TimeDelta::minutes(i as i64);
+        metrics.push(sample(
+            &format!("f{i}"),
+            at,
+            ("HV3", "HV1"),
+            if i < 3 { "DB1" } else { "WEB" },
+            (i < 3, 500, 2000),
+            "compress",
+        ));
+    }
+    assert_eq!(store.append(&metrics).unwrap(), 210);
+    assert_eq!(
+        store.append(&metrics).unwrap(),
+        0,
+        "appending the same samples adds nothing"
+    );
+    assert!(
+        store.files().len() >= 2,
+        "partitioned by day: {:?}",
+        store.files()
+    );
+    let stats = index::migration_stats(
+        store.lazy().unwrap().unwrap(),
+        &index::StatsRequest::default(),
+    )
+    .unwrap();
+    assert_eq!(stats.total.migrations, 110);
+    assert_eq!(stats.total.failures, 3);
+    let first = &stats.pairs[0];
+    assert_eq!(first.key, "HV3 -> HV1");
+    assert_eq!((first.migrations, first.failures), (10, 3));
+    assert!((first.failure_rate - 0.3).abs() < 1e-9);
+    let hv12 = stats.pairs.iter().find(|p| p.key == "HV1 -> HV2").unwrap();
+    assert_eq!(hv12.migrations, 100);
+    let close = |a: Option<f64>, b: f64| (a.unwrap() - b).abs() < 1e-6;
+    assert!(close(hv12.blackout_ms.p50, 50.5), "{:?}", hv12.blackout_ms);
+    assert!(close(hv12.blackout_ms.p95, 95.05), "{:?}", hv12.blackout_ms);
+    assert!(close(hv12.blackout_ms.p99, 99.01), "{:?}", hv12.blackout_ms);
+    assert!(close(hv12.total_ms.p50, 505.0), "{:?}", hv12.total_ms);
+    assert_eq!(hv12.bytes_moved, 100 << 30);
+    assert!(close(hv12.throughput_mbps, 8000.0));
+    let compress = stats
+        .transports
+        .iter()
+        .find(|t| t.key == "compress")
+        .unwrap();
+    assert_eq!((compress.migrations, compress.failures), (10, 3));
+    assert_eq!(stats.top_failing_vms[0].name, "DB1");
+    assert_eq!(stats.top_failing_vms[0].count, 3);
+    let failing_days: Vec<_> = stats.per_day.iter().filter(|b| b.failures > 0).collect();
+    assert_eq!(failing_days.len(), 1);
+    assert_eq!(
+        failing_days[0].start.to_rfc3339(),
+        "2026-11-03T00:00:00+00:00"
+    );
+    assert_eq!(stats.per_day.iter().map(|b| b.migrations).sum::<u64>(), 110);
+    // A time range keeps what ended inside it.
+    let later = index::StatsRequest {
+        since: Some(day1 + chrono::TimeDelta::hours(34)),
+        ..Default::default()
+    };
+    let s = index::migration_stats(store.lazy().unwrap().unwrap(), &later).unwrap();
+    assert_eq!((s.total.migrations, s.total.failures), (10, 3));
+}

@@ -1,0 +1,351 @@
+//! Migration analytics over the metric store (polars, lazy): per
+//! source→destination pair and per transport, failures per hour and day,
+//! blackout and total time percentiles, bytes and throughput, top failing VMs.
+
+use chrono::{DateTime, Utc};
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::metrics::polars_error;
+use crate::IndexError;
+
+const HOUR: i64 = 3_600_000_000_000;
+const DAY: i64 = 24 * HOUR;
+
+/// Time range and list lengths of a stats request.
+#[derive(Debug, Clone, Default)]
+pub struct StatsRequest {
+    /// Only migrations that ended at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only migrations that ended before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Length of the top lists (0 = 10).
+    pub top: usize,
+}
+
+/// p50 / p95 / p99 of a duration, in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: Option<f64>,
+    /// 95th percentile.
+    pub p95: Option<f64>,
+    /// 99th percentile.
+    pub p99: Option<f64>,
+}
+
+/// Figures for one group of migrations (a pair, a transport, everything).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Group {
+    /// `SOURCE -> DESTINATION`, a transport name, or `all`.
+    pub key: String,
+    /// Migrations that ended (succeeded or failed).
+    pub migrations: u64,
+    /// Of which failed.
+    pub failures: u64,
+    /// failures / migrations.
+    pub failure_rate: f64,
+    /// Blackout of the successful ones.
+    pub blackout_ms: Percentiles,
+    /// Total time of the successful ones.
+    pub total_ms: Percentiles,
+    /// Bytes sent, all migrations.
+    pub bytes_moved: u64,
+    /// Mean throughput, Mbit/s.
+    pub throughput_mbps: Option<f64>,
+}
+
+/// Migrations and failures in one time bucket.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bucket {
+    /// Start of the bucket (UTC).
+    pub start: DateTime<Utc>,
+    /// Migrations that ended in it.
+    pub migrations: u64,
+    /// Of which failed.
+    pub failures: u64,
+}
+
+/// A name and a count (top lists).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Count {
+    /// VM name or root cause.
+    pub name: String,
+    /// How many.
+    pub count: u64,
+}
+
+/// Everything `relive stats` prints.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MigrationStats {
+    /// `metrics` (from samples) or `events` (from 21502/21111/21024 against 20415/21307).
+    pub source: String,
+    /// All migrations together.
+    pub total: Group,
+    /// Per source→destination pair, most failures first.
+    pub pairs: Vec<Group>,
+    /// Per transport (metrics only).
+    pub transports: Vec<Group>,
+    /// Per hour, in time order.
+    pub per_hour: Vec<Bucket>,
+    /// Per day, in time order.
+    pub per_day: Vec<Bucket>,
+    /// VMs with the most failures.
+    pub top_failing_vms: Vec<Count>,
+    /// Root causes of incidents, most frequent first (filled from incidents).
+    pub top_root_causes: Vec<Count>,
+}
+
+fn strs(df: &DataFrame, name: &str) -> PolarsResult<Vec<String>> {
+    let c = df.column(name)?.cast(&DataType::String)?;
+    Ok(c.str()?
+        .iter()
+        .map(|v| v.unwrap_or("?").to_string())
+        .collect())
+}
+
+fn u64s(df: &DataFrame, name: &str) -> PolarsResult<Vec<u64>> {
+    let c = df.column(name)?.cast(&DataType::UInt64)?;
+    Ok(c.u64()?.iter().map(|v| v.unwrap_or(0)).collect())
+}
+
+fn i64s(df: &DataFrame, name: &str) -> PolarsResult<Vec<i64>> {
+    let c = df.column(name)?.cast(&DataType::Int64)?;
+    Ok(c.i64()?.iter().map(|v| v.unwrap_or(0)).collect())
+}
+
+fn f64s(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<f64>>> {
+    let c = df.column(name)?.cast(&DataType::Float64)?;
+    Ok(c.f64()?.iter().collect())
+}
+
+fn quantiles(name: &str) -> [Expr; 3] {
+    let ok = col("failed").eq(lit(0u32));
+    let q = |p: f64, suffix: &str| {
+        col(name)
+            .filter(ok.clone())
+            .quantile(lit(p), QuantileMethod::Linear)
+            .alias(format!("{name}_{suffix}"))
+    };
+    [q(0.50, "p50"), q(0.95, "p95"), q(0.99, "p99")]
+}
+
+fn group_aggs() -> Vec<Expr> {
+    let mut aggs = vec![
+        len().alias("migrations"),
+        col("failed").cast(DataType::UInt64).sum().alias("failures"),
+        col("bytes")
+            .cast(DataType::UInt64)
+            .sum()
+            .alias("bytes_moved"),
+        col("throughput_mbps").mean().alias("throughput_mbps"),
+    ];
+    aggs.extend(quantiles("blackout_ms"));
+    aggs.extend(quantiles("total_ms"));
+    aggs
+}
+
+fn groups(df: &DataFrame, key: impl Fn(usize) -> String) -> PolarsResult<Vec<Group>> {
+    let migrations = u64s(df, "migrations")?;
+    let failures = u64s(df, "failures")?;
+    let bytes = u64s(df, "bytes_moved")?;
+    let tput = f64s(df, "throughput_mbps")?;
+    let b = [
+        f64s(df, "blackout_ms_p50")?,
+        f64s(df, "blackout_ms_p95")?,
+        f64s(df, "blackout_ms_p99")?,
+    ];
+    let t = [
+        f64s(df, "total_ms_p50")?,
+        f64s(df, "total_ms_p95")?,
+        f64s(df, "total_ms_p99")?,
+    ];
+    Ok((0..df.height())
+        .map(|i| Group {
+            key: key(i),
+            migrations: migrations[i],
+            failures: failures[i],
+            failure_rate: if migrations[i] == 0 {
+                0.0
+            } else {
+                failures[i] as f64 / migrations[i] as f64
+            },
+            blackout_ms: Percentiles {
+                p50: b[0][i],
+                p95: b[1][i],
+                p99: b[2][i],
+            },
+            total_ms: Percentiles {
+                p50: t[0][i],
+                p95: t[1][i],
+                p99: t[2][i],
+            },
+            bytes_moved: bytes[i],
+            throughput_mbps: tput[i],
+        })
+        .collect())
+}
+
+fn buckets(per_migration: &LazyFrame, size: i64) -> PolarsResult<Vec<Bucket>> {
+    let df = per_migration
+        .clone()
+        .with_column(((col("end") / lit(size)) * lit(size)).alias("bucket"))
+        .group_by([col("bucket")])
+        .agg([
+            len().alias("migrations"),
+            col("failed").cast(DataType::UInt64).sum().alias("failures"),
+        ])
+        .sort(["bucket"], SortMultipleOptions::default())
+        .collect()?;
+    let start = i64s(&df, "bucket")?;
+    let migrations = u64s(&df, "migrations")?;
+    let failures = u64s(&df, "failures")?;
+    Ok((0..df.height())
+        .map(|i| Bucket {
+            start: DateTime::from_timestamp_nanos(start[i]),
+            migrations: migrations[i],
+            failures: failures[i],
+        })
+        .collect())
+}
+
+/// Reduces samples to one row per finished migration: end time, hosts, VM,
+/// transport, failed (0/1), blackout, total time, bytes, mean throughput.
+fn per_migration(samples: LazyFrame, request: &StatsRequest) -> LazyFrame {
+    let nanos = |t: DateTime<Utc>| t.timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let failed = col("outcome")
+        .eq(lit("failure"))
+        .fill_null(lit(false))
+        .or(col("phase").eq(lit("failed")))
+        .cast(DataType::UInt32);
+    let done = col("outcome")
+        .is_not_null()
+        .or(col("phase").eq(lit("failed")))
+        .or(col("phase").eq(lit("completed")))
+        .cast(DataType::UInt32);
+    let mut lf = samples
+        .with_columns([failed.alias("failed_flag"), done.alias("done_flag")])
+        .group_by([col("migration_id")])
+        .agg([
+            col("ts").max().alias("end"),
+            col("source_host").drop_nulls().first().alias("source_host"),
+            col("destination_host")
+                .drop_nulls()
+                .first()
+                .alias("destination_host"),
+            col("vm_name").drop_nulls().first().alias("vm_name"),
+            col("transport").drop_nulls().first().alias("transport"),
+            col("failed_flag").max().alias("failed"),
+            col("done_flag").max().alias("done"),
+            col("blackout_ms").max().alias("blackout_ms"),
+            col("total_ms").max().alias("total_ms"),
+            col("bytes_sent").max().alias("bytes"),
+            col("throughput_mbps").mean().alias("throughput_mbps"),
+        ])
+        .filter(col("done").eq(lit(1u32)));
+    if let Some(since) = request.since {
+        lf = lf.filter(col("end").gt_eq(lit(nanos(since))));
+    }
+    if let Some(until) = request.until {
+        lf = lf.filter(col("end").lt(lit(nanos(until))));
+    }
+    lf.with_columns([
+        col("source_host").fill_null(lit("?")),
+        col("destination_host").fill_null(lit("?")),
+        col("vm_name").fill_null(lit("?")),
+        col("transport").fill_null(lit("?")),
+    ])
+}
+
+/// Computes the statistics over samples held in memory (for example the
+/// migrations `relive stats` derives from events when no metrics exist).
+pub fn stats_from_samples(
+    samples: &[parsers::Metric],
+    request: &StatsRequest,
+) -> Result<MigrationStats, IndexError> {
+    let refs: Vec<&parsers::Metric> = samples.iter().collect();
+    let df = crate::metrics::frame(&refs).map_err(polars_error)?;
+    migration_stats(df.lazy(), request)
+}
+
+/// Computes the statistics over a lazy frame of samples (see `MetricStore::lazy`).
+pub fn migration_stats(
+    samples: LazyFrame,
+    request: &StatsRequest,
+) -> Result<MigrationStats, IndexError> {
+    compute(samples, request).map_err(polars_error)
+}
+
+fn compute(samples: LazyFrame, request: &StatsRequest) -> PolarsResult<MigrationStats> {
+    let top = if request.top == 0 { 10 } else { request.top };
+    let per = per_migration(samples, request).cache();
+    let by_failures = SortMultipleOptions::default()
+        .with_order_descending_multi([true, true])
+        .with_nulls_last(true);
+    let total_df = per
+        .clone()
+        .with_column(lit("all").alias("key"))
+        .group_by([col("key")])
+        .agg(group_aggs())
+        .collect()?;
+    let total = groups(&total_df, |_| "all".into())?
+        .into_iter()
+        .next()
+        .unwrap_or(Group {
+            key: "all".into(),
+            ..Group::default()
+        });
+    let pair_df = per
+        .clone()
+        .group_by([col("source_host"), col("destination_host")])
+        .agg(group_aggs())
+        .sort(["failures", "migrations"], by_failures.clone())
+        .collect()?;
+    let src = strs(&pair_df, "source_host")?;
+    let dst = strs(&pair_df, "destination_host")?;
+    let mut pairs = groups(&pair_df, |i| format!("{} -> {}", src[i], dst[i]))?;
+    sort_groups(&mut pairs);
+    let transport_df = per
+        .clone()
+        .group_by([col("transport")])
+        .agg(group_aggs())
+        .collect()?;
+    let names = strs(&transport_df, "transport")?;
+    let mut transports = groups(&transport_df, |i| names[i].clone())?;
+    sort_groups(&mut transports);
+    let vm_df = per
+        .clone()
+        .filter(col("failed").eq(lit(1u32)))
+        .group_by([col("vm_name")])
+        .agg([len().alias("count")])
+        .collect()?;
+    let vms = strs(&vm_df, "vm_name")?;
+    let counts = u64s(&vm_df, "count")?;
+    let mut top_failing_vms: Vec<Count> = vms
+        .into_iter()
+        .zip(counts)
+        .map(|(name, count)| Count { name, count })
+        .collect();
+    top_failing_vms.sort_by(|a, b| b.count.cmp(&a.count).then(a.name.cmp(&b.name)));
+    top_failing_vms.truncate(top);
+    Ok(MigrationStats {
+        source: "metrics".into(),
+        total,
+        pairs,
+        transports,
+        per_hour: buckets(&per, HOUR)?,
+        per_day: buckets(&per, DAY)?,
+        top_failing_vms,
+        top_root_causes: Vec::new(),
+    })
+}
+
+/// Most failures first, then most migrations, then by name (stable output).
+pub fn sort_groups(groups: &mut [Group]) {
+    groups.sort_by(|a, b| {
+        b.failures
+            .cmp(&a.failures)
+            .then(b.migrations.cmp(&a.migrations))
+            .then(a.key.cmp(&b.key))
+    });
+}

@@ -1,0 +1,328 @@
+//! `relive stats`: migration analytics from the metric store, or from
+//! events and incidents when no metrics were ingested.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::{DateTime, TimeDelta, Utc};
+use correlate::IncidentStore;
+use index::stats::{Count, Group, MigrationStats};
+use index::{MetricStore, StatsRequest};
+use parsers::{Metric, Outcome, Phase};
+
+use crate::cli::StatsArgs;
+use crate::commands::incidents::clean;
+use crate::commands::search::parse_when;
+
+/// Runs `relive stats`.
+pub fn run(args: StatsArgs, data: &Path) -> anyhow::Result<ExitCode> {
+    let now = Utc::now();
+    let request = StatsRequest {
+        since: args
+            .since
+            .as_deref()
+            .map(|s| parse_when(s, now))
+            .transpose()?,
+        until: args
+            .until
+            .as_deref()
+            .map(|s| parse_when(s, now))
+            .transpose()?,
+        top: args.top,
+    };
+    let store = MetricStore::open(&data.join("metrics"));
+    let mut stats = match store.lazy()? {
+        Some(samples) => index::migration_stats(samples, &request)?,
+        None => from_events(data, &request)?,
+    };
+    stats.top_root_causes = root_causes(data, &request, args.top)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+    } else {
+        print!("{}", render(&stats));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn in_range(t: DateTime<Utc>, request: &StatsRequest) -> bool {
+    request.since.is_none_or(|s| t >= s) && request.until.is_none_or(|u| t < u)
+}
+
+fn root_causes(data: &Path, request: &StatsRequest, top: usize) -> anyhow::Result<Vec<Count>> {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for i in IncidentStore::new(data).load()? {
+        if in_range(i.last_seen, request) {
+            *counts.entry(i.root_cause).or_default() += u64::from(i.count);
+        }
+    }
+    let mut out: Vec<Count> = counts
+        .into_iter()
+        .map(|(name, count)| Count { name, count })
+        .collect();
+    out.sort_by(|a, b| b.count.cmp(&a.count).then(a.name.cmp(&b.name)));
+    out.truncate(top.max(1));
+    Ok(out)
+}
+
+/// Without metrics, a migration is a failed attempt (an incident, counted
+/// once per attempt) or a success: 20415/20417 on the source, 21301 on the
+/// source and 21307 on the destination, joined by VM id within ten minutes.
+/// 20415/20417 carry the blackout in seconds.
+fn from_events(data: &Path, request: &StatsRequest) -> anyhow::Result<MigrationStats> {
+    let mut samples: Vec<Metric> = Vec::new();
+    let sample = |id: String,
+                  at: DateTime<Utc>,
+                  vm: Option<String>,
+                  src: Option<String>,
+                  dst: Option<String>,
+                  failed: bool,
+                  blackout: Option<u64>| Metric {
+        timestamp: at,
+        migration_id: id,
+        vm_name: vm,
+        vm_id: None,
+        source_host: src,
+        destination_host: dst,
+        phase: if failed {
+            Phase::Failed
+        } else {
+            Phase::Completed
+        },
+        pass: None,
+        bytes_sent: None,
+        dirty_pages: None,
+        throughput_mbps: None,
+        blackout_ms: blackout,
+        total_ms: None,
+        transport: Some("events".into()),
+        outcome: Some(if failed {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        }),
+        origin: Default::default(),
+    };
+    for i in IncidentStore::new(data).load()? {
+        for n in 0..i.count.max(1) {
+            samples.push(sample(
+                format!("{}#{n}", i.id),
+                i.last_seen,
+                i.vm_name.clone(),
+                i.source_host.clone(),
+                i.destination_host.clone(),
+                true,
+                None,
+            ));
+        }
+    }
+    let index_dir = data.join("index");
+    if index_dir.join("meta.json").exists() {
+        let index = index::EventIndex::open(&index_dir).context("cannot open the index")?;
+        let hits = index.search(&index::SearchRequest {
+            query: "event_id:20415 OR event_id:20417 OR event_id:21301 OR event_id:21307".into(),
+            since: request.since.map(|s| s - TimeDelta::minutes(10)),
+            until: request.until.map(|u| u + TimeDelta::minutes(10)),
+            limit: 5_000_000,
+        })?;
+        // (vm key, start) -> (source, destination, vm name, end, blackout ms)
+        type Success = (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            DateTime<Utc>,
+            Option<u64>,
+        );
+        let mut successes: Vec<(String, Success)> = Vec::new();
+        let mut events: Vec<parsers::Event> = Vec::new();
+        let opts = parsers::ParseOptions {
+            format: Some(parsers::Format::EcsJson),
+            ..parsers::ParseOptions::default()
+        };
+        for hit in &hits.hits {
+            events.extend(parsers::parse_bytes(hit.json.as_bytes(), &opts).events);
+        }
+        events.sort_by_key(|e| e.timestamp);
+        for e in events {
+            let vm = match (&e.vm_id, &e.vm_name) {
+                (Some(id), _) => Some(id.to_ascii_uppercase().to_string()),
+                (None, Some(name)) => Some(name.to_lowercase().to_string()),
+                (None, None) => None,
+            };
+            let Some(vm) = vm else {
+                continue;
+            };
+            let host = e.short_host().to_string();
+            let blackout = (matches!(e.event_id, 20415 | 20417))
+                .then(|| {
+                    e.data
+                        .get("Parameter2")
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                })
+                .flatten()
+                .map(|s| (s * 1000.0).round() as u64);
+            let slot = successes
+                .iter_mut()
+                .rev()
+                .find(|(k, s)| *k == vm && (e.timestamp - s.3).abs() <= TimeDelta::minutes(10));
+            let entry = match slot {
+                Some((_, s)) => s,
+                None => {
+                    successes.push((
+                        vm.clone(),
+                        (
+                            None,
+                            None,
+                            e.vm_name.as_ref().map(|v| v.to_string()),
+                            e.timestamp,
+                            None,
+                        ),
+                    ));
+                    &mut successes.last_mut().expect("pushed").1
+                }
+            };
+            match e.event_id {
+                21307 => entry.1 = Some(host),
+                _ => {
+                    entry.0.get_or_insert(host);
+                }
+            }
+            entry.3 = entry.3.max(e.timestamp);
+            if blackout.is_some() {
+                entry.4 = blackout;
+            }
+        }
+        for (n, (vm, (src, dst, name, end, blackout))) in successes.into_iter().enumerate() {
+            samples.push(sample(
+                format!("ok-{vm}-{n}"),
+                end,
+                name,
+                src,
+                dst,
+                false,
+                blackout,
+            ));
+        }
+    }
+    let mut stats = index::stats::stats_from_samples(&samples, request)?;
+    stats.source = "events".into();
+    stats.transports.clear();
+    Ok(stats)
+}
+
+fn ms(v: Option<f64>) -> String {
+    match v {
+        Some(v) if v >= 10_000.0 => format!("{:.1}s", v / 1000.0),
+        Some(v) => format!("{v:.0}ms"),
+        None => "-".into(),
+    }
+}
+
+fn bytes(b: u64) -> String {
+    match b {
+        0 => "-".into(),
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+    }
+}
+
+fn table(out: &mut String, title: &str, rows: &[Group]) {
+    use std::fmt::Write as _;
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n{title}");
+    let _ = writeln!(
+        out,
+        "  {:<34} {:>6} {:>6} {:>6}  {:>8} {:>8} {:>8}  {:>8} {:>8}  {:>10} {:>9}",
+        "",
+        "migr",
+        "fail",
+        "rate",
+        "blk p50",
+        "blk p95",
+        "blk p99",
+        "tot p50",
+        "tot p95",
+        "bytes",
+        "Mbit/s"
+    );
+    for g in rows {
+        let _ = writeln!(
+            out,
+            "  {:<34} {:>6} {:>6} {:>5.1}%  {:>8} {:>8} {:>8}  {:>8} {:>8}  {:>10} {:>9}",
+            clean(&g.key),
+            g.migrations,
+            g.failures,
+            100.0 * g.failure_rate,
+            ms(g.blackout_ms.p50),
+            ms(g.blackout_ms.p95),
+            ms(g.blackout_ms.p99),
+            ms(g.total_ms.p50),
+            ms(g.total_ms.p95),
+            bytes(g.bytes_moved),
+            g.throughput_mbps.map_or("-".into(), |t| format!("{t:.0}")),
+        );
+    }
+}
+
+fn render(s: &MigrationStats) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} migrations, {} failed ({:.1}%), from {}",
+        s.total.migrations,
+        s.total.failures,
+        100.0 * s.total.failure_rate,
+        if s.source == "metrics" {
+            "migration metrics"
+        } else {
+            "events and incidents (no metrics ingested)"
+        }
+    );
+    table(
+        &mut out,
+        "By source -> destination (most failures first)",
+        &s.pairs,
+    );
+    table(&mut out, "By transport", &s.transports);
+    if !s.per_day.is_empty() {
+        let _ = writeln!(out, "\nPer day (UTC): migrations / failures");
+        for b in &s.per_day {
+            let _ = writeln!(
+                out,
+                "  {}  {:>6} / {}",
+                b.start.format("%Y-%m-%d"),
+                b.migrations,
+                b.failures
+            );
+        }
+    }
+    let failing_hours: Vec<_> = s.per_hour.iter().filter(|b| b.failures > 0).collect();
+    if !failing_hours.is_empty() {
+        let _ = writeln!(out, "\nHours with failures (UTC): migrations / failures");
+        for b in failing_hours.iter().rev().take(24).rev() {
+            let _ = writeln!(
+                out,
+                "  {}  {:>6} / {}",
+                b.start.format("%Y-%m-%d %H:00"),
+                b.migrations,
+                b.failures
+            );
+        }
+    }
+    for (title, list) in [
+        ("Top failing VMs", &s.top_failing_vms),
+        ("Top root causes", &s.top_root_causes),
+    ] {
+        if !list.is_empty() {
+            let _ = writeln!(out, "\n{title}");
+            for c in list {
+                let _ = writeln!(out, "  {:<40} {}", clean(&c.name), c.count);
+            }
+        }
+    }
+    out
+}
