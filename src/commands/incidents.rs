@@ -273,6 +273,18 @@ fn render_explain(i: &Incident, kb: &Knowledge) -> String {
     if !r.summary.is_empty() {
         let _ = writeln!(out, "\n{}", clean(&r.summary));
     }
+    if !r.confirm.is_empty() || !r.steps.is_empty() {
+        // Placeholders stay in the commands: values from logs are shown as
+        // data, never pasted into a command line.
+        let _ = writeln!(
+            out,
+            "\nIn the commands below: {{vm_name}} = '{}', {{vm_id}} = '{}', {{source_host}} = '{}', {{destination_host}} = '{}'",
+            clean(i.vm_name.as_deref().unwrap_or("?")),
+            i.vm_id.as_deref().unwrap_or("?"),
+            clean(i.source_host.as_deref().unwrap_or("?")),
+            clean(i.destination_host.as_deref().unwrap_or("?")),
+        );
+    }
     if !r.confirm.is_empty() {
         let _ = writeln!(out, "\nConfirm:");
         for (n, s) in r.confirm.iter().enumerate() {
