@@ -40,7 +40,8 @@ pub mod shipped {
             .collect();
         for dir in extra {
             let mut files = Vec::new();
-            collect_yaml(dir, &mut files)?;
+            crate::rules::collect(dir, &mut files)?;
+            files.sort();
             for file in files {
                 let text = std::fs::read_to_string(&file).map_err(|e| crate::RuleError {
                     path: file.clone(),
@@ -51,28 +52,6 @@ pub mod shipped {
             }
         }
         crate::RuleSet::from_sources(sources.iter().map(|(p, t)| (p.as_path(), t.as_str())))
-    }
-
-    fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), crate::RuleError> {
-        if dir.is_file() {
-            out.push(dir.to_path_buf());
-            return Ok(());
-        }
-        let entries = std::fs::read_dir(dir).map_err(|e| crate::RuleError {
-            path: dir.to_path_buf(),
-            line: 0,
-            reason: format!("cannot list: {e}"),
-        })?;
-        let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-        paths.sort();
-        for p in paths {
-            if p.is_dir() {
-                collect_yaml(&p, out)?;
-            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")) {
-                out.push(p);
-            }
-        }
-        Ok(())
     }
 
     /// The shipped playbooks.

@@ -446,7 +446,8 @@ fn text_opt<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
     node.get(key).and_then(Node::as_str)
 }
 
-fn collect(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), RuleError> {
+/// Every `*.yml` / `*.yaml` under a folder (recursively), or the file itself.
+pub(crate) fn collect(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), RuleError> {
     let meta =
         std::fs::metadata(path).map_err(|e| rule_err(path, 0, format!("cannot read: {e}")))?;
     if meta.is_file() {

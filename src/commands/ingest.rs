@@ -122,11 +122,16 @@ pub fn run(args: ParseArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
     // files are read once more up front to learn each host's offset.
     let mut local_from = files.len();
     if settings.options.format.is_none() {
-        files.sort_by_cached_key(|f| local_time_format(sniff(f)));
-        local_from = files
+        let mut keyed: Vec<(bool, PathBuf)> = files
+            .into_iter()
+            .map(|f| (local_time_format(sniff(&f)), f))
+            .collect();
+        keyed.sort_by_key(|(local, _)| *local);
+        local_from = keyed
             .iter()
-            .position(|f| local_time_format(sniff(f)))
-            .unwrap_or(files.len());
+            .position(|(local, _)| *local)
+            .unwrap_or(keyed.len());
+        files = keyed.into_iter().map(|(_, f)| f).collect();
     }
     let index_dir = data.join("index");
     let mut index = index::EventIndex::open(&index_dir)

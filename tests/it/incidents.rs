@@ -2,19 +2,11 @@
 //! `relive rules` end to end.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use crate::relive;
 
 use serde_json::Value;
-
-fn relive(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_relive"))
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run relive")
-}
 
 fn ok(out: &Output) -> String {
     assert!(

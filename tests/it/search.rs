@@ -1,16 +1,6 @@
 //! `relive ingest` and `relive search` end to end.
 
-use std::process::Command;
-
-fn relive(data: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_relive"))
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run relive")
-}
+use crate::relive;
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
