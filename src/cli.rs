@@ -73,6 +73,122 @@ failed (21502/21111/21024, via incidents) against successful (20415/21301/21307)
     /// Check rule files (the shipped ones plus --rules) and list what they detect.
     #[command(after_help = "Examples:\n  relive rules\n  relive rules --rules ./my-rules")]
     Rules,
+    /// Run a migration host: its VMs, the migration listener and the control API.
+    #[command(after_help = "Examples:
+  relive host --config hv01.toml
+The host writes Hyper-V-shaped events (event_log) and migration metrics (metrics_log)
+as JSON lines that `relive ingest` and the agents read.")]
+    Host(HostArgs),
+    /// Live-migrate a VM from the host whose control API is --control to another host.
+    #[command(after_help = "Examples:
+  relive migrate ADFS1 --to HV02
+  relive migrate ADFS1 --to HV02 --control 127.0.0.1:6611 --max-bandwidth 128MiB --downtime-limit 300
+  relive migrate DB1 --to HV03 --transport multi --streams 4 --json")]
+    Migrate(MigrateArgs),
+    /// List the VMs of a host (through its control API).
+    Vms(ControlArgs),
+    /// Run the collector: receivers, write-ahead log, index, correlation.
+    #[command(after_help = "Examples:
+  relive serve
+  relive serve --config relive.toml --data /var/lib/relive
+
+Receivers and their default ports (each set or disabled in relive.toml):
+  [receivers.agent]   0.0.0.0:7301  relive agents (acked, optional TLS and tokens)
+  [receivers.syslog]  tcp/udp 0.0.0.0:1514  RFC 5424/3164, Snare, NXLog JSON lines
+  [receivers.es_bulk] 0.0.0.0:9200  Elasticsearch _bulk (Winlogbeat, Fluent Bit, rsyslog)
+  [receivers.otlp]    0.0.0.0:4318  OTLP/HTTP logs (protobuf and JSON)
+  [receivers.lumberjack] 0.0.0.0:5044  Lumberjack v2: Beats' Logstash output (optional TLS)
+  [receivers.watch]   paths = [\"/drop\"]  folders whose files the collector reads itself
+Prints one JSON line with the bound addresses, then runs until SIGTERM or Ctrl-C.")]
+    Serve(ServeArgs),
+    /// Tail log files on this host and ship them to the collector.
+    #[command(after_help = "Examples:
+  relive agent --config agent.toml
+
+agent.toml:
+  collector = \"collector.example:7301\"
+  token = \"per-agent secret\"
+  state_dir = \"relive-agent\"        # checkpoints, spool, status.json
+  [[watch]]
+  paths = [\"C:/Windows/Cluster/Reports/*.log\", \"D:/exports/*.evtx\"]")]
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// relive.toml; without it every receiver listens on its default port.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// agent.toml.
+    #[arg(long)]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct HostArgs {
+    /// Host configuration (TOML).
+    #[arg(long)]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    /// The host's control API address.
+    #[arg(long, default_value = "127.0.0.1:6601")]
+    pub control: std::net::SocketAddr,
+    /// The host's control token (or RELIVE_CONTROL_TOKEN).
+    #[arg(
+        long,
+        env = "RELIVE_CONTROL_TOKEN",
+        default_value = "relive-lab-secret",
+        hide_default_value = true
+    )]
+    pub token: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// VM name or id.
+    pub vm: String,
+    /// Destination host name.
+    #[arg(long)]
+    pub to: String,
+    /// Destination migration address (default: the source host's peers entry).
+    #[arg(long)]
+    pub address: Option<std::net::SocketAddr>,
+    /// Longest acceptable blackout, ms.
+    #[arg(long, default_value_t = 300)]
+    pub downtime_limit: u64,
+    /// Pre-copy bandwidth cap (bytes/s; suffixes KiB, MiB, GiB, Mbit, Gbit); 0 = none.
+    #[arg(long, default_value = "0")]
+    pub max_bandwidth: String,
+    /// tcp, compress (LZ4) or multi (parallel streams).
+    #[arg(long, default_value = "tcp")]
+    pub transport: String,
+    /// Streams for the multi transport.
+    #[arg(long, default_value_t = 4)]
+    pub streams: u32,
+    /// Give up after this many seconds without converging (0 = never).
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+    /// At the timeout, switch over anyway instead of cancelling.
+    #[arg(long)]
+    pub force_on_timeout: bool,
+    /// Throttle the VM when it dirties memory faster than the link sends it.
+    #[arg(long)]
+    pub auto_converge: bool,
+    /// The machine initiating the migration (default: the source host itself).
+    #[arg(long)]
+    pub initiator: Option<String>,
+    #[command(flatten)]
+    pub control: ControlArgs,
 }
 
 #[derive(Debug, Args)]

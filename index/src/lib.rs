@@ -9,8 +9,8 @@
 //! record id, or a content hash where a format has none) and adding an
 //! event replaces the one with the same key.
 //!
-//! Still to come (see the searchable-index issue): migration analytics
-//! (Parquet + polars), `prune`, histograms and the benchmarks.
+//! Migration metrics live beside it in [`MetricStore`] (Parquet by day)
+//! and [`stats`] computes the analytics over them with polars.
 //!
 //! ```
 //! let dir = tempfile::tempdir().unwrap();
@@ -52,6 +52,14 @@ pub use metrics::MetricStore;
 use schema::Fields;
 pub use stats::{migration_stats, MigrationStats, StatsRequest};
 
+/// The schema and document builder, for the benchmark's bare-tantivy
+/// baseline (same schema, same documents, no dedup). Not a stable API.
+#[doc(hidden)]
+pub mod bench_support {
+    pub use crate::schema::{build, dedup_key, register_tokenizers, Fields};
+    pub use crate::WRITER_BYTES;
+}
+
 /// How many events are buffered before the writer commits on its own.
 const COMMIT_EVERY: u64 = 200_000;
 /// ... or when this long has passed since the last commit, so events show
@@ -61,7 +69,8 @@ const COMMIT_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 pub const SCHEMA_VERSION: u32 = 1;
 const VERSION_FILE: &str = "relive-index-version";
 /// Memory the writer may use for its buffers.
-const WRITER_BYTES: usize = 128 * 1024 * 1024;
+#[doc(hidden)]
+pub const WRITER_BYTES: usize = 128 * 1024 * 1024;
 
 /// The event index under one data directory.
 pub struct EventIndex {
@@ -74,6 +83,9 @@ pub struct EventIndex {
     /// Richness of each event added through this handle, by dedup key hash:
     /// when exports overlap, the copy that says most is the one kept.
     kept: HashMap<u64, u32>,
+    /// The index as it was before this handle first wrote (`None` when it
+    /// was empty): where copies from earlier runs are looked up.
+    before: Option<Option<tantivy::Searcher>>,
 }
 
 /// How much an event says: a copy with the VM id, a rendered message and
@@ -188,6 +200,7 @@ impl EventIndex {
             uncommitted: 0,
             last_commit: std::time::Instant::now(),
             kept: HashMap::new(),
+            before: None,
         })
     }
 
@@ -204,18 +217,28 @@ impl EventIndex {
     pub fn add(&mut self, event: &Event) -> Result<(), IndexError> {
         let key = schema::dedup_key(event);
         let rich = richness(event);
-        let slot = self
-            .kept
-            .entry(schema::fnv1a(&[key.as_bytes()]))
-            .or_insert(0);
-        if *slot > rich {
-            return Ok(());
-        }
-        *slot = rich;
-        let doc = self.fields.document(event, &key);
+        let hash = schema::fnv1a(&[key.as_bytes()]);
         let key_field = self.fields.dedup_key;
+        // Only an event whose key was seen before needs a delete: a first
+        // ingest adds without any (deletes are what slows a bulk load).
+        let replace = match self.kept.get(&hash) {
+            Some(&kept) if kept >= rich => return Ok(()),
+            Some(_) => true,
+            None => match self.earlier_richness(&key)? {
+                Some(earlier) if earlier >= rich => {
+                    self.kept.insert(hash, earlier);
+                    return Ok(());
+                }
+                Some(_) => true,
+                None => false,
+            },
+        };
+        self.kept.insert(hash, rich);
+        let doc = self.fields.document(event, &key);
         let writer = self.writer()?;
-        writer.delete_term(Term::from_field_text(key_field, &key));
+        if replace {
+            writer.delete_term(Term::from_field_text(key_field, &key));
+        }
         writer.add_document(doc)?;
         self.uncommitted += 1;
         if self.uncommitted >= COMMIT_EVERY
@@ -224,6 +247,34 @@ impl EventIndex {
             self.commit()?;
         }
         Ok(())
+    }
+
+    /// How much the copy of `key` indexed before this handle wrote says,
+    /// when there is one.
+    fn earlier_richness(&mut self, key: &str) -> Result<Option<u32>, IndexError> {
+        let before = self.before.get_or_insert_with(|| {
+            let searcher = self.reader.searcher();
+            (searcher.num_docs() > 0).then_some(searcher)
+        });
+        let Some(searcher) = before else {
+            return Ok(None);
+        };
+        let term = Term::from_field_text(self.fields.dedup_key, key);
+        if searcher.doc_freq(&term)? == 0 {
+            return Ok(None);
+        }
+        let query = tantivy::query::TermQuery::new(term, tantivy::schema::IndexRecordOption::Basic);
+        let top = searcher.search(&query, &TopDocs::with_limit(1).order_by_score())?;
+        let Some((_, address)) = top.first() else {
+            return Ok(None);
+        };
+        let doc: TantivyDocument = searcher.doc(*address)?;
+        let json = doc
+            .get_first(self.fields.source)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        let parsed = parsers::parse_bytes(json.as_bytes(), &parsers::ParseOptions::default());
+        Ok(Some(parsed.events.first().map(richness).unwrap_or(0)))
     }
 
     /// Makes everything added so far durable and visible to searches.

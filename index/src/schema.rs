@@ -16,21 +16,37 @@ pub const TIMESTAMP: &str = "timestamp";
 
 /// Handles to every field.
 pub struct Fields {
+    /// Event time (fast date).
     pub timestamp: Field,
+    /// Event id.
     pub event_id: Field,
+    /// EventRecordID.
     pub record_id: Field,
+    /// Host as logged and its short name (both match `host:`).
     pub host: Field,
+    /// Host as logged (the `--count-by host` column).
     pub host_name: Field,
+    /// Channel.
     pub channel: Field,
+    /// Provider.
     pub provider: Field,
+    /// Level name.
     pub level: Field,
+    /// VM name.
     pub vm_name: Field,
+    /// VM id.
     pub vm_id: Field,
+    /// First HRESULT.
     pub hresult: Field,
+    /// Message text.
     pub message: Field,
+    /// `data.<Name>`: every EventData/UserData field.
     pub data: Field,
+    /// Input format name.
     pub format: Field,
+    /// The stored ECS JSON.
     pub source: Field,
+    /// The dedup key.
     pub dedup_key: Field,
 }
 

@@ -278,7 +278,8 @@ pub fn migration_stats(
 
 fn compute(samples: LazyFrame, request: &StatsRequest) -> PolarsResult<MigrationStats> {
     let top = if request.top == 0 { 10 } else { request.top };
-    let per = per_migration(samples, request).cache();
+    // One pass over the samples; every figure below reads its result.
+    let per = per_migration(samples, request).collect()?.lazy();
     let by_failures = SortMultipleOptions::default()
         .with_order_descending_multi([true, true])
         .with_nulls_last(true);

@@ -1,10 +1,13 @@
 //! One module per subcommand.
 
+mod agent;
+mod host;
 mod incidents;
 mod ingest;
 mod parse;
 mod prune;
 mod search;
+mod serve;
 mod stats;
 
 use std::process::ExitCode;
@@ -22,5 +25,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Explain(args) => incidents::explain(args, &cli.data),
         Command::Rules => incidents::rules(&cli.rules),
         Command::Stats(args) => stats::run(args, &cli.data),
+        Command::Host(args) => host::run(args),
+        Command::Migrate(args) => host::migrate(args),
+        Command::Vms(args) => host::vms(args),
+        Command::Serve(args) => serve::run(args, &cli.data, &cli.rules),
+        Command::Agent(args) => agent::run(args),
     }
 }

@@ -1,5 +1,7 @@
 //! End-to-end tests: they run the real `relive` binary.
 
+mod collector;
+mod host;
 mod incidents;
 mod parse;
 mod search;
@@ -13,4 +15,25 @@ pub fn relive(data: &std::path::Path, args: &[&str]) -> std::process::Output {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run relive")
+}
+
+/// Kills the child processes when the test ends, however it ends.
+pub struct Procs(pub Vec<std::process::Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A loopback port free at the time of asking.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

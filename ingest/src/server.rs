@@ -1,0 +1,1235 @@
+//! The collector's network receivers, on tokio: the agent protocol, syslog
+//! over TCP and UDP, the Elasticsearch-compatible `_bulk` endpoint and
+//! OTLP/HTTP logs. Each hands what it accepted to the [`Submitter`] and
+//! answers the sender only once it is durable.
+//!
+//! Every connection has deadlines (a handshake, a frame or a line that
+//! takes too long is dropped with a log line), every size is bounded, and
+//! one bad peer never affects the others.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::timeout;
+
+use crate::collector::Submitter;
+use crate::config::{AgentReceiver, Receivers};
+use crate::lumberjack;
+use crate::protocol::{Frame, FrameError, MAX_FRAME, VERSION};
+use crate::record::{self, Kind, Record};
+use crate::IngestError;
+
+/// How long a new connection may take to say hello.
+const HANDSHAKE: Duration = Duration::from_secs(10);
+/// How long a frame or a syslog line may take once begun.
+const MID_RECORD: Duration = Duration::from_secs(30);
+/// How long a connection may stay silent between records.
+const IDLE: Duration = Duration::from_secs(600);
+
+/// The addresses the receivers are listening on (ports resolved).
+#[derive(Debug, Clone, Default)]
+pub struct Bound {
+    /// Agent protocol.
+    pub agent: Option<SocketAddr>,
+    /// Syslog TCP.
+    pub syslog_tcp: Option<SocketAddr>,
+    /// Syslog UDP.
+    pub syslog_udp: Option<SocketAddr>,
+    /// `_bulk`.
+    pub es_bulk: Option<SocketAddr>,
+    /// OTLP/HTTP.
+    pub otlp: Option<SocketAddr>,
+    /// Lumberjack (Beats → Logstash).
+    pub lumberjack: Option<SocketAddr>,
+}
+
+async fn bind_tcp(addr: SocketAddr, what: &str) -> Result<TcpListener, IngestError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| IngestError::Bind {
+            what: what.to_string(),
+            addr,
+            source,
+        })
+}
+
+/// Binds an HTTP receiver and serves `app` on `tasks`; returns the bound address.
+async fn serve_http(
+    addr: SocketAddr,
+    what: &'static str,
+    app: Router,
+    tasks: &mut JoinSet<()>,
+) -> Result<SocketAddr, IngestError> {
+    let listener = bind_tcp(addr, what).await?;
+    let local = listener.local_addr().unwrap_or(addr);
+    tasks.spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("{what} stopped: {e}");
+        }
+    });
+    Ok(local)
+}
+
+/// TLS for a receiver when both a certificate and a key are configured.
+fn tls_acceptor(
+    cert: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+    section: &str,
+) -> Result<Option<tokio_rustls::TlsAcceptor>, IngestError> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(crate::tls::acceptor(cert, key)?)),
+        (None, None) => Ok(None),
+        _ => Err(IngestError::Config(format!(
+            "[receivers.{section}] needs both cert and key for TLS"
+        ))),
+    }
+}
+
+/// Binds every enabled receiver and runs them on `tasks`.
+pub async fn start(
+    receivers: &Receivers,
+    submitter: &Submitter,
+    tasks: &mut JoinSet<()>,
+) -> Result<Bound, IngestError> {
+    let mut bound = Bound::default();
+    if receivers.agent.enabled {
+        let listener = bind_tcp(receivers.agent.listen, "agent receiver").await?;
+        bound.agent = listener.local_addr().ok();
+        let tls = tls_acceptor(
+            receivers.agent.cert.as_deref(),
+            receivers.agent.key.as_deref(),
+            "agent",
+        )?;
+        let cfg = Arc::new(receivers.agent.clone());
+        let sub = submitter.clone();
+        tasks.spawn(agent_accept(listener, cfg, sub, tls));
+    }
+    if receivers.syslog.enabled {
+        let max = receivers.syslog.max_message;
+        if let Some(addr) = receivers.syslog.tcp {
+            let listener = bind_tcp(addr, "syslog TCP receiver").await?;
+            bound.syslog_tcp = listener.local_addr().ok();
+            let sub = submitter.clone();
+            tasks.spawn(async move {
+                loop {
+                    let Ok((stream, peer)) = listener.accept().await else {
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(syslog_tcp(stream, peer, max, sub.clone()));
+                }
+            });
+        }
+        if let Some(addr) = receivers.syslog.udp {
+            let socket = UdpSocket::bind(addr)
+                .await
+                .map_err(|source| IngestError::Bind {
+                    what: "syslog UDP receiver".into(),
+                    addr,
+                    source,
+                })?;
+            bound.syslog_udp = socket.local_addr().ok();
+            tasks.spawn(syslog_udp(socket, submitter.clone()));
+        }
+    }
+    if receivers.es_bulk.enabled {
+        let state = HttpState {
+            sub: submitter.clone(),
+            max_body: receivers.es_bulk.max_body,
+        };
+        let addr = receivers.es_bulk_addr();
+        bound.es_bulk = Some(serve_http(addr, "_bulk receiver", es_router(state), tasks).await?);
+    }
+    if receivers.otlp.enabled {
+        let state = HttpState {
+            sub: submitter.clone(),
+            max_body: receivers.otlp.max_body,
+        };
+        let addr = receivers.otlp_addr();
+        bound.otlp = Some(serve_http(addr, "OTLP receiver", otlp_router(state), tasks).await?);
+    }
+    if receivers.lumberjack.enabled {
+        let listener = bind_tcp(receivers.lumberjack_addr(), "Lumberjack receiver").await?;
+        bound.lumberjack = listener.local_addr().ok();
+        let tls = tls_acceptor(
+            receivers.lumberjack.cert.as_deref(),
+            receivers.lumberjack.key.as_deref(),
+            "lumberjack",
+        )?;
+        tasks.spawn(lumberjack_accept(listener, submitter.clone(), tls));
+    }
+    Ok(bound)
+}
+
+// ---------------------------------------------------------------- agent
+
+async fn agent_accept(
+    listener: TcpListener,
+    cfg: Arc<AgentReceiver>,
+    sub: Submitter,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(ok) => ok,
+            Err(e) => {
+                tracing::warn!("agent receiver: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let cfg = cfg.clone();
+        let sub = sub.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                Some(acceptor) => match timeout(HANDSHAKE, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => agent_conn(stream, peer, cfg, sub).await,
+                    Ok(Err(e)) => tracing::warn!("agent {peer}: TLS handshake failed: {e}"),
+                    Err(_) => tracing::warn!("agent {peer}: TLS handshake timed out"),
+                },
+                None => agent_conn(stream, peer, cfg, sub).await,
+            }
+        });
+    }
+}
+
+async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    idle: Duration,
+) -> Result<Option<Frame>, FrameError> {
+    let mut len = [0u8; 4];
+    match timeout(idle, r.read_exact(&mut len)).await {
+        Err(_) => {
+            return Err(FrameError::Malformed(
+                "no frame before the idle deadline".into(),
+            ))
+        }
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Ok(Err(e)) => return Err(e.into()),
+        Ok(Ok(_)) => {}
+    }
+    let len = u32::from_be_bytes(len);
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len as usize];
+    match timeout(MID_RECORD, r.read_exact(&mut body)).await {
+        Err(_) => Err(FrameError::Malformed(format!(
+            "a {len}-byte frame did not arrive within {} s",
+            MID_RECORD.as_secs()
+        ))),
+        Ok(Err(e)) => Err(e.into()),
+        Ok(Ok(_)) => Frame::decode(&body).map(Some),
+    }
+}
+
+async fn agent_conn<S>(stream: S, peer: SocketAddr, cfg: Arc<AgentReceiver>, sub: Submitter)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let agent = match read_frame(&mut rd, HANDSHAKE).await {
+        Ok(Some(Frame::Hello {
+            version,
+            agent,
+            token,
+        })) => {
+            if version != VERSION {
+                let reason = format!(
+                    "protocol version {version} is not supported; this collector speaks {VERSION}"
+                );
+                tracing::warn!("agent {agent} at {peer} refused: {reason}");
+                let _ = wr.write_all(&Frame::Refused { reason }.encode()).await;
+                return;
+            }
+            if !cfg.accepts(&agent, &token) {
+                let what = if token.is_empty() { "missing" } else { "wrong" };
+                tracing::warn!("agent {agent} at {peer} refused: {what} token");
+                let reason = format!("{what} token for agent {agent}");
+                let _ = wr.write_all(&Frame::Refused { reason }.encode()).await;
+                return;
+            }
+            agent
+        }
+        Ok(Some(other)) => {
+            tracing::warn!("agent {peer}: expected Hello, got {other:?}; closing");
+            return;
+        }
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!("agent {peer}: handshake failed: {e}");
+            return;
+        }
+    };
+    if wr
+        .write_all(&Frame::Welcome { version: VERSION }.encode())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    tracing::info!("agent {agent} connected from {peer}");
+    let (ack_tx, mut ack_rx) = mpsc::channel::<(u64, crate::collector::Durable)>(256);
+    let acks = tokio::spawn(async move {
+        while let Some((seq, durable)) = ack_rx.recv().await {
+            let frame = match durable.wait().await {
+                Ok(_) => Frame::Ack { seq },
+                Err(e) => Frame::Nack {
+                    seq,
+                    reason: e.to_string(),
+                },
+            };
+            if wr.write_all(&frame.encode()).await.is_err() {
+                break;
+            }
+        }
+    });
+    let origin = format!("agent {agent}");
+    loop {
+        let frame = match read_frame(&mut rd, IDLE).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!("agent {agent} at {peer}: {e}; closing the connection");
+                break;
+            }
+        };
+        let Frame::Batch {
+            seq,
+            kind,
+            format,
+            payload,
+        } = frame
+        else {
+            tracing::warn!("agent {agent} at {peer}: unexpected {frame:?}; closing");
+            break;
+        };
+        let body = [&[kind, format, 0, 0][..], &payload].concat();
+        let Some(mut record) = Record::decode(&body) else {
+            tracing::warn!("agent {agent} at {peer}: batch {seq} has unknown kind {kind} or format {format}; closing");
+            break;
+        };
+        record.origin = origin.clone();
+        match sub.enqueue(vec![record]).await {
+            Ok(durable) => {
+                if ack_tx.send((seq, durable)).await.is_err() {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    drop(ack_tx);
+    let _ = acks.await;
+}
+
+// ---------------------------------------------------------------- lumberjack
+
+async fn lumberjack_accept(
+    listener: TcpListener,
+    sub: Submitter,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(ok) => ok,
+            Err(e) => {
+                tracing::warn!("lumberjack receiver: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let sub = sub.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                Some(acceptor) => match timeout(HANDSHAKE, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => lumberjack_conn(stream, peer, sub).await,
+                    Ok(Err(e)) => tracing::warn!("lumberjack {peer}: TLS handshake failed: {e}"),
+                    Err(_) => tracing::warn!("lumberjack {peer}: TLS handshake timed out"),
+                },
+                None => lumberjack_conn(stream, peer, sub).await,
+            }
+        });
+    }
+}
+
+/// Reads exactly `n` bytes within `deadline`.
+async fn read_n<R: AsyncRead + Unpin>(
+    r: &mut R,
+    n: usize,
+    deadline: Duration,
+) -> Result<Vec<u8>, String> {
+    let mut buf = vec![0u8; n];
+    match timeout(deadline, r.read_exact(&mut buf)).await {
+        Err(_) => Err(format!(
+            "{n} bytes did not arrive within {} s",
+            deadline.as_secs()
+        )),
+        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(_)) => Ok(buf),
+    }
+}
+
+/// Reads one top-level frame and returns its items; `Ok(None)` on a clean
+/// end of stream between frames.
+async fn lumberjack_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    first_wait: Duration,
+) -> Result<Option<Vec<lumberjack::Item>>, String> {
+    use lumberjack::{check_len, check_version, parse_frames};
+    let mut head = [0u8; 2];
+    match timeout(first_wait, r.read_exact(&mut head[..1])).await {
+        Err(_) => return Err("no frame before the deadline".into()),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Ok(Err(e)) => return Err(e.to_string()),
+        Ok(Ok(_)) => {}
+    }
+    check_version(head[0]).map_err(|e| e.to_string())?;
+    head[1] = read_n(r, 1, MID_RECORD).await?[0];
+    // The frame is rebuilt into one buffer and parsed by the same code as
+    // frames inside a compressed payload.
+    let mut frame = head.to_vec();
+    match head[1] {
+        b'W' => frame.extend(read_n(r, 4, MID_RECORD).await?),
+        b'C' => {
+            let len = read_n(r, 4, MID_RECORD).await?;
+            let n = check_len(
+                "a compressed payload",
+                u32::from_be_bytes([len[0], len[1], len[2], len[3]]),
+            )
+            .map_err(|e| e.to_string())?;
+            frame.extend(len);
+            frame.extend(read_n(r, n, MID_RECORD).await?);
+        }
+        b'J' => {
+            let seq_len = read_n(r, 8, MID_RECORD).await?;
+            let n = check_len(
+                "a JSON event",
+                u32::from_be_bytes([seq_len[4], seq_len[5], seq_len[6], seq_len[7]]),
+            )
+            .map_err(|e| e.to_string())?;
+            frame.extend(seq_len);
+            frame.extend(read_n(r, n, MID_RECORD).await?);
+        }
+        b'D' => {
+            let seq_pairs = read_n(r, 8, MID_RECORD).await?;
+            let pairs =
+                u32::from_be_bytes([seq_pairs[4], seq_pairs[5], seq_pairs[6], seq_pairs[7]]);
+            frame.extend(seq_pairs);
+            for _ in 0..pairs.saturating_mul(2) {
+                let len = read_n(r, 4, MID_RECORD).await?;
+                let n = check_len(
+                    "a data field",
+                    u32::from_be_bytes([len[0], len[1], len[2], len[3]]),
+                )
+                .map_err(|e| e.to_string())?;
+                frame.extend(len);
+                frame.extend(read_n(r, n, MID_RECORD).await?);
+                if frame.len() > lumberjack::MAX_PAYLOAD {
+                    return Err("a data frame is over the payload limit".into());
+                }
+            }
+        }
+        other => return Err(lumberjack::LumberjackError::FrameType(other).to_string()),
+    }
+    let mut items = Vec::new();
+    // Inflating up to 64 MiB is CPU work: keep it off the async workers.
+    let items =
+        tokio::task::spawn_blocking(move || parse_frames(&frame, 0, &mut items).map(|_| items))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+    Ok(Some(items))
+}
+
+/// One Beats connection: windows of events → one WAL record each → an
+/// ack of the window's last sequence number once durable.
+async fn lumberjack_conn<S>(stream: S, peer: SocketAddr, sub: Submitter)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let origin = format!("lumberjack {peer}");
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (ack_tx, mut ack_rx) = mpsc::channel::<(u8, u32, crate::collector::Durable)>(64);
+    let ack_origin = origin.clone();
+    let acks = tokio::spawn(async move {
+        while let Some((version, seq, durable)) = ack_rx.recv().await {
+            if let Err(e) = durable.wait().await {
+                // No ack: the client resends the window after reconnecting.
+                tracing::warn!("{ack_origin}: window not stored: {e}; closing");
+                break;
+            }
+            if wr.write_all(&lumberjack::ack(version, seq)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut window: Option<u32> = None;
+    let mut lines: Vec<u8> = Vec::new();
+    let mut pending = 0u32;
+    let mut last: Option<(u8, u32)> = None;
+    let mut first = true;
+    loop {
+        let wait = if first {
+            HANDSHAKE
+        } else if pending > 0 {
+            MID_RECORD
+        } else {
+            IDLE
+        };
+        first = false;
+        let items = match lumberjack_frame(&mut rd, wait).await {
+            Ok(Some(items)) => items,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!("{origin}: {e}; closing the connection");
+                break;
+            }
+        };
+        let mut flush_now = window.is_none();
+        for item in items {
+            match item {
+                lumberjack::Item::Window(n) => {
+                    if pending > 0 {
+                        // A new window before the last was complete: what
+                        // arrived is a window of its own.
+                        if !flush(&sub, &ack_tx, &origin, &mut lines, &mut pending, last).await {
+                            return;
+                        }
+                    }
+                    window = Some(n);
+                    flush_now = false;
+                }
+                lumberjack::Item::Event { seq, json, version } => {
+                    lines.extend_from_slice(&json);
+                    lines.push(b'\n');
+                    pending += 1;
+                    last = Some((version, seq));
+                    if window.is_some_and(|w| pending >= w) {
+                        if !flush(&sub, &ack_tx, &origin, &mut lines, &mut pending, last).await {
+                            return;
+                        }
+                        window = None;
+                    }
+                }
+            }
+        }
+        if flush_now
+            && pending > 0
+            && !flush(&sub, &ack_tx, &origin, &mut lines, &mut pending, last).await
+        {
+            return;
+        }
+    }
+    if pending > 0 {
+        tracing::warn!("{origin}: connection closed inside a window; {pending} unacknowledged event(s) dropped (the client resends them)");
+    }
+    drop(ack_tx);
+    let _ = acks.await;
+}
+
+/// Hands the collected window to the log and queues its ack.
+async fn flush(
+    sub: &Submitter,
+    acks: &mpsc::Sender<(u8, u32, crate::collector::Durable)>,
+    origin: &str,
+    lines: &mut Vec<u8>,
+    pending: &mut u32,
+    last: Option<(u8, u32)>,
+) -> bool {
+    let Some((version, seq)) = last else {
+        return true;
+    };
+    let record = Record::text(
+        Some(parsers::Format::EcsJson),
+        origin.to_string(),
+        std::mem::take(lines),
+    );
+    *pending = 0;
+    match sub.enqueue(vec![record]).await {
+        Ok(durable) => acks.send((version, seq, durable)).await.is_ok(),
+        Err(e) => {
+            tracing::warn!("{origin}: {e}");
+            false
+        }
+    }
+}
+
+// ---------------------------------------------------------------- syslog
+
+/// Splits syslog messages off the front of `buf`: octet-counted (`LEN SP
+/// MSG`) or LF-terminated, decided per message by its first byte. Returns
+/// the messages and how many bytes were used. `skip` carries an oversized
+/// message's remainder across reads.
+fn split_syslog(
+    buf: &[u8],
+    max: usize,
+    skip: &mut Skip,
+    out: &mut Vec<u8>,
+    errors: &mut Vec<String>,
+) -> (usize, usize) {
+    let mut at = 0;
+    let mut count = 0;
+    loop {
+        match *skip {
+            Skip::Bytes(n) => {
+                let take = n.min(buf.len() - at);
+                at += take;
+                *skip = if take == n {
+                    Skip::None
+                } else {
+                    Skip::Bytes(n - take)
+                };
+                if *skip != Skip::None {
+                    return (at, count);
+                }
+            }
+            Skip::Line => match memchr::memchr(b'\n', &buf[at..]) {
+                Some(i) => {
+                    at += i + 1;
+                    *skip = Skip::None;
+                }
+                None => return (buf.len(), count),
+            },
+            Skip::None => {}
+        }
+        // Blank separators between messages.
+        while at < buf.len() && matches!(buf[at], b'\n' | b'\r' | b' ' | 0) {
+            at += 1;
+        }
+        if at >= buf.len() {
+            return (at, count);
+        }
+        let rest = &buf[at..];
+        if rest[0].is_ascii_digit() {
+            let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+            if digits == rest.len() {
+                return (at, count); // the count is still arriving
+            }
+            let counted = digits <= 9 && rest[digits] == b' ';
+            if counted {
+                let len: usize = std::str::from_utf8(&rest[..digits])
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(usize::MAX);
+                if len > max {
+                    errors.push(format!(
+                        "octet-counted message of {len} bytes is over the {max}-byte limit; skipped"
+                    ));
+                    at += digits + 1;
+                    *skip = Skip::Bytes(len);
+                    continue;
+                }
+                if rest.len() < digits + 1 + len {
+                    return (at, count);
+                }
+                record::push_message(out, &rest[digits + 1..digits + 1 + len]);
+                count += 1;
+                at += digits + 1 + len;
+                continue;
+            }
+        }
+        match memchr::memchr(b'\n', rest) {
+            Some(i) => {
+                if i > max {
+                    errors.push(format!(
+                        "message of {i} bytes is over the {max}-byte limit; skipped"
+                    ));
+                } else {
+                    let mut line = &rest[..i];
+                    if line.last() == Some(&b'\r') {
+                        line = &line[..line.len() - 1];
+                    }
+                    record::push_message(out, line);
+                    count += 1;
+                }
+                at += i + 1;
+            }
+            None => {
+                if rest.len() > max {
+                    errors.push(format!(
+                        "a line longer than the {max}-byte limit; skipped up to its end"
+                    ));
+                    *skip = Skip::Line;
+                    return (buf.len(), count);
+                }
+                return (at, count);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Skip {
+    None,
+    Bytes(usize),
+    Line,
+}
+
+async fn syslog_tcp(mut stream: TcpStream, peer: SocketAddr, max: usize, sub: Submitter) {
+    let origin = format!("syslog-tcp {peer}");
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut chunk = vec![0u8; 256 * 1024];
+    let mut skip = Skip::None;
+    let mut partial_since: Option<tokio::time::Instant> = None;
+    loop {
+        let deadline = if partial_since.is_some() {
+            MID_RECORD
+        } else {
+            IDLE
+        };
+        let n = match timeout(deadline, stream.read(&mut chunk)).await {
+            Err(_) => {
+                tracing::warn!(
+                    "{origin}: no complete message within {} s; closing",
+                    deadline.as_secs()
+                );
+                break;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("{origin}: {e}");
+                break;
+            }
+            Ok(Ok(0)) => 0,
+            Ok(Ok(n)) => n,
+        };
+        let eof = n == 0;
+        buf.extend_from_slice(&chunk[..n]);
+        if eof && !buf.is_empty() && skip == Skip::None && !buf.ends_with(b"\n") {
+            // A last LF-framed message without its LF.
+            buf.push(b'\n');
+        }
+        let mut payload = Vec::new();
+        let mut errors = Vec::new();
+        let (used, count) = split_syslog(&buf, max, &mut skip, &mut payload, &mut errors);
+        for e in errors {
+            tracing::warn!("{origin}: {e}");
+        }
+        buf.drain(..used);
+        if let Some(since) = partial_since {
+            if buf.is_empty() || since.elapsed() > MID_RECORD {
+                partial_since = None;
+            }
+        }
+        if !buf.is_empty() && partial_since.is_none() {
+            partial_since = Some(tokio::time::Instant::now());
+        }
+        if count > 0 {
+            let record = Record {
+                kind: Kind::Syslog,
+                format: None,
+                origin: origin.clone(),
+                payload,
+            };
+            // Waiting here is the backpressure: the socket is not read
+            // while the batch is being made durable.
+            if let Err(e) = sub.submit(vec![record]).await {
+                tracing::warn!("{origin}: {e}");
+                break;
+            }
+        }
+        if eof {
+            if !buf.is_empty() {
+                tracing::warn!(
+                    "{origin}: connection closed inside a message ({} bytes dropped)",
+                    buf.len()
+                );
+            }
+            break;
+        }
+    }
+}
+
+async fn syslog_udp(socket: UdpSocket, sub: Submitter) {
+    let mut datagram = vec![0u8; 65536];
+    loop {
+        let (n, peer) = match socket.recv_from(&mut datagram).await {
+            Ok(ok) => ok,
+            Err(e) => {
+                tracing::warn!("syslog UDP: {e}");
+                continue;
+            }
+        };
+        let mut payload = Vec::new();
+        record::push_message(&mut payload, &datagram[..n]);
+        // Take what else has already arrived, in one record.
+        let mut count = 1;
+        while count < 4096 {
+            match socket.try_recv_from(&mut datagram) {
+                Ok((n, _)) => {
+                    record::push_message(&mut payload, &datagram[..n]);
+                    count += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        let record = Record {
+            kind: Kind::Syslog,
+            format: None,
+            origin: format!("syslog-udp {peer}"),
+            payload,
+        };
+        if let Err(e) = sub.submit(vec![record]).await {
+            tracing::warn!("syslog UDP: {e}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------- HTTP
+
+#[derive(Clone)]
+struct HttpState {
+    sub: Submitter,
+    max_body: usize,
+}
+
+/// The body, gunzipped when `Content-Encoding: gzip`, bounded by `max`.
+fn body_bytes(
+    headers: &HeaderMap,
+    body: &Bytes,
+    max: usize,
+) -> Result<Vec<u8>, (StatusCode, String)> {
+    let gzip = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    if !gzip {
+        return Ok(body.to_vec());
+    }
+    let mut out = Vec::new();
+    let decoder = flate2::read::MultiGzDecoder::new(&body[..]);
+    match decoder.take(max as u64 + 1).read_to_end(&mut out) {
+        Ok(_) if out.len() > max => Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("gzip body expands past the {max}-byte limit"),
+        )),
+        Ok(_) => Ok(out),
+        Err(e) => Err((StatusCode::BAD_REQUEST, format!("bad gzip body: {e}"))),
+    }
+}
+
+fn busy() -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, HeaderValue::from_static("1"))],
+        "relive is indexing behind; retry shortly\n",
+    )
+        .into_response()
+}
+
+async fn product_header(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        "x-elastic-product",
+        HeaderValue::from_static("Elasticsearch"),
+    );
+    response
+}
+
+fn json(status: StatusCode, value: serde_json::Value) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+fn es_router(state: HttpState) -> Router {
+    let max = state.max_body;
+    Router::new()
+        .route("/", get(es_root).head(es_head))
+        .route("/_bulk", post(bulk).put(bulk))
+        .route("/{index}/_bulk", post(bulk_index).put(bulk_index))
+        .route("/_cluster/health", get(|| async {
+            json(StatusCode::OK, serde_json::json!({"cluster_name": "relive", "status": "green", "number_of_nodes": 1}))
+        }))
+        .route("/_license", get(|| async {
+            json(StatusCode::OK, serde_json::json!({"license": {"status": "active", "type": "basic", "uid": "relive"}}))
+        }))
+        .route("/_index_template/{name}", get(|| async { json(StatusCode::NOT_FOUND, serde_json::json!({"index_templates": []})) })
+            .head(|| async { StatusCode::NOT_FOUND })
+            .put(|| async { json(StatusCode::OK, serde_json::json!({"acknowledged": true})) }))
+        .route("/_ilm/policy/{name}", get(|| async { json(StatusCode::NOT_FOUND, serde_json::json!({})) })
+            .put(|| async { json(StatusCode::OK, serde_json::json!({"acknowledged": true})) }))
+        .fallback(|| async {
+            json(StatusCode::NOT_FOUND, serde_json::json!({"error": {"type": "illegal_argument_exception", "reason": "relive answers _bulk and the version handshake only"}, "status": 404}))
+        })
+        .layer(DefaultBodyLimit::max(max))
+        .layer(axum::middleware::map_response(product_header))
+        .with_state(state)
+}
+
+async fn es_root() -> Response {
+    json(
+        StatusCode::OK,
+        serde_json::json!({
+            "name": "relive",
+            "cluster_name": "relive",
+            "cluster_uuid": "relive-collector",
+            "version": {
+                "number": "8.17.0",
+                "build_flavor": "default",
+                "build_type": "relive",
+                "lucene_version": "9.12.0",
+                "minimum_wire_compatibility_version": "7.17.0",
+                "minimum_index_compatibility_version": "7.0.0"
+            },
+            "tagline": "You Know, for Search"
+        }),
+    )
+}
+
+async fn es_head() -> StatusCode {
+    StatusCode::OK
+}
+
+async fn bulk_index(
+    State(state): State<HttpState>,
+    axum::extract::Path(index): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    bulk_with(state, Some(index), headers, body).await
+}
+
+async fn bulk(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    bulk_with(state, None, headers, body).await
+}
+
+/// One item of a bulk request, as answered.
+struct Item {
+    op: &'static str,
+    index: String,
+    id: Option<String>,
+    error: Option<(u16, &'static str, String)>,
+}
+
+/// Reads a `_bulk` body: action lines, each (but `delete`) followed by a
+/// source line. Blank lines are tolerated (rsyslog sends them).
+fn split_bulk(text: &str, default_index: &str) -> Result<(Vec<Item>, Vec<u8>), String> {
+    let mut items = Vec::new();
+    let mut sources = Vec::new();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    while let Some(action) = lines.next() {
+        let value: serde_json::Value = serde_json::from_str(action)
+            .map_err(|e| format!("malformed action line [{action:.80}]: {e}"))?;
+        let Some((op, meta)) = value.as_object().and_then(|o| o.iter().next()) else {
+            return Err(format!("malformed action line [{action:.80}]"));
+        };
+        let op: &'static str = match op.as_str() {
+            "index" => "index",
+            "create" => "create",
+            "update" => "update",
+            "delete" => "delete",
+            other => return Err(format!("unknown bulk action [{other}]")),
+        };
+        let index = meta
+            .get("_index")
+            .and_then(|v| v.as_str())
+            .unwrap_or(default_index)
+            .to_string();
+        let id = meta.get("_id").and_then(|v| v.as_str()).map(str::to_string);
+        if op == "delete" {
+            items.push(Item {
+                op,
+                index,
+                id,
+                error: Some((
+                    400,
+                    "action_request_validation_exception",
+                    "relive keeps events; delete is not supported".into(),
+                )),
+            });
+            continue;
+        }
+        let Some(source) = lines.next() else {
+            return Err(format!("the {op} action has no source line"));
+        };
+        if op == "update" {
+            items.push(Item {
+                op,
+                index,
+                id,
+                error: Some((
+                    400,
+                    "action_request_validation_exception",
+                    "relive keeps events; update is not supported".into(),
+                )),
+            });
+            continue;
+        }
+        match serde_json::from_str::<serde::de::IgnoredAny>(source) {
+            Ok(_) if source.starts_with('{') => {
+                sources.extend_from_slice(source.as_bytes());
+                sources.push(b'\n');
+                items.push(Item {
+                    op,
+                    index,
+                    id,
+                    error: None,
+                });
+            }
+            Ok(_) => items.push(Item {
+                op,
+                index,
+                id,
+                error: Some((
+                    400,
+                    "mapper_parsing_exception",
+                    "the source is not a JSON object".into(),
+                )),
+            }),
+            Err(e) => items.push(Item {
+                op,
+                index,
+                id,
+                error: Some((
+                    400,
+                    "mapper_parsing_exception",
+                    format!("failed to parse the source: {e}"),
+                )),
+            }),
+        }
+    }
+    Ok((items, sources))
+}
+
+async fn bulk_with(
+    state: HttpState,
+    index: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = std::time::Instant::now();
+    let raw = match body_bytes(&headers, &body, state.max_body) {
+        Ok(raw) => raw,
+        Err((status, reason)) => {
+            tracing::warn!("_bulk: {reason}");
+            return es_error(status, "parse_exception", &reason);
+        }
+    };
+    let Ok(text) = std::str::from_utf8(&raw) else {
+        return es_error(
+            StatusCode::BAD_REQUEST,
+            "parse_exception",
+            "the body is not UTF-8",
+        );
+    };
+    let default_index = index.as_deref().unwrap_or("relive-events");
+    let (items, sources) = match split_bulk(text, default_index) {
+        Ok(ok) => ok,
+        Err(reason) => {
+            tracing::warn!("_bulk: {reason}");
+            return es_error(
+                StatusCode::BAD_REQUEST,
+                "illegal_argument_exception",
+                &reason,
+            );
+        }
+    };
+    if !sources.is_empty() {
+        let record = Record::text(Some(parsers::Format::EcsJson), "es-bulk", sources);
+        match state.sub.try_submit(vec![record]).await {
+            Err(_) => return busy(),
+            Ok(Err(e)) => {
+                tracing::error!("_bulk: {e}");
+                return es_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable_shards_exception",
+                    &e.to_string(),
+                );
+            }
+            Ok(Ok(_)) => {}
+        }
+    }
+    let mut errors = false;
+    let mut n = 0u64;
+    let out: Vec<serde_json::Value> = items
+        .into_iter()
+        .map(|item| {
+            n += 1;
+            let id = item
+                .id
+                .unwrap_or_else(|| format!("relive-{}-{n}", started.elapsed().as_nanos()));
+            let body = match item.error {
+                None => serde_json::json!({
+                    "_index": item.index, "_id": id, "_version": 1, "result": "created",
+                    "_shards": {"total": 1, "successful": 1, "failed": 0},
+                    "_seq_no": n, "_primary_term": 1, "status": 201
+                }),
+                Some((status, kind, reason)) => {
+                    errors = true;
+                    serde_json::json!({
+                        "_index": item.index, "_id": id, "status": status,
+                        "error": {"type": kind, "reason": reason}
+                    })
+                }
+            };
+            serde_json::json!({ item.op: body })
+        })
+        .collect();
+    json(
+        StatusCode::OK,
+        serde_json::json!({"took": started.elapsed().as_millis() as u64, "errors": errors, "items": out}),
+    )
+}
+
+fn es_error(status: StatusCode, kind: &str, reason: &str) -> Response {
+    json(
+        status,
+        serde_json::json!({"error": {"type": kind, "reason": reason}, "status": status.as_u16()}),
+    )
+}
+
+fn otlp_router(state: HttpState) -> Router {
+    let max = state.max_body;
+    Router::new()
+        .route("/v1/logs", post(otlp_logs))
+        .layer(DefaultBodyLimit::max(max))
+        .with_state(state)
+}
+
+async fn otlp_logs(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/x-protobuf")
+        .to_ascii_lowercase();
+    let is_json = content_type.starts_with("application/json");
+    let raw = match body_bytes(&headers, &body, state.max_body) {
+        Ok(raw) => raw,
+        Err((status, reason)) => {
+            tracing::warn!("OTLP: {reason}");
+            return (status, reason).into_response();
+        }
+    };
+    let kind = if is_json {
+        if let Err(e) = serde_json::from_slice::<parsers::format::otlp_json::LogsRequest>(&raw) {
+            tracing::warn!("OTLP: bad JSON request: {e}");
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("bad OTLP/JSON request: {e}"),
+            )
+                .into_response();
+        }
+        Kind::OtlpJson
+    } else {
+        if let Err(e) = crate::otlp::count_protobuf(&raw) {
+            tracing::warn!("OTLP: bad protobuf request: {e}");
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("bad OTLP protobuf request: {e}"),
+            )
+                .into_response();
+        }
+        Kind::OtlpProto
+    };
+    let record = Record {
+        kind,
+        format: None,
+        origin: "otlp-http".into(),
+        payload: raw,
+    };
+    match state.sub.try_submit(vec![record]).await {
+        Err(_) => busy(),
+        Ok(Err(e)) => {
+            tracing::error!("OTLP: {e}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, HeaderValue::from_static("1"))],
+                e.to_string(),
+            )
+                .into_response()
+        }
+        Ok(Ok(_)) if is_json => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            "{}",
+        )
+            .into_response(),
+        Ok(Ok(_)) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-protobuf"),
+            )],
+            crate::otlp::encode_response(0, ""),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split_all(input: &[u8], max: usize) -> (Vec<Vec<u8>>, Vec<String>) {
+        let mut skip = Skip::None;
+        let mut payload = Vec::new();
+        let mut errors = Vec::new();
+        let (used, _) = split_syslog(input, max, &mut skip, &mut payload, &mut errors);
+        assert_eq!(used, input.len());
+        (
+            record::messages(&payload).map(<[u8]>::to_vec).collect(),
+            errors,
+        )
+    }
+
+    #[test]
+    fn octet_counting_and_lf_framing_mix() {
+        let input = b"5 <1>ab<2>lf one\n<3>lf two\r\n9 <4>x\nyz\n\n";
+        let (msgs, errors) = split_all(input, 1000);
+        assert!(errors.is_empty());
+        assert_eq!(
+            msgs,
+            vec![
+                b"<1>ab".to_vec(),
+                b"<2>lf one".to_vec(),
+                b"<3>lf two".to_vec(),
+                b"<4>x\nyz\n\n".to_vec()
+            ]
+        );
+    }
+
+    #[test]
+    fn oversized_messages_are_skipped_and_reported() {
+        let mut input = b"20 <1>aaaaaaaaaaaaaaaaa".to_vec();
+        input.extend_from_slice(b"<2>ok\n");
+        let (msgs, errors) = split_all(&input, 10);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(msgs, vec![b"<2>ok".to_vec()]);
+    }
+
+    #[test]
+    fn bulk_bodies_split_into_items() {
+        let body = "{\"index\":{\"_index\": \"relive-events\",\"_type\":\"events\"}}\n{\"message\":\"a\"}\n\n{\"create\":{\"_id\":\"x\"}}\n{\"message\":\"b\"}\n{\"delete\":{\"_id\":\"y\"}}\n{\"index\":{}}\nnot json\n";
+        let (items, sources) = split_bulk(body, "d").unwrap();
+        assert_eq!(items.len(), 4);
+        assert!(items[0].error.is_none() && items[1].error.is_none());
+        assert_eq!(items[1].id.as_deref(), Some("x"));
+        assert!(items[2].error.is_some() && items[3].error.is_some());
+        assert_eq!(sources, b"{\"message\":\"a\"}\n{\"message\":\"b\"}\n");
+    }
+}

@@ -1,0 +1,767 @@
+//! The collector over real loopback sockets: the agent protocol, syslog
+//! from util-linux `logger`, the `_bulk` and OTLP endpoints, and hostile
+//! peers that must not disturb anyone else.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use ingest::protocol::{Frame, VERSION};
+use ingest::{Collector, CollectorOptions, Receivers};
+
+use crate::{indexed, wait_until};
+
+struct Running {
+    runtime: Option<tokio::runtime::Runtime>,
+    collector: Option<Collector>,
+    bound: ingest::server::Bound,
+    data: tempfile::TempDir,
+}
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn start(token: Option<&str>) -> Running {
+    let data = tempfile::tempdir().unwrap();
+    start_in(data, token)
+}
+
+fn start_in(data: tempfile::TempDir, token: Option<&str>) -> Running {
+    let mut receivers = Receivers::default();
+    receivers.agent.listen = loopback();
+    receivers.agent.token = token.map(str::to_string);
+    receivers.syslog.tcp = Some(loopback());
+    receivers.syslog.udp = Some(loopback());
+    receivers.syslog.max_message = 8192;
+    receivers.es_bulk.listen = Some(loopback());
+    receivers.es_bulk.max_body = 1 << 20;
+    receivers.otlp.listen = Some(loopback());
+    receivers.lumberjack.listen = Some(loopback());
+    let mut options = CollectorOptions::new(data.path());
+    options.commit_interval = Duration::from_millis(50);
+    let collector = Collector::start(options, None).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sub = collector.submitter();
+    let bound = runtime.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        let bound = ingest::server::start(&receivers, &sub, &mut tasks)
+            .await
+            .unwrap();
+        // The tasks live as long as the runtime.
+        std::mem::forget(tasks);
+        bound
+    });
+    Running {
+        runtime: Some(runtime),
+        collector: Some(collector),
+        bound,
+        data,
+    }
+}
+
+impl Running {
+    fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown();
+        let data = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.data, data)
+    }
+    fn shutdown(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+        if let Some(c) = self.collector.take() {
+            c.shutdown();
+        }
+    }
+    fn events(&self) -> Vec<serde_json::Value> {
+        indexed(self.data.path())
+    }
+    fn wait_events(&self, n: usize) -> Vec<serde_json::Value> {
+        let mut last = Vec::new();
+        wait_until(Duration::from_secs(20), || {
+            last = self.events();
+            last.len() >= n
+        });
+        // Nothing more than expected arrives either.
+        std::thread::sleep(Duration::from_millis(150));
+        self.events()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn event_line(host: &str, record_id: u64, event_id: u32, message: &str) -> String {
+    let event = parsers::Event {
+        timestamp: chrono::DateTime::from_timestamp(1_795_375_000 + record_id as i64, 0).unwrap(),
+        host: host.into(),
+        channel: "Microsoft-Windows-Hyper-V-VMMS-Admin".into(),
+        provider: "Microsoft-Windows-Hyper-V-VMMS".into(),
+        event_id,
+        level: parsers::Level::Error,
+        record_id: Some(record_id),
+        message: message.into(),
+        ..parsers::Event::default()
+    };
+    event.to_json()
+}
+
+fn batch(seq: u64, lines: &[String]) -> Frame {
+    let mut payload = lines.join("\n").into_bytes();
+    payload.push(b'\n');
+    Frame::Batch {
+        seq,
+        kind: ingest::record::Kind::Text as u8,
+        format: 0,
+        payload,
+    }
+}
+
+fn connect(addr: SocketAddr, agent: &str, token: &str) -> (TcpStream, Frame) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    Frame::Hello {
+        version: VERSION,
+        agent: agent.into(),
+        token: token.into(),
+    }
+    .write_to(&mut s)
+    .unwrap();
+    let answer = Frame::read_from(&mut s)
+        .unwrap()
+        .expect("an answer to hello");
+    (s, answer)
+}
+
+#[test]
+fn agent_batches_are_acked_once_durable_and_a_resend_is_not_counted_twice() {
+    let c = start(Some("s3cret"));
+    let addr = c.bound.agent.unwrap();
+    let (mut s, answer) = connect(addr, "NODE-A", "s3cret");
+    assert_eq!(answer, Frame::Welcome { version: VERSION });
+    let lines: Vec<String> = (0..30)
+        .map(|i| {
+            event_line(
+                "NODE-A",
+                i,
+                21502,
+                &format!("Live migration of 'VM{i}' failed."),
+            )
+        })
+        .collect();
+    for (n, chunk) in lines.chunks(10).enumerate() {
+        batch(n as u64, chunk).write_to(&mut s).unwrap();
+    }
+    for n in 0..3 {
+        assert_eq!(
+            Frame::read_from(&mut s).unwrap(),
+            Some(Frame::Ack { seq: n })
+        );
+    }
+    // Acked means durable: it is in the write-ahead log before it is indexed.
+    assert!(
+        c.collector
+            .as_ref()
+            .unwrap()
+            .stats()
+            .records_durable
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 3
+    );
+    // The agent lost the ack of batch 1 and resends it after a reconnect.
+    drop(s);
+    let (mut s, _) = connect(addr, "NODE-A", "s3cret");
+    batch(1, &lines[10..20]).write_to(&mut s).unwrap();
+    assert_eq!(
+        Frame::read_from(&mut s).unwrap(),
+        Some(Frame::Ack { seq: 1 })
+    );
+    let events = c.wait_events(30);
+    assert_eq!(events.len(), 30, "each event once");
+    assert!(events.iter().all(|e| e["host"]["name"] == "NODE-A"));
+}
+
+#[test]
+fn a_wrong_or_missing_token_is_refused_with_a_reason() {
+    let c = start(Some("s3cret"));
+    let addr = c.bound.agent.unwrap();
+    let (_, answer) = connect(addr, "NODE-B", "guess");
+    assert_eq!(
+        answer,
+        Frame::Refused {
+            reason: "wrong token for agent NODE-B".into()
+        }
+    );
+    let (_, answer) = connect(addr, "NODE-B", "");
+    assert!(matches!(answer, Frame::Refused { reason } if reason.contains("missing token")));
+    // An old protocol version is refused too.
+    let mut s = TcpStream::connect(addr).unwrap();
+    Frame::Hello {
+        version: 99,
+        agent: "NODE-B".into(),
+        token: "s3cret".into(),
+    }
+    .write_to(&mut s)
+    .unwrap();
+    assert!(
+        matches!(Frame::read_from(&mut s).unwrap(), Some(Frame::Refused { reason }) if reason.contains("version 99"))
+    );
+}
+
+#[test]
+fn hostile_peers_are_dropped_and_everyone_else_is_served() {
+    let c = start(None);
+    let agent = c.bound.agent.unwrap();
+    // A frame claiming 4 GB: closed without allocating it.
+    let mut huge = TcpStream::connect(agent).unwrap();
+    huge.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).unwrap();
+    huge.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(huge.read(&mut buf).unwrap_or(0), 0, "closed");
+    // Garbage after a good hello.
+    let (mut garbage, _) = connect(agent, "NODE-X", "");
+    garbage.write_all(&[0, 0, 0, 3, 0x77, 1, 2]).unwrap();
+    garbage
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(garbage.read(&mut buf).unwrap_or(0), 0, "closed");
+    // Slowloris clients: half a frame, half a syslog line, half an HTTP request.
+    let mut slow = TcpStream::connect(agent).unwrap();
+    slow.write_all(&[0, 0]).unwrap();
+    let mut slow_syslog = TcpStream::connect(c.bound.syslog_tcp.unwrap()).unwrap();
+    slow_syslog
+        .write_all(b"<11>1 2026-11-22T19:15:25Z vm app - - - no end")
+        .unwrap();
+    let mut slow_http = TcpStream::connect(c.bound.es_bulk.unwrap()).unwrap();
+    slow_http
+        .write_all(b"POST /_bulk HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .unwrap();
+    // Meanwhile a good agent is served at once.
+    let (mut good, answer) = connect(agent, "NODE-A", "");
+    assert_eq!(answer, Frame::Welcome { version: VERSION });
+    batch(0, &[event_line("NODE-A", 1, 21502, "failed")])
+        .write_to(&mut good)
+        .unwrap();
+    assert_eq!(
+        Frame::read_from(&mut good).unwrap(),
+        Some(Frame::Ack { seq: 0 })
+    );
+    // An oversized syslog message is skipped; the next one on the same connection is kept.
+    let mut syslog = TcpStream::connect(c.bound.syslog_tcp.unwrap()).unwrap();
+    let big = format!(
+        "9000 <11>1 2026-11-22T19:15:25Z vm app - - - {}",
+        "x".repeat(9000 - 40)
+    );
+    syslog.write_all(&big.as_bytes()[..9005]).unwrap();
+    syslog
+        .write_all(b"<11>1 2026-11-22T19:16:00Z NODE-C Hyper-V-VMMS - 21502 - after the big one\n")
+        .unwrap();
+    drop(syslog);
+    let events = c.wait_events(2);
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert!(events.iter().any(|e| e["message"] == "after the big one"));
+    drop((slow, slow_syslog, slow_http));
+}
+
+fn http(addr: SocketAddr, request: &[u8]) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text[9..12].parse().unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (status, head.to_string(), body.to_string())
+}
+
+fn post(addr: SocketAddr, path: &str, headers: &str, body: &[u8]) -> (u16, String, String) {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: relive\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    http(addr, &req)
+}
+
+#[test]
+fn a_gzip_bomb_on_bulk_is_refused_and_a_good_bulk_is_indexed() {
+    let c = start(None);
+    let addr = c.bound.es_bulk.unwrap();
+    // 64 MiB of zeros compress to ~64 KiB; the limit here is 1 MiB.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&vec![b' '; 64 << 20]).unwrap();
+    let bomb = gz.finish().unwrap();
+    let (status, head, body) = post(
+        addr,
+        "/_bulk",
+        "Content-Type: application/x-ndjson\r\nContent-Encoding: gzip\r\n",
+        &bomb,
+    );
+    assert_eq!(status, 413, "{body}");
+    assert!(head
+        .to_ascii_lowercase()
+        .contains("x-elastic-product: elasticsearch"));
+    assert!(body.contains("limit"));
+    let bulk = "{\"index\":{\"_index\":\"relive-events\",\"_type\":\"events\"}}\n{\"@timestamp\":\"2026-11-22T19:16:18.360378+00:00\", \"host.name\":\"NODE-A\", \"winlog.event_id\":21502, \"message\":\"Virtual machine migration operation for VM01 failed at migration source NODE-A.\"}\n\n{\"create\":{\"_id\":\"k1\"}}\nnot json\n";
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(bulk.as_bytes()).unwrap();
+    let (status, _, body) = post(
+        addr,
+        "/relive-events/_bulk",
+        "Content-Type: application/json; charset=utf-8\r\nContent-Encoding: gzip\r\n",
+        &gz.finish().unwrap(),
+    );
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["errors"], true);
+    assert_eq!(v["items"][0]["index"]["status"], 201);
+    assert_eq!(v["items"][1]["create"]["status"], 400);
+    let events = c.wait_events(1);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["winlog"]["event_id"], 21502);
+    assert_eq!(events[0]["host"]["name"], "NODE-A");
+}
+
+#[test]
+fn syslog_from_logger_over_tcp_octet_counted_lf_framed_and_udp() {
+    if Command::new("logger").arg("--version").output().is_err() {
+        panic!("util-linux logger is required (scripts/test installs bsdutils)");
+    }
+    let c = start(None);
+    let tcp = c.bound.syslog_tcp.unwrap();
+    let udp = c.bound.syslog_udp.unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new("logger").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "logger {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let port = tcp.port().to_string();
+    run(&[
+        "--tcp",
+        "-n",
+        "127.0.0.1",
+        "-P",
+        &port,
+        "--rfc5424",
+        "--octet-count",
+        "-t",
+        "Hyper-V-VMMS",
+        "--msgid",
+        "21502",
+        "--sd-id",
+        "win@32473",
+        "--sd-param",
+        "EventID=\"21502\"",
+        "--sd-param",
+        "Channel=\"Microsoft-Windows-Hyper-V-VMMS-Admin\"",
+        "-p",
+        "user.err",
+        "Live migration of 'VM01' failed. (0x80072746)",
+    ]);
+    run(&[
+        "--tcp",
+        "-n",
+        "127.0.0.1",
+        "-P",
+        &port,
+        "--rfc5424",
+        "-t",
+        "Hyper-V-VMMS",
+        "--msgid",
+        "21066",
+        "-p",
+        "user.err",
+        "Failed to receive data for a Virtual Machine migration (0x80072746).",
+    ]);
+    let uport = udp.port().to_string();
+    run(&[
+        "-d",
+        "-n",
+        "127.0.0.1",
+        "-P",
+        &uport,
+        "--rfc3164",
+        "-t",
+        "vmms",
+        "Event 21502 VM02",
+    ]);
+    let events = c.wait_events(3);
+    assert_eq!(events.len(), 3, "{events:#?}");
+    let ids: Vec<i64> = events
+        .iter()
+        .map(|e| e["winlog"]["event_id"].as_i64().unwrap_or(0))
+        .collect();
+    assert!(ids.contains(&21502) && ids.contains(&21066), "{ids:?}");
+    let vm01 = events
+        .iter()
+        .find(|e| e["message"].as_str().unwrap_or("").contains("VM01"))
+        .unwrap();
+    assert_eq!(
+        vm01["winlog"]["channel"],
+        "Microsoft-Windows-Hyper-V-VMMS-Admin"
+    );
+    assert_eq!(vm01["error"]["code"], "0x80072746");
+}
+
+#[test]
+fn what_was_acked_survives_a_crash_before_indexing() {
+    // Acked records are in the log; a new collector on the same data
+    // replays and indexes them even though the old one never committed.
+    let data = tempfile::tempdir().unwrap();
+    {
+        let (mut wal, _) =
+            ingest::Wal::open(&data.path().join("wal"), ingest::WalOptions::default()).unwrap();
+        let lines: Vec<String> = (0..5)
+            .map(|i| event_line("NODE-B", 100 + i, 21066, "lost?"))
+            .collect();
+        let record = ingest::record::Record::text(
+            None,
+            "agent NODE-B",
+            (lines.join("\n") + "\n").into_bytes(),
+        );
+        wal.append(&[record.encode()]).unwrap();
+    }
+    let c = start_in(data, None);
+    assert_eq!(c.wait_events(5).len(), 5);
+    let data = c.stop();
+    // And a second start indexes nothing again (the checkpoint moved).
+    let c = start_in(data, None);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(c.events().len(), 5);
+    assert!(Path::new(&c.data.path().join("wal/indexed")).exists());
+}
+
+/// Forwards agent → collector frame by frame and cuts both connections
+/// in the middle of every `every`-th frame; the collector's answers go back
+/// untouched. Returns the proxy's address and the number of cuts so far.
+fn cutting_proxy(
+    upstream: SocketAddr,
+    every: u64,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let listener = std::net::TcpListener::bind(loopback()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cuts = std::sync::Arc::new(AtomicU64::new(0));
+    let frames = std::sync::Arc::new(AtomicU64::new(0));
+    let cuts_out = cuts.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let Ok(mut server) = TcpStream::connect(upstream) else {
+                continue;
+            };
+            let (mut client_rd, mut server_wr) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let back = std::thread::spawn(move || {
+                let _ = std::io::copy(&mut server, &mut client);
+            });
+            let (frames, cuts) = (frames.clone(), cuts.clone());
+            std::thread::spawn(move || {
+                loop {
+                    let mut len = [0u8; 4];
+                    if client_rd.read_exact(&mut len).is_err() {
+                        break;
+                    }
+                    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+                    if client_rd.read_exact(&mut body).is_err() {
+                        break;
+                    }
+                    let n = frames.fetch_add(1, Ordering::SeqCst) + 1;
+                    if n % every == 0 {
+                        // Half a frame, then the line goes dead.
+                        let _ = server_wr.write_all(&len);
+                        let _ = server_wr.write_all(&body[..body.len() / 2]);
+                        cuts.fetch_add(1, Ordering::SeqCst);
+                        break;
+                    }
+                    if server_wr.write_all(&len).is_err() || server_wr.write_all(&body).is_err() {
+                        break;
+                    }
+                }
+                let _ = server_wr.shutdown(std::net::Shutdown::Both);
+                let _ = client_rd.shutdown(std::net::Shutdown::Both);
+                let _ = back.join();
+            });
+        }
+    });
+    (addr, cuts_out)
+}
+
+#[test]
+fn a_proxy_cutting_the_connection_every_few_hundred_frames_loses_and_doubles_nothing() {
+    let c = start(Some("cut-token"));
+    let (proxy, cuts) = cutting_proxy(c.bound.agent.unwrap(), 150);
+    let logs = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let agent = ingest::agent::Agent::start(ingest::agent::AgentConfig {
+        name: Some("NODE-CUT".into()),
+        collector: proxy.to_string(),
+        token: "cut-token".into(),
+        state_dir: state.path().to_path_buf(),
+        batch_events: 20,
+        window: 8,
+        poll_ms: 20,
+        max_backoff_ms: 200,
+        watch: vec![ingest::agent::WatchSpec {
+            paths: vec![format!("{}/*.ndjson", logs.path().display())],
+            format: None,
+        }],
+        ..ingest::agent::AgentConfig::default()
+    })
+    .unwrap();
+    let hosts = ["NODE-P1", "NODE-P2", "NODE-P3"];
+    let per_host = 8_000u64;
+    for chunk in 0..8u64 {
+        for host in hosts {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(logs.path().join(format!("{host}.ndjson")))
+                .unwrap();
+            let from = chunk * per_host / 8;
+            let text: String = (from..from + per_host / 8)
+                .map(|i| event_line(host, i, 21502, &format!("cut test {i}")) + "\n")
+                .collect();
+            f.write_all(text.as_bytes()).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let want = hosts.len() * per_host as usize;
+    let mut events = Vec::new();
+    wait_until(Duration::from_secs(120), || {
+        events = c.events();
+        events.len() >= want
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let events = c.events();
+    agent.stop();
+    let n_cuts = cuts.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(n_cuts >= 5, "the proxy cut only {n_cuts} times");
+    let mut keys: Vec<(String, u64)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["host"]["name"].as_str().unwrap().to_string(),
+                e["winlog"]["record_id"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), events.len(), "no event twice");
+    assert_eq!(events.len(), want, "every event, through {n_cuts} cuts");
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn tls_agents_with_the_admins_ca_are_served_and_a_bad_handshake_is_dropped() {
+    let pki = tempfile::tempdir().unwrap();
+    let p = pki.path();
+    openssl(
+        p,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=relive test CA",
+        ],
+    );
+    openssl(
+        p,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    );
+    std::fs::write(
+        p.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(
+        p,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+    // A CA the agent was not given.
+    openssl(
+        p,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "other.key",
+            "-out",
+            "other.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=someone else",
+        ],
+    );
+
+    let data = tempfile::tempdir().unwrap();
+    let mut receivers = Receivers::default();
+    receivers.agent.listen = loopback();
+    receivers.agent.token = Some("tls-token".into());
+    receivers.agent.cert = Some(p.join("server.pem"));
+    receivers.agent.key = Some(p.join("server.key"));
+    receivers.syslog.enabled = false;
+    receivers.es_bulk.enabled = false;
+    receivers.otlp.enabled = false;
+    receivers.lumberjack.enabled = false;
+    let mut options = CollectorOptions::new(data.path());
+    options.commit_interval = Duration::from_millis(50);
+    let collector = Collector::start(options, None).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sub = collector.submitter();
+    let (bound, tasks) = runtime.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        let bound = ingest::server::start(&receivers, &sub, &mut tasks)
+            .await
+            .unwrap();
+        (bound, tasks)
+    });
+    let addr = bound.agent.unwrap();
+
+    // Plain text to the TLS port: the handshake fails and the socket closes.
+    let mut plain = TcpStream::connect(addr).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    Frame::Hello {
+        version: VERSION,
+        agent: "NODE-PLAIN".into(),
+        token: "tls-token".into(),
+    }
+    .write_to(&mut plain)
+    .unwrap();
+    let mut buf = [0u8; 64];
+    let n = plain.read(&mut buf).unwrap_or(0);
+    assert!(
+        n == 0 || buf[0] == 0x15,
+        "a TLS alert or a close, not a welcome"
+    );
+
+    let run_agent = |name: &str, ca: &str, logs: &Path| {
+        std::fs::write(
+            logs.join("vmms.ndjson"),
+            (0..50u64)
+                .map(|i| event_line(name, i, 21502, "over TLS") + "\n")
+                .collect::<String>(),
+        )
+        .unwrap();
+        ingest::agent::Agent::start(ingest::agent::AgentConfig {
+            name: Some(name.into()),
+            collector: format!("localhost:{}", addr.port()),
+            token: "tls-token".into(),
+            ca: Some(p.join(ca)),
+            state_dir: logs.join("state"),
+            poll_ms: 20,
+            max_backoff_ms: 200,
+            watch: vec![ingest::agent::WatchSpec {
+                paths: vec![format!("{}/*.ndjson", logs.display())],
+                format: None,
+            }],
+            ..ingest::agent::AgentConfig::default()
+        })
+        .unwrap()
+    };
+    let (good_logs, bad_logs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let bad = run_agent("NODE-UNTRUSTED", "other.pem", bad_logs.path());
+    let good = run_agent("NODE-TLS", "ca.pem", good_logs.path());
+    assert!(wait_until(Duration::from_secs(20), || indexed(data.path())
+        .len()
+        >= 50));
+    std::thread::sleep(Duration::from_millis(300));
+    let events = indexed(data.path());
+    assert_eq!(events.len(), 50);
+    assert!(events.iter().all(|e| e["host"]["name"] == "NODE-TLS"));
+    // The agent that does not trust the collector's certificate says why.
+    assert!(!bad
+        .status()
+        .connected
+        .load(std::sync::atomic::Ordering::Relaxed));
+    let why = bad
+        .status()
+        .last_error
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        why.contains("certificate") || why.contains("Certificate") || why.contains("issuer"),
+        "{why}"
+    );
+    good.stop();
+    bad.stop();
+    drop(tasks);
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    collector.shutdown();
+}

@@ -1,0 +1,258 @@
+//! `relive serve`: the collector. Receivers (agent protocol, syslog,
+//! `_bulk`, OTLP) feed the write-ahead log; the indexer feeds the index
+//! under `--data` and runs correlation after commits.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::cli::ServeArgs;
+use crate::commands::incidents;
+
+/// `relive.toml` (sections other commands read are ignored here).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ServeConfig {
+    receivers: ingest::Receivers,
+    collector: CollectorSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct CollectorSection {
+    /// Longest wait before indexed events become searchable, in ms.
+    commit_ms: u64,
+    /// Records the indexer may fall behind before receivers slow down.
+    max_lag_records: u64,
+    /// Seconds between correlation runs while events arrive.
+    correlate_every_s: u64,
+}
+
+impl Default for CollectorSection {
+    fn default() -> Self {
+        CollectorSection {
+            commit_ms: 250,
+            max_lag_records: 4096,
+            correlate_every_s: 5,
+        }
+    }
+}
+
+fn load(path: Option<&Path>) -> anyhow::Result<ServeConfig> {
+    let Some(path) = path else {
+        return Ok(ServeConfig::default());
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("{} is not a valid relive.toml", path.display()))
+}
+
+/// Runs `relive serve`.
+pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let config = load(args.config.as_deref())?;
+    let (rules, kb) = incidents::load_rules(rule_dirs)?;
+    let mut options = ingest::CollectorOptions::new(data);
+    options.commit_interval = Duration::from_millis(config.collector.commit_ms.max(10));
+    options.max_lag_records = config.collector.max_lag_records.max(1);
+    let every = Duration::from_secs(config.collector.correlate_every_s);
+    let data_dir = data.to_path_buf();
+    let mut window: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> = None;
+    let mut last_run = Instant::now();
+    let hook: ingest::collector::CommitHook = Box::new(move |index, committed| {
+        if let (Some(f), Some(l)) = (committed.first, committed.last) {
+            window = Some(match window {
+                Some((a, b)) => (a.min(f), b.max(l)),
+                None => (f, l),
+            });
+        }
+        if last_run.elapsed() < every {
+            return;
+        }
+        if let Some((first, last)) = window.take() {
+            last_run = Instant::now();
+            match incidents::correlate_window(
+                index,
+                &data_dir,
+                rules.clone(),
+                kb.clone(),
+                first,
+                last,
+            ) {
+                Ok((found, added)) if added > 0 => {
+                    tracing::warn!("{added} new incident(s); {} in the window", found.len())
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!("correlation failed: {e:#}"),
+            }
+        }
+    });
+    let collector = ingest::Collector::start(options, Some(hook))
+        .with_context(|| format!("cannot start the collector in {}", data.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let submitter = collector.submitter();
+    let stats = collector.stats().clone();
+    let mut receivers = config.receivers.clone();
+    // Watched folders are read by an agent inside this process, shipping to
+    // this collector's own agent receiver over loopback with a secret made
+    // for this run: the same checkpoints, rotation handling and acks as a
+    // remote agent's.
+    let watch_token = if receivers.watch.paths.is_empty() {
+        None
+    } else {
+        if !receivers.agent.enabled {
+            receivers.agent.enabled = true;
+            receivers.agent.listen = "127.0.0.1:0".parse().expect("a loopback address");
+            receivers.agent.cert = None;
+            receivers.agent.key = None;
+        }
+        let token = run_secret();
+        receivers
+            .agent
+            .tokens
+            .insert(WATCH_AGENT.to_string(), token.clone());
+        Some(token)
+    };
+    let result = runtime.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        let bound = ingest::server::start(&receivers, &submitter, &mut tasks).await?;
+        let watcher = match (&watch_token, bound.agent) {
+            (Some(token), Some(agent_addr)) => {
+                Some(start_watch(&receivers, agent_addr, token, data)?)
+            }
+            _ => None,
+        };
+        let show = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string());
+        println!(
+            "{}",
+            serde_json::json!({"listening": {
+                "agent": show(bound.agent),
+                "syslog_tcp": show(bound.syslog_tcp),
+                "syslog_udp": show(bound.syslog_udp),
+                "es_bulk": show(bound.es_bulk),
+                "otlp": show(bound.otlp),
+                "lumberjack": show(bound.lumberjack),
+            }, "data": data.display().to_string()})
+        );
+        tracing::info!("relive serve: collecting into {}", data.display());
+        wait_for_signal().await;
+        if let Some(watcher) = watcher {
+            tokio::task::spawn_blocking(move || watcher.stop())
+                .await
+                .ok();
+        }
+        tasks.abort_all();
+        anyhow::Ok(())
+    });
+    drop(runtime);
+    collector.shutdown();
+    eprintln!(
+        "relive serve: stopped; {} records durable, {} events indexed, {} unparsable records skipped",
+        stats.records_durable.load(Ordering::Relaxed),
+        stats.events_indexed.load(Ordering::Relaxed),
+        stats.parse_errors.load(Ordering::Relaxed),
+    );
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The agent name the in-process folder watcher uses.
+const WATCH_AGENT: &str = "relive-serve-watch";
+
+/// A secret for this run only (the in-process watcher's token).
+fn run_secret() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut secret = String::new();
+    for round in 0..4u64 {
+        // RandomState is seeded from the OS's random source.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(round);
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        secret.push_str(&format!("{:016x}", h.finish()));
+    }
+    secret
+}
+
+/// Starts the folder watcher: `[receivers.watch] paths` (folders or globs),
+/// its checkpoints under `--data/watch`.
+fn start_watch(
+    receivers: &ingest::Receivers,
+    agent_addr: std::net::SocketAddr,
+    token: &str,
+    data: &Path,
+) -> anyhow::Result<ingest::agent::Agent> {
+    let collector = std::net::SocketAddr::new(
+        if agent_addr.ip().is_unspecified() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            agent_addr.ip()
+        },
+        agent_addr.port(),
+    );
+    let config = ingest::agent::AgentConfig {
+        name: Some(WATCH_AGENT.to_string()),
+        collector: collector.to_string(),
+        token: token.to_string(),
+        state_dir: data.join("watch"),
+        watch: vec![ingest::agent::WatchSpec {
+            paths: receivers
+                .watch
+                .paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            format: None,
+        }],
+        ..ingest::agent::AgentConfig::default()
+    };
+    if receivers.agent.cert.is_some() {
+        anyhow::bail!(
+            "[receivers.watch] reads folders through the agent receiver, which has TLS on: \
+             run the watch on a separate collector or turn TLS off on [receivers.agent]"
+        );
+    }
+    tracing::info!(
+        "watching {} for dropped logs",
+        receivers
+            .watch
+            .paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    ingest::agent::Agent::start(config).context("cannot start the folder watcher")
+}
+
+pub(crate) async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

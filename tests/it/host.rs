@@ -1,0 +1,223 @@
+//! Two real `relive host` processes on loopback: a migration refused by a
+//! pre-flight check, found by the correlator from the hosts' own event
+//! logs, fixed through the control API, retried, and a destination killed
+//! with SIGKILL mid-migration.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::relive;
+
+use crate::{free_port, Procs as Hosts};
+
+fn spawn_host(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_relive"))
+        .args(["host", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start relive host")
+}
+
+fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "{addr} never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One control API request, as raw JSON lines over TCP.
+fn control(addr: SocketAddr, request: serde_json::Value) -> serde_json::Value {
+    let stream = TcpStream::connect(addr).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    writeln!(writer, "{request}").unwrap();
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap()
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn hosts_migrate_fail_get_diagnosed_fixed_retried_and_survive_a_killed_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (m1, c1, m2, c2) = (free_port(), free_port(), free_port(), free_port());
+    let hv01 = dir.path().join("hv01.toml");
+    let hv02 = dir.path().join("hv02.toml");
+    let logs = dir.path().join("logs");
+    std::fs::write(
+        &hv01,
+        format!(
+            r#"name = "HV01"
+listen = "127.0.0.1:{m1}"
+control = "127.0.0.1:{c1}"
+event_log = "{logs}/HV01/events.ndjson"
+metrics_log = "{logs}/HV01/migrations.ndjson"
+[peers]
+HV02 = "127.0.0.1:{m2}"
+[[vm]]
+name = "ADFS1"
+memory_mib = 48
+fill_mib = 24
+nics = [{{ switch = "External" }}]
+workload = {{ pages = 2048, rate = 5000 }}
+"#,
+            logs = logs.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        &hv02,
+        format!(
+            r#"name = "HV02"
+listen = "127.0.0.1:{m2}"
+control = "127.0.0.1:{c2}"
+switches = ["external"]
+event_log = "{logs}/HV02/events.ndjson"
+metrics_log = "{logs}/HV02/migrations.ndjson"
+[peers]
+HV01 = "127.0.0.1:{m1}"
+"#,
+            logs = logs.display()
+        ),
+    )
+    .unwrap();
+    let mut hosts = Hosts(vec![spawn_host(&hv01), spawn_host(&hv02)]);
+    let control1: SocketAddr = format!("127.0.0.1:{c1}").parse().unwrap();
+    let control2: SocketAddr = format!("127.0.0.1:{c2}").parse().unwrap();
+    wait_listening(control1);
+    wait_listening(control2);
+    let c1s = control1.to_string();
+    let c2s = control2.to_string();
+
+    // 1. The switch names differ in case: refused before any page moves.
+    let out = relive(
+        &data,
+        &["migrate", "ADFS1", "--to", "HV02", "--control", &c1s],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("switch_missing"), "{}", text(&out));
+    assert!(
+        text(&out).contains("the VM keeps running on HV01"),
+        "{}",
+        text(&out)
+    );
+
+    // 2. The hosts' own event logs tell the correlator why.
+    let out = relive(&data, &["ingest", logs.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = relive(&data, &["incidents", "--json"]);
+    let incidents: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let causes: Vec<&str> = incidents
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["root_cause"].as_str().unwrap())
+        .collect();
+    assert_eq!(causes, ["vswitch-mismatch"], "{incidents}");
+    assert_eq!(incidents[0]["vm_name"], "ADFS1");
+
+    // 3. A wrong control token is refused.
+    let refused = control(
+        control2,
+        serde_json::json!({"token": "nope", "op": "list_vms"}),
+    );
+    assert_eq!(refused["ok"], false);
+    assert_eq!(refused["error"]["kind"], "credentials_not_recognized");
+
+    // 4. The playbook's fix through the control API, then the retry works.
+    let fixed = control(
+        control2,
+        serde_json::json!({"token": "relive-lab-secret", "op": "set", "setting": "add_switch", "name": "External"}),
+    );
+    assert_eq!(fixed["ok"], true, "{fixed}");
+    let out = relive(
+        &data,
+        &[
+            "migrate",
+            "ADFS1",
+            "--to",
+            "HV02",
+            "--control",
+            &c1s,
+            "--max-bandwidth",
+            "256MiB",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("completed"), "{}", text(&out));
+    assert!(text(&out).contains("equal"), "verified: {}", text(&out));
+    let out = relive(&data, &["vms", "--control", &c2s, "--json"]);
+    let vms: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(vms[0]["name"], "ADFS1", "{vms}");
+    assert_eq!(vms[0]["state"], "running");
+
+    // 5. The success resolves the incident; the metrics feed `relive stats`.
+    let out = relive(&data, &["ingest", logs.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = relive(&data, &["incidents", "--json"]);
+    let incidents: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(incidents[0]["status"], "resolved", "{incidents}");
+    let out = relive(&data, &["stats", "--json"]);
+    let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["source"], "metrics", "{stats}");
+    assert_eq!(
+        stats["total"]["migrations"], 2,
+        "the refused attempt and the retry: {stats}"
+    );
+    assert_eq!(stats["total"]["failures"], 1, "{stats}");
+
+    // 6. Back to HV01, slowly; HV01 (the destination) is killed mid-run.
+    let migrate_back = Command::new(env!("CARGO_BIN_EXE_relive"))
+        .args([
+            "migrate",
+            "ADFS1",
+            "--to",
+            "HV01",
+            "--control",
+            &c2s,
+            "--max-bandwidth",
+            "4MiB",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    hosts.0[0].kill().unwrap(); // SIGKILL
+    hosts.0[0].wait().unwrap();
+    let out = migrate_back.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("connection_reset"), "{}", text(&out));
+    let listed = control(
+        control2,
+        serde_json::json!({"token": "relive-lab-secret", "op": "list_vms"}),
+    );
+    assert_eq!(listed["result"][0]["name"], "ADFS1", "{listed}");
+    assert_eq!(
+        listed["result"][0]["state"], "running",
+        "the VM never left HV02"
+    );
+    let before = listed["result"][0]["pages_written"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let listed = control(
+        control2,
+        serde_json::json!({"token": "relive-lab-secret", "op": "list_vms"}),
+    );
+    assert!(
+        listed["result"][0]["pages_written"].as_u64().unwrap() > before,
+        "its workload runs"
+    );
+}
