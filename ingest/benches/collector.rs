@@ -9,7 +9,7 @@
 //!    events, against the agent protocol's, in the same run.
 //!
 //! `cargo bench -p ingest --bench collector` (`RELIVE_BENCH_QUICK=1` for a
-//! short run).
+//! short run, `RELIVE_BENCH_AGENTS_ONLY=1` to stop after the agent figure).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -18,6 +18,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ingest::agent::{Agent, AgentConfig, WatchSpec};
+
+/// The allocator the `relive` binary (and so `relive serve`) runs with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use ingest::{Collector, CollectorOptions, Receivers};
 
 struct Running {
@@ -286,6 +290,10 @@ fn main() {
     );
     let agents = agents_throughput(2, total / 2);
     println!("agents (2) → collector → index: {agents:>10.0} events/s  (goal ≥ 100000)");
+    if std::env::var_os("RELIVE_BENCH_AGENTS_ONLY").is_some() {
+        // For profiling the agent path alone.
+        return;
+    }
     let bulk = http_throughput("bulk", total, 5000, 2);
     println!("_bulk (2 connections, 5000/request): {bulk:>10.0} events/s  = {:.2}x of the agent protocol", bulk / agents);
     let otlp = http_throughput("otlp", total, 2000, 2);

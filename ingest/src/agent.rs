@@ -409,13 +409,26 @@ impl Reader {
     fn watch(&self) -> Option<notify::RecommendedWatcher> {
         use notify::Watcher;
         let wake = self.wake.clone();
-        let mut watcher =
-            notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
-                let (lock, cvar) = &*wake;
-                *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
-                cvar.notify_one();
-            })
-            .ok()?;
+        let state_dir = std::fs::canonicalize(&self.config.state_dir)
+            .unwrap_or_else(|_| self.config.state_dir.clone());
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(event) = &res {
+                // The reader's own opens and reads (inotify IN_OPEN,
+                // IN_ACCESS, IN_CLOSE_NOWRITE) and the spool's writes
+                // would wake it again and again: only changes to the
+                // watched files count.
+                if matches!(event.kind, notify::EventKind::Access(_))
+                    || (!event.paths.is_empty()
+                        && event.paths.iter().all(|p| p.starts_with(&state_dir)))
+                {
+                    return;
+                }
+            }
+            let (lock, cvar) = &*wake;
+            *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+            cvar.notify_one();
+        })
+        .ok()?;
         for (pattern, _) in &self.specs {
             // Watch the fixed folder part of the glob.
             let fixed: PathBuf = Path::new(pattern)

@@ -178,13 +178,24 @@ pub fn parse_frames(buf: &[u8], depth: usize, out: &mut Vec<Item>) -> Result<(),
                     let value = bytes_at(buf, at + 4, vlen)?;
                     at += 4 + vlen;
                     let key = String::from_utf8_lossy(key);
-                    // logstash-forwarder named the text `line`.
-                    let key = if key == "line" { "message".into() } else { key };
+                    // logstash-forwarder's names, in ECS (flat dotted keys).
+                    let key = match key.as_ref() {
+                        "line" => "message".into(),
+                        "host" => "host.name".into(),
+                        "file" => "log.file.path".into(),
+                        _ => key,
+                    };
                     map.insert(
                         key.into_owned(),
                         serde_json::Value::String(String::from_utf8_lossy(value).into_owned()),
                     );
                 }
+                // v1 data carries no time; Logstash stamps it on receipt.
+                map.entry("@timestamp").or_insert_with(|| {
+                    chrono::Utc::now()
+                        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                        .into()
+                });
                 let json = serde_json::Value::Object(map).to_string().into_bytes();
                 out.push(Item::Event { seq, json, version });
             }
@@ -253,21 +264,17 @@ mod tests {
         let mut items = Vec::new();
         parse_frames(&buf, 0, &mut items).unwrap();
         assert_eq!(items[0], Item::Window(3));
-        let lines: Vec<String> = items[1..]
+        let lines: Vec<serde_json::Value> = items[1..]
             .iter()
             .map(|i| match i {
-                Item::Event { json, .. } => String::from_utf8(json.clone()).unwrap(),
+                Item::Event { json, .. } => serde_json::from_slice(json).unwrap(),
                 other => panic!("{other:?}"),
             })
             .collect();
-        assert_eq!(
-            lines,
-            [
-                r#"{"message":"a"}"#,
-                r#"{"message":"b"}"#,
-                r#"{"message":"c"}"#
-            ]
-        );
+        assert_eq!(lines[0], serde_json::json!({"message": "a"}));
+        assert_eq!(lines[1], serde_json::json!({"message": "b"}));
+        assert_eq!(lines[2]["message"], "c");
+        assert!(lines[2]["@timestamp"].is_string(), "stamped on receipt");
         assert_eq!(ack(b'2', 3), [b'2', b'A', 0, 0, 0, 3]);
     }
 

@@ -120,7 +120,8 @@ fn agents_stream_through_collector_crashes_rotation_and_an_agent_restart_exactly
         procs.0.push(agent(&cfg));
         agent_configs.push((host, logs, cfg));
     }
-    let per_round = 2_000u64;
+    // 3 hosts × 6 rounds × 55,556 = 1,000,008 events.
+    let per_round = 55_556u64;
     let rounds = 6u64;
     for round in 0..rounds {
         for (host, logs, _) in &agent_configs {
@@ -154,7 +155,7 @@ fn agents_stream_through_collector_crashes_rotation_and_an_agent_restart_exactly
         }
     }
     let want = (hosts.len() as u64 * per_round * rounds) as usize;
-    let got = wait_count(&data, want, Duration::from_secs(90));
+    let got = wait_count(&data, want, Duration::from_secs(900));
     std::thread::sleep(Duration::from_millis(800));
     let got_later = count(&data);
     assert_eq!(got, want, "every event arrives");

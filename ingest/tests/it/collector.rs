@@ -765,3 +765,76 @@ fn tls_agents_with_the_admins_ca_are_served_and_a_bad_handshake_is_dropped() {
     runtime.shutdown_timeout(Duration::from_secs(2));
     collector.shutdown();
 }
+
+fn lj_window(first_seq: u32, jsons: &[String]) -> Vec<u8> {
+    let mut inner = Vec::new();
+    for (i, json) in jsons.iter().enumerate() {
+        inner.extend([b'2', b'J']);
+        inner.extend((first_seq + i as u32).to_be_bytes());
+        inner.extend((json.len() as u32).to_be_bytes());
+        inner.extend(json.as_bytes());
+    }
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    z.write_all(&inner).unwrap();
+    let z = z.finish().unwrap();
+    let mut out = vec![b'2', b'W'];
+    out.extend((jsons.len() as u32).to_be_bytes());
+    out.extend([b'2', b'C']);
+    out.extend((z.len() as u32).to_be_bytes());
+    out.extend(z);
+    out
+}
+
+#[test]
+fn lumberjack_windows_pipelined_v1_data_frames_and_bad_peers() {
+    let c = start(None);
+    let addr = c.bound.lumberjack.unwrap();
+    // A bad version byte and a window of 4 billion events: both closed.
+    for bad in [&b"3W\0\0\0\x01"[..], &b"2W\xff\xff\xff\xff"[..]] {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(bad).unwrap();
+        let mut buf = [0u8; 6];
+        assert_eq!(s.read(&mut buf).unwrap_or(0), 0, "closed");
+    }
+    // Two windows sent back to back; their acks come in order, each once
+    // its window is durable.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let jsons = |from: u64, n: u64| -> Vec<String> {
+        (from..from + n)
+            .map(|i| event_line("NODE-LJ", i, 21502, "lj"))
+            .collect()
+    };
+    s.write_all(&lj_window(1, &jsons(0, 100))).unwrap();
+    s.write_all(&lj_window(101, &jsons(100, 50))).unwrap();
+    let mut ack = [0u8; 6];
+    s.read_exact(&mut ack).unwrap();
+    assert_eq!(ack, [b'2', b'A', 0, 0, 0, 100]);
+    s.read_exact(&mut ack).unwrap();
+    assert_eq!(ack, [b'2', b'A', 0, 0, 0, 150]);
+    // logstash-forwarder's v1 key/value frames, acked in v1.
+    let mut v1 = vec![b'1', b'W', 0, 0, 0, 1, b'1', b'D', 0, 0, 0, 7, 0, 0, 0, 2];
+    for (k, v) in [
+        ("line", "Live migration of 'VM7' failed."),
+        ("host", "NODE-V1"),
+    ] {
+        v1.extend((k.len() as u32).to_be_bytes());
+        v1.extend(k.as_bytes());
+        v1.extend((v.len() as u32).to_be_bytes());
+        v1.extend(v.as_bytes());
+    }
+    s.write_all(&v1).unwrap();
+    s.read_exact(&mut ack).unwrap();
+    assert_eq!(ack, [b'1', b'A', 0, 0, 0, 7]);
+    // A resent window (the client did not see the ack) is not counted twice.
+    s.write_all(&lj_window(1, &jsons(0, 100))).unwrap();
+    s.read_exact(&mut ack).unwrap();
+    assert_eq!(ack, [b'2', b'A', 0, 0, 0, 100]);
+    drop(s);
+    let events = c.wait_events(151);
+    assert_eq!(events.len(), 151);
+    assert!(events
+        .iter()
+        .any(|e| e["message"] == "Live migration of 'VM7' failed."));
+}
