@@ -114,7 +114,9 @@ pub async fn start(
         )?;
         let cfg = Arc::new(receivers.agent.clone());
         let sub = submitter.clone();
-        tasks.spawn(agent_accept(listener, cfg, sub, tls));
+        tasks.spawn(accept_loop(listener, "agent", tls, move |stream, peer| {
+            agent_conn(stream, peer, cfg.clone(), sub.clone())
+        }));
     }
     if receivers.syslog.enabled {
         let max = receivers.syslog.max_message;
@@ -168,40 +170,55 @@ pub async fn start(
             receivers.lumberjack.key.as_deref(),
             "lumberjack",
         )?;
-        tasks.spawn(lumberjack_accept(listener, submitter.clone(), tls));
+        let sub = submitter.clone();
+        tasks.spawn(accept_loop(
+            listener,
+            "lumberjack",
+            tls,
+            move |stream, peer| lumberjack_conn(stream, peer, sub.clone()),
+        ));
     }
     Ok(bound)
 }
 
 // ---------------------------------------------------------------- agent
 
-async fn agent_accept(
+/// A connection, in TLS or not.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Accepts connections for ever; each runs `serve` on its own task, after
+/// the TLS handshake when `tls` is set (a failed or slow handshake is
+/// logged and the connection dropped).
+async fn accept_loop<F, Fut>(
     listener: TcpListener,
-    cfg: Arc<AgentReceiver>,
-    sub: Submitter,
+    what: &'static str,
     tls: Option<tokio_rustls::TlsAcceptor>,
-) {
+    serve: F,
+) where
+    F: Fn(Box<dyn Io>, SocketAddr) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let serve = Arc::new(serve);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(ok) => ok,
             Err(e) => {
-                tracing::warn!("agent receiver: accept failed: {e}");
+                tracing::warn!("{what} receiver: accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
-        let cfg = cfg.clone();
-        let sub = sub.clone();
-        let tls = tls.clone();
+        let (serve, tls) = (serve.clone(), tls.clone());
         tokio::spawn(async move {
             match tls {
                 Some(acceptor) => match timeout(HANDSHAKE, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => agent_conn(stream, peer, cfg, sub).await,
-                    Ok(Err(e)) => tracing::warn!("agent {peer}: TLS handshake failed: {e}"),
-                    Err(_) => tracing::warn!("agent {peer}: TLS handshake timed out"),
+                    Ok(Ok(stream)) => serve(Box::new(stream), peer).await,
+                    Ok(Err(e)) => tracing::warn!("{what} {peer}: TLS handshake failed: {e}"),
+                    Err(_) => tracing::warn!("{what} {peer}: TLS handshake timed out"),
                 },
-                None => agent_conn(stream, peer, cfg, sub).await,
+                None => serve(Box::new(stream), peer).await,
             }
         });
     }
@@ -338,36 +355,6 @@ where
 }
 
 // ---------------------------------------------------------------- lumberjack
-
-async fn lumberjack_accept(
-    listener: TcpListener,
-    sub: Submitter,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-) {
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(ok) => ok,
-            Err(e) => {
-                tracing::warn!("lumberjack receiver: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let sub = sub.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            match tls {
-                Some(acceptor) => match timeout(HANDSHAKE, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => lumberjack_conn(stream, peer, sub).await,
-                    Ok(Err(e)) => tracing::warn!("lumberjack {peer}: TLS handshake failed: {e}"),
-                    Err(_) => tracing::warn!("lumberjack {peer}: TLS handshake timed out"),
-                },
-                None => lumberjack_conn(stream, peer, sub).await,
-            }
-        });
-    }
-}
 
 /// Reads exactly `n` bytes within `deadline`.
 async fn read_n<R: AsyncRead + Unpin>(

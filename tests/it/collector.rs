@@ -232,16 +232,7 @@ provider.shutdown()
 print("sent")
 "#
     );
-    let out = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_python(&script);
     assert_eq!(wait_count(&data, 55, Duration::from_secs(20)), 55);
     let index = index::EventIndex::open(&data.join("index")).unwrap();
     let hits = index

@@ -30,6 +30,15 @@ fn start(token: Option<&str>) -> Running {
 }
 
 fn start_in(data: tempfile::TempDir, token: Option<&str>) -> Running {
+    start_with(data, token, |_| {})
+}
+
+/// A collector on loopback ports; `configure` changes the receivers first.
+fn start_with(
+    data: tempfile::TempDir,
+    token: Option<&str>,
+    configure: impl FnOnce(&mut Receivers),
+) -> Running {
     let mut receivers = Receivers::default();
     receivers.agent.listen = loopback();
     receivers.agent.token = token.map(str::to_string);
@@ -40,6 +49,7 @@ fn start_in(data: tempfile::TempDir, token: Option<&str>) -> Running {
     receivers.es_bulk.max_body = 1 << 20;
     receivers.otlp.listen = Some(loopback());
     receivers.lumberjack.listen = Some(loopback());
+    configure(&mut receivers);
     let mut options = CollectorOptions::new(data.path());
     options.commit_interval = Duration::from_millis(50);
     let collector = Collector::start(options, None).unwrap();
@@ -662,33 +672,12 @@ fn tls_agents_with_the_admins_ca_are_served_and_a_bad_handshake_is_dropped() {
         ],
     );
 
-    let data = tempfile::tempdir().unwrap();
-    let mut receivers = Receivers::default();
-    receivers.agent.listen = loopback();
-    receivers.agent.token = Some("tls-token".into());
-    receivers.agent.cert = Some(p.join("server.pem"));
-    receivers.agent.key = Some(p.join("server.key"));
-    receivers.syslog.enabled = false;
-    receivers.es_bulk.enabled = false;
-    receivers.otlp.enabled = false;
-    receivers.lumberjack.enabled = false;
-    let mut options = CollectorOptions::new(data.path());
-    options.commit_interval = Duration::from_millis(50);
-    let collector = Collector::start(options, None).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let sub = collector.submitter();
-    let (bound, tasks) = runtime.block_on(async {
-        let mut tasks = tokio::task::JoinSet::new();
-        let bound = ingest::server::start(&receivers, &sub, &mut tasks)
-            .await
-            .unwrap();
-        (bound, tasks)
+    let c = start_with(tempfile::tempdir().unwrap(), Some("tls-token"), |r| {
+        r.agent.cert = Some(p.join("server.pem"));
+        r.agent.key = Some(p.join("server.key"));
     });
-    let addr = bound.agent.unwrap();
+    let data = c.data.path();
+    let addr = c.bound.agent.unwrap();
 
     // Plain text to the TLS port: the handshake fails and the socket closes.
     let mut plain = TcpStream::connect(addr).unwrap();
@@ -736,11 +725,9 @@ fn tls_agents_with_the_admins_ca_are_served_and_a_bad_handshake_is_dropped() {
     let (good_logs, bad_logs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let bad = run_agent("NODE-UNTRUSTED", "other.pem", bad_logs.path());
     let good = run_agent("NODE-TLS", "ca.pem", good_logs.path());
-    assert!(wait_until(Duration::from_secs(20), || indexed(data.path())
-        .len()
-        >= 50));
+    assert!(wait_until(Duration::from_secs(20), || indexed(data).len() >= 50));
     std::thread::sleep(Duration::from_millis(300));
-    let events = indexed(data.path());
+    let events = indexed(data);
     assert_eq!(events.len(), 50);
     assert!(events.iter().all(|e| e["host"]["name"] == "NODE-TLS"));
     // The agent that does not trust the collector's certificate says why.
@@ -761,9 +748,6 @@ fn tls_agents_with_the_admins_ca_are_served_and_a_bad_handshake_is_dropped() {
     );
     good.stop();
     bad.stop();
-    drop(tasks);
-    runtime.shutdown_timeout(Duration::from_secs(2));
-    collector.shutdown();
 }
 
 fn lj_window(first_seq: u32, jsons: &[String]) -> Vec<u8> {
