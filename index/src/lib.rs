@@ -86,7 +86,13 @@ pub struct EventIndex {
     /// The index as it was before this handle first wrote (`None` when it
     /// was empty): where copies from earlier runs are looked up.
     before: Option<Option<tantivy::Searcher>>,
+    /// How many keys `kept` may hold at a commit before it is emptied.
+    kept_max: usize,
 }
+
+/// Keys remembered between commits by default (about 60 MB); see
+/// [`EventIndex::set_dedup_memory`].
+const KEPT_MAX: usize = 2_000_000;
 
 /// How much an event says: a copy with the VM id, a rendered message and
 /// more data fields is worth keeping over a thinner copy of the same record.
@@ -201,6 +207,7 @@ impl EventIndex {
             last_commit: std::time::Instant::now(),
             kept: HashMap::new(),
             before: None,
+            kept_max: KEPT_MAX,
         })
     }
 
@@ -285,7 +292,23 @@ impl EventIndex {
         self.uncommitted = 0;
         self.last_commit = std::time::Instant::now();
         self.reader.reload()?;
+        if self.kept.len() > self.kept_max {
+            // Everything remembered is committed now, so the index itself
+            // can answer for it: a long-running collector stays within
+            // bounded memory, and the old snapshot stops pinning segments
+            // that merges have replaced.
+            self.kept.clear();
+            self.before = None;
+        }
         Ok(())
+    }
+
+    /// How many dedup keys this handle remembers between commits (default
+    /// 2 M, about 60 MB). Past that, at the next commit, it forgets them and
+    /// looks earlier copies up in the index, which is slower per event but
+    /// keeps a collector that runs for months in bounded memory.
+    pub fn set_dedup_memory(&mut self, keys: usize) {
+        self.kept_max = keys;
     }
 
     /// Makes searches through this handle see what other handles (or an

@@ -253,6 +253,45 @@ level: high
 /// While one handle adds and commits batches, another handle searching the
 /// same directory only ever sees whole committed batches, growing.
 #[test]
+fn dedup_stays_exact_when_the_handle_forgets_its_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut index = EventIndex::open(dir.path()).unwrap();
+    index.set_dedup_memory(10);
+    let base = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let event = |n: u64, vm: bool| Event {
+        timestamp: base + chrono::TimeDelta::seconds(n as i64),
+        host: "NODE-A".into(),
+        channel: "Microsoft-Windows-Hyper-V-VMMS-Admin".into(),
+        event_id: 21502,
+        record_id: Some(n),
+        message: format!("migration {n} failed"),
+        vm_id: vm.then(|| "4B5F2F6C-AEA3-4C7B-8342-E255D1D112D7".into()),
+        ..Event::default()
+    };
+    let thin: Vec<Event> = (0..50).map(|n| event(n, false)).collect();
+    ingest(&mut index, &thin);
+    // Past the limit: the keys are forgotten, the index answers.
+    ingest(&mut index, &thin);
+    assert_eq!(count(&index, "*"), 50, "a resend adds nothing");
+    ingest(&mut index, &[event(7, true)]);
+    assert_eq!(count(&index, "*"), 50);
+    assert_eq!(
+        count(&index, "vm_id:4b5f2f6c-aea3-4c7b-8342-e255d1d112d7"),
+        1,
+        "the richer copy replaced the thin one"
+    );
+    ingest(&mut index, &[event(7, false)]);
+    assert_eq!(
+        count(&index, "vm_id:4b5f2f6c-aea3-4c7b-8342-e255d1d112d7"),
+        1,
+        "a thinner copy does not"
+    );
+    assert_eq!(count(&index, "*"), 50);
+}
+
+#[test]
 fn readers_see_consistent_snapshots_while_ingest_runs() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();

@@ -822,3 +822,139 @@ fn lumberjack_windows_pipelined_v1_data_frames_and_bad_peers() {
         .iter()
         .any(|e| e["message"] == "Live migration of 'VM7' failed."));
 }
+
+fn samples_real(name: &str) -> std::path::PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    [
+        here.join("../../shared/samples-real"),
+        here.join("../../../shared/samples-real"),
+    ]
+    .into_iter()
+    .find(|p| p.is_dir())
+    .expect("shared/samples-real next to the repository")
+    .join(name)
+}
+
+/// What a whole-file parse of `bytes` finds: (host, time, message) per event.
+fn whole_parse(bytes: &[u8], path: &Path) -> Vec<(String, String, String)> {
+    let mut out = parsers::ParseOutput::default();
+    let opts = parsers::ParseOptions {
+        default_host: path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.split_once("_cluster").map(|(h, _)| h.to_string())),
+        ..parsers::ParseOptions::default()
+    };
+    parsers::parse_reader(bytes, Some(&path.display().to_string()), &opts, &mut out);
+    let mut v: Vec<_> = out
+        .events
+        .iter()
+        .map(|e| {
+            (
+                e.host.to_string(),
+                e.timestamp.to_rfc3339(),
+                e.message.to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn the_agent_tails_a_growing_evtx_and_a_utf16_cluster_log_read_in_parts() {
+    let c = start(None);
+    let logs = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let agent = ingest::agent::Agent::start(ingest::agent::AgentConfig {
+        name: Some("NODE-TAIL".into()),
+        collector: c.bound.agent.unwrap().to_string(),
+        state_dir: state.path().to_path_buf(),
+        poll_ms: 20,
+        max_backoff_ms: 200,
+        watch: vec![ingest::agent::WatchSpec {
+            paths: vec![format!("{}/*", logs.path().display())],
+            format: None,
+        }],
+        ..ingest::agent::AgentConfig::default()
+    })
+    .unwrap();
+    // An EVTX file that grows by chunks: the header and 3 chunks, then all.
+    let evtx = std::fs::read(samples_real("evtx/omerbenamram-evtx__system.evtx")).unwrap();
+    let evtx_path = logs.path().join("System.evtx");
+    let part = &evtx[..4096 + 3 * 65536];
+    let n_part = whole_parse(part, &evtx_path).len();
+    assert!(n_part > 100, "{n_part}");
+    std::fs::write(&evtx_path, part).unwrap();
+    assert!(wait_until(Duration::from_secs(30), || c.events().len() >= n_part));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&evtx_path)
+        .unwrap();
+    f.write_all(&evtx).unwrap();
+    drop(f);
+    let n_evtx = whole_parse(&evtx, &evtx_path).len();
+    assert_eq!(n_evtx, 1881, "the manifest's count");
+    assert!(wait_until(Duration::from_secs(30), || c.events().len() >= n_evtx));
+
+    // A UTF-16 cluster.log written in two parts, cut at a line end: the
+    // second part, read on its own (no BOM), gives the events the whole
+    // file does.
+    let cluster = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../samples/failover-threshold/HVN-11/HVN-11_cluster.log"),
+    )
+    .unwrap();
+    assert!(cluster.starts_with(&[0xFF, 0xFE]), "the sample is UTF-16");
+
+    let line_ends: Vec<usize> = (0..cluster.len() - 1)
+        .step_by(2)
+        .filter(|&i| cluster[i] == b'\n' && cluster[i + 1] == 0)
+        .map(|i| i + 2)
+        .collect();
+    let cut = line_ends[line_ends.len() / 2 + 3];
+    let cluster_path = logs.path().join("HVN-11_cluster.log");
+    std::fs::write(&cluster_path, &cluster[..cut]).unwrap();
+    let first = n_evtx + whole_parse(&cluster[..cut], &cluster_path).len();
+    assert!(wait_until(Duration::from_secs(30), || c.events().len() >= first));
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&cluster_path)
+        .unwrap();
+    f.write_all(&cluster[cut..]).unwrap();
+    drop(f);
+    let want_cluster = whole_parse(&cluster, &cluster_path);
+    assert!(want_cluster.len() > 5);
+    let total = n_evtx + want_cluster.len();
+    assert!(wait_until(Duration::from_secs(30), || c.events().len() >= total));
+    std::thread::sleep(Duration::from_millis(300));
+    let events = c.events();
+    assert_eq!(events.len(), total, "nothing lost, nothing twice");
+    let mut got_cluster: Vec<(String, String, String)> = events
+        .iter()
+        .filter(|e| e["winlog"]["channel"] == "cluster.log")
+        .map(|e| {
+            let t =
+                chrono::DateTime::parse_from_rfc3339(e["@timestamp"].as_str().unwrap()).unwrap();
+            (
+                e["host"]["name"].as_str().unwrap().to_string(),
+                t.with_timezone(&chrono::Utc).to_rfc3339(),
+                e["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    got_cluster.sort();
+    assert_eq!(
+        got_cluster, want_cluster,
+        "same events, hosts and times as the whole file"
+    );
+    // The agent read each event once.
+    assert_eq!(
+        agent
+            .status()
+            .events_read
+            .load(std::sync::atomic::Ordering::Relaxed),
+        total as u64
+    );
+    agent.stop();
+}
