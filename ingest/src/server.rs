@@ -373,13 +373,29 @@ async fn read_n<R: AsyncRead + Unpin>(
     }
 }
 
+/// Reads `head` bytes ending in a u32 length, then that many bytes, onto
+/// `frame`; the length is checked against the payload limit first.
+async fn read_sized<R: AsyncRead + Unpin>(
+    r: &mut R,
+    frame: &mut Vec<u8>,
+    head: usize,
+    what: &'static str,
+) -> Result<(), String> {
+    let fields = read_n(r, head, MID_RECORD).await?;
+    let len = u32::from_be_bytes(fields[head - 4..].try_into().expect("4 bytes"));
+    let n = lumberjack::check_len(what, len).map_err(|e| e.to_string())?;
+    frame.extend(fields);
+    frame.extend(read_n(r, n, MID_RECORD).await?);
+    Ok(())
+}
+
 /// Reads one top-level frame and returns its items; `Ok(None)` on a clean
 /// end of stream between frames.
 async fn lumberjack_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     first_wait: Duration,
 ) -> Result<Option<Vec<lumberjack::Item>>, String> {
-    use lumberjack::{check_len, check_version, parse_frames};
+    use lumberjack::{check_version, parse_frames};
     let mut head = [0u8; 2];
     match timeout(first_wait, r.read_exact(&mut head[..1])).await {
         Err(_) => return Err("no frame before the deadline".into()),
@@ -394,40 +410,15 @@ async fn lumberjack_frame<R: AsyncRead + Unpin>(
     let mut frame = head.to_vec();
     match head[1] {
         b'W' => frame.extend(read_n(r, 4, MID_RECORD).await?),
-        b'C' => {
-            let len = read_n(r, 4, MID_RECORD).await?;
-            let n = check_len(
-                "a compressed payload",
-                u32::from_be_bytes([len[0], len[1], len[2], len[3]]),
-            )
-            .map_err(|e| e.to_string())?;
-            frame.extend(len);
-            frame.extend(read_n(r, n, MID_RECORD).await?);
-        }
-        b'J' => {
-            let seq_len = read_n(r, 8, MID_RECORD).await?;
-            let n = check_len(
-                "a JSON event",
-                u32::from_be_bytes([seq_len[4], seq_len[5], seq_len[6], seq_len[7]]),
-            )
-            .map_err(|e| e.to_string())?;
-            frame.extend(seq_len);
-            frame.extend(read_n(r, n, MID_RECORD).await?);
-        }
+        b'C' => read_sized(r, &mut frame, 4, "a compressed payload").await?,
+        b'J' => read_sized(r, &mut frame, 8, "a JSON event").await?,
         b'D' => {
             let seq_pairs = read_n(r, 8, MID_RECORD).await?;
             let pairs =
                 u32::from_be_bytes([seq_pairs[4], seq_pairs[5], seq_pairs[6], seq_pairs[7]]);
             frame.extend(seq_pairs);
             for _ in 0..pairs.saturating_mul(2) {
-                let len = read_n(r, 4, MID_RECORD).await?;
-                let n = check_len(
-                    "a data field",
-                    u32::from_be_bytes([len[0], len[1], len[2], len[3]]),
-                )
-                .map_err(|e| e.to_string())?;
-                frame.extend(len);
-                frame.extend(read_n(r, n, MID_RECORD).await?);
+                read_sized(r, &mut frame, 4, "a data field").await?;
                 if frame.len() > lumberjack::MAX_PAYLOAD {
                     return Err("a data frame is over the payload limit".into());
                 }

@@ -456,6 +456,27 @@ fn what_was_acked_survives_a_crash_before_indexing() {
     assert!(Path::new(&c.data.path().join("wal/indexed")).exists());
 }
 
+/// An agent config for tests: fast polling and reconnects, one glob.
+fn test_agent(
+    name: &str,
+    collector: String,
+    state: &Path,
+    glob: String,
+) -> ingest::agent::AgentConfig {
+    ingest::agent::AgentConfig {
+        name: Some(name.into()),
+        collector,
+        state_dir: state.to_path_buf(),
+        poll_ms: 20,
+        max_backoff_ms: 200,
+        watch: vec![ingest::agent::WatchSpec {
+            paths: vec![glob],
+            format: None,
+        }],
+        ..ingest::agent::AgentConfig::default()
+    }
+}
+
 /// Forwards agent → collector frame by frame and cuts both connections
 /// in the middle of every `every`-th frame; the collector's answers go back
 /// untouched. Returns the proxy's address and the number of cuts so far.
@@ -519,19 +540,15 @@ fn a_proxy_cutting_the_connection_every_few_hundred_frames_loses_and_doubles_not
     let logs = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
     let agent = ingest::agent::Agent::start(ingest::agent::AgentConfig {
-        name: Some("NODE-CUT".into()),
-        collector: proxy.to_string(),
         token: "cut-token".into(),
-        state_dir: state.path().to_path_buf(),
         batch_events: 20,
         window: 8,
-        poll_ms: 20,
-        max_backoff_ms: 200,
-        watch: vec![ingest::agent::WatchSpec {
-            paths: vec![format!("{}/*.ndjson", logs.path().display())],
-            format: None,
-        }],
-        ..ingest::agent::AgentConfig::default()
+        ..test_agent(
+            "NODE-CUT",
+            proxy.to_string(),
+            state.path(),
+            format!("{}/*.ndjson", logs.path().display()),
+        )
     })
     .unwrap();
     let hosts = ["NODE-P1", "NODE-P2", "NODE-P3"];
@@ -707,18 +724,14 @@ fn tls_agents_with_the_admins_ca_are_served_and_a_bad_handshake_is_dropped() {
         )
         .unwrap();
         ingest::agent::Agent::start(ingest::agent::AgentConfig {
-            name: Some(name.into()),
-            collector: format!("localhost:{}", addr.port()),
             token: "tls-token".into(),
             ca: Some(p.join(ca)),
-            state_dir: logs.join("state"),
-            poll_ms: 20,
-            max_backoff_ms: 200,
-            watch: vec![ingest::agent::WatchSpec {
-                paths: vec![format!("{}/*.ndjson", logs.display())],
-                format: None,
-            }],
-            ..ingest::agent::AgentConfig::default()
+            ..test_agent(
+                name,
+                format!("localhost:{}", addr.port()),
+                &logs.join("state"),
+                format!("{}/*.ndjson", logs.display()),
+            )
         })
         .unwrap()
     };
@@ -866,18 +879,12 @@ fn the_agent_tails_a_growing_evtx_and_a_utf16_cluster_log_read_in_parts() {
     let c = start(None);
     let logs = tempfile::tempdir().unwrap();
     let state = tempfile::tempdir().unwrap();
-    let agent = ingest::agent::Agent::start(ingest::agent::AgentConfig {
-        name: Some("NODE-TAIL".into()),
-        collector: c.bound.agent.unwrap().to_string(),
-        state_dir: state.path().to_path_buf(),
-        poll_ms: 20,
-        max_backoff_ms: 200,
-        watch: vec![ingest::agent::WatchSpec {
-            paths: vec![format!("{}/*", logs.path().display())],
-            format: None,
-        }],
-        ..ingest::agent::AgentConfig::default()
-    })
+    let agent = ingest::agent::Agent::start(test_agent(
+        "NODE-TAIL",
+        c.bound.agent.unwrap().to_string(),
+        state.path(),
+        format!("{}/*", logs.path().display()),
+    ))
     .unwrap();
     // An EVTX file that grows by chunks: the header and 3 chunks, then all.
     let evtx = std::fs::read(samples_real("evtx/omerbenamram-evtx__system.evtx")).unwrap();
