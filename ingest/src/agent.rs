@@ -124,6 +124,10 @@ struct Checkpoint {
     dev: u64,
     ino: u64,
     fingerprint: u64,
+    /// How many leading bytes `fingerprint` covers (up to 256: it is taken
+    /// again while the file is shorter).
+    #[serde(default = "full_fingerprint")]
+    fingerprint_len: usize,
     /// Bytes consumed (line formats).
     offset: u64,
     /// Events shipped (formats read whole).
@@ -153,15 +157,24 @@ fn mtime_ns(meta: &std::fs::Metadata) -> i128 {
         .map_or(0, |d| d.as_nanos() as i128)
 }
 
-/// FNV-1a of the first 256 bytes: tells a new file that got a recycled
-/// inode from the one the checkpoint was about.
-fn fingerprint(file: &mut File) -> std::io::Result<(u64, usize)> {
-    let mut head = [0u8; 256];
+/// Bytes a fingerprint covers once the file is long enough.
+const FINGERPRINT_BYTES: usize = 256;
+
+fn full_fingerprint() -> usize {
+    FINGERPRINT_BYTES
+}
+
+/// FNV-1a of the first `len` bytes (at most 256) and how many there were:
+/// tells a new file that got a recycled inode from the one a checkpoint
+/// was about.
+fn fingerprint(file: &mut File, len: usize) -> std::io::Result<(u64, usize)> {
+    let mut head = [0u8; FINGERPRINT_BYTES];
+    let len = len.min(FINGERPRINT_BYTES);
     let pos = file.stream_position()?;
     file.seek(SeekFrom::Start(0))?;
     let mut n = 0;
-    while n < head.len() {
-        let k = file.read(&mut head[n..])?;
+    while n < len {
+        let k = file.read(&mut head[n..len])?;
         if k == 0 {
             break;
         }
@@ -174,6 +187,42 @@ fn fingerprint(file: &mut File) -> std::io::Result<(u64, usize)> {
         h = h.wrapping_mul(0x100000001b3);
     }
     Ok((h, n))
+}
+
+/// The file starts with the bytes the checkpoint's fingerprint covers.
+fn same_file(file: &mut File, cp: &Checkpoint) -> bool {
+    fingerprint(file, cp.fingerprint_len)
+        .is_ok_and(|(fp, n)| n == cp.fingerprint_len.min(FINGERPRINT_BYTES) && fp == cp.fingerprint)
+}
+
+/// UTF-16LE text: a BOM, or zero high bytes in most of the first 256
+/// odd positions.
+fn looks_utf16le(head: &[u8]) -> bool {
+    if head.starts_with(&[0xFF, 0xFE]) {
+        return true;
+    }
+    let n = head.len().min(512) & !1;
+    n >= 8 && head[..n].chunks_exact(2).filter(|c| c[1] == 0).count() * 4 >= n * 3 / 2
+}
+
+/// Just past the first line end in `buf`, which starts at file offset `at`.
+fn line_end(buf: &[u8], at: u64, utf16: bool) -> Option<usize> {
+    if !utf16 {
+        return memchr::memchr(b'\n', buf).map(|i| i + 1);
+    }
+    memchr::memchr_iter(b'\n', buf)
+        .find(|&i| (at + i as u64) % 2 == 0 && buf.get(i + 1) == Some(&0))
+        .map(|i| i + 2)
+}
+
+/// Just past the last line end in `buf`, which starts at file offset `at`.
+fn last_line_end(buf: &[u8], at: u64, utf16: bool) -> Option<usize> {
+    if !utf16 {
+        return memchr::memrchr(b'\n', buf).map(|i| i + 1);
+    }
+    memchr::memrchr_iter(b'\n', buf)
+        .find(|&i| (at + i as u64) % 2 == 0 && buf.get(i + 1) == Some(&0))
+        .map(|i| i + 2)
 }
 
 fn line_format(format: Format) -> bool {
@@ -227,7 +276,15 @@ struct Tracked {
     cp: Checkpoint,
     format: Option<Format>,
     forced: Option<Format>,
+    /// Matched by a glob in the last scan; a file that is not (rotated
+    /// away or deleted) is read through its handle until drained.
     seen: bool,
+    /// The last read stopped at its size cap: more is waiting.
+    pending: bool,
+    /// UTF-16LE text (lines end in `\n\0` at an even offset).
+    utf16: bool,
+    /// Inside a line too long to ship, dropping bytes up to its end.
+    skip_line: bool,
 }
 
 /// The running agent.
@@ -384,6 +441,7 @@ impl Reader {
             .map(|c| ((c.dev, c.ino), c))
             .collect();
         let _watcher = self.watch();
+        let mut first_scan = true;
         while !self.stop.load(Ordering::Acquire) {
             let spool_bytes = spool_size(self.spool.dir());
             let full = spool_bytes > self.config.spool_max_bytes;
@@ -392,10 +450,21 @@ impl Reader {
                     "agent spool is full ({spool_bytes} bytes): reading paused until the collector catches up"
                 );
             }
+            let mut more = false;
             if !full {
-                if let Err(e) = self.scan(&mut saved) {
-                    tracing::warn!("agent: {e}");
+                match self.scan(&mut saved) {
+                    Ok(m) => more = m,
+                    Err(e) => tracing::warn!("agent: {e}"),
                 }
+                if first_scan {
+                    first_scan = false;
+                    self.recover_rotated(&mut saved);
+                    more = true;
+                }
+            }
+            if more {
+                // A file read only in part: go on without waiting.
+                continue;
             }
             let (lock, cvar) = &*self.wake;
             let guard = lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -453,7 +522,9 @@ impl Reader {
         Some(watcher)
     }
 
-    fn scan(&mut self, saved: &mut HashMap<(u64, u64), Checkpoint>) -> Result<(), IngestError> {
+    /// Finds, reads and checkpoints every watched file; true if a file
+    /// still has more to read than one pass takes.
+    fn scan(&mut self, saved: &mut HashMap<(u64, u64), Checkpoint>) -> Result<bool, IngestError> {
         for t in self.tracked.values_mut() {
             t.seen = false;
         }
@@ -481,17 +552,22 @@ impl Reader {
             let Ok(mut file) = File::open(&path) else {
                 continue;
             };
-            let Ok((fp, fp_len)) = fingerprint(&mut file) else {
-                continue;
-            };
             let mut cp = match saved.remove(&id) {
-                Some(cp) if cp.fingerprint == fp || fp_len < 256 => cp,
-                _ => Checkpoint {
-                    dev: id.0,
-                    ino: id.1,
-                    fingerprint: fp,
-                    ..Checkpoint::default()
-                },
+                Some(cp) if same_file(&mut file, &cp) => cp,
+                _ => {
+                    let Ok((fingerprint, fingerprint_len)) =
+                        fingerprint(&mut file, FINGERPRINT_BYTES)
+                    else {
+                        continue;
+                    };
+                    Checkpoint {
+                        dev: id.0,
+                        ino: id.1,
+                        fingerprint,
+                        fingerprint_len,
+                        ..Checkpoint::default()
+                    }
+                }
             };
             cp.path = path;
             self.tracked.insert(
@@ -502,6 +578,9 @@ impl Reader {
                     format: None,
                     forced,
                     seen: true,
+                    pending: false,
+                    utf16: false,
+                    skip_line: false,
                 },
             );
         }
@@ -510,24 +589,95 @@ impl Reader {
         for id in ids {
             changed |= self.read_file(id)?;
         }
-        // Forget files that were rotated away and read to their end.
-        self.tracked.retain(|_, t| t.seen);
+        // Forget files that were rotated away once read to their end.
+        let before = self.tracked.len();
+        self.tracked.retain(|_, t| t.seen || t.pending);
+        changed |= self.tracked.len() != before;
         if changed {
             let all: Vec<&Checkpoint> = self.tracked.values().map(|t| &t.cp).collect();
             let bytes = serde_json::to_vec_pretty(&all).unwrap_or_default();
             wal::store_bytes(&self.checkpoints_path, &bytes)?;
         }
-        Ok(())
+        Ok(self.tracked.values().any(|t| t.pending))
+    }
+
+    /// After a restart: a checkpointed file that no glob matches any more
+    /// may have been rotated (renamed) while the agent was down, with
+    /// lines it never read. Looks for the same file (device, inode and
+    /// first bytes) in the folder it was in and drains it.
+    fn recover_rotated(&mut self, saved: &mut HashMap<(u64, u64), Checkpoint>) {
+        for (id, cp) in saved.drain() {
+            if self.tracked.contains_key(&id) {
+                continue;
+            }
+            let Some(dir) = cp.path.parent() else {
+                continue;
+            };
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(meta) = std::fs::metadata(&path) else {
+                    continue;
+                };
+                if !meta.is_file() || identity(&meta) != id {
+                    continue;
+                }
+                let Ok(mut file) = File::open(&path) else {
+                    break;
+                };
+                if !same_file(&mut file, &cp) {
+                    break;
+                }
+                tracing::info!(
+                    "agent: {} was renamed to {} while the agent was down; reading the rest",
+                    cp.path.display(),
+                    path.display()
+                );
+                let forced = self
+                    .specs
+                    .iter()
+                    .find(|(pattern, _)| {
+                        glob::Pattern::new(pattern).is_ok_and(|p| p.matches_path(&cp.path))
+                    })
+                    .and_then(|(_, f)| *f);
+                self.tracked.insert(
+                    id,
+                    Tracked {
+                        file,
+                        cp: Checkpoint { path, ..cp },
+                        format: None,
+                        forced,
+                        seen: false,
+                        // Read at least once before it can be forgotten.
+                        pending: true,
+                        utf16: false,
+                        skip_line: false,
+                    },
+                );
+                break;
+            }
+        }
     }
 
     /// Reads what is new in one file; true if its checkpoint moved.
     fn read_file(&mut self, id: (u64, u64)) -> Result<bool, IngestError> {
         let t = self.tracked.get_mut(&id).expect("tracked");
+        t.pending = false;
         let meta = match t.file.metadata() {
             Ok(m) => m,
             Err(_) => return Ok(false),
         };
         let size = meta.len();
+        if t.cp.fingerprint_len < FINGERPRINT_BYTES && size > t.cp.fingerprint_len as u64 {
+            // Written to since the fingerprint was taken: take it again, so
+            // it stays recognizable after a restart or a rename.
+            if let Ok((fingerprint, len)) = fingerprint(&mut t.file, FINGERPRINT_BYTES) {
+                t.cp.fingerprint = fingerprint;
+                t.cp.fingerprint_len = len;
+            }
+        }
         if t.format.is_none() {
             if size == 0 {
                 return Ok(false);
@@ -536,6 +686,7 @@ impl Reader {
             let _ = t.file.seek(SeekFrom::Start(0));
             let n = read_up_to(&mut t.file, &mut head);
             t.format = t.forced.or_else(|| parsers::detect(&head[..n]));
+            t.utf16 = looks_utf16le(&head[..n]);
             if t.format.is_none() {
                 if n >= 4096 || size > 4096 {
                     tracing::warn!(
@@ -570,15 +721,40 @@ impl Reader {
                 return Ok(false);
             }
             let _ = t.file.seek(SeekFrom::Start(t.cp.offset));
-            let want = (size - t.cp.offset).min(8 << 20) as usize;
+            const PART: u64 = 8 << 20;
+            t.pending = size - t.cp.offset > PART;
+            let want = (size - t.cp.offset).min(PART) as usize;
             let mut buf = vec![0u8; want];
             let n = read_up_to(&mut t.file, &mut buf);
             buf.truncate(n);
+            if t.skip_line {
+                // The rest of a line too long to ship.
+                match line_end(&buf, t.cp.offset, t.utf16) {
+                    Some(end) => {
+                        t.skip_line = false;
+                        t.cp.offset += end as u64;
+                    }
+                    None => t.cp.offset += buf.len() as u64,
+                }
+                t.pending = t.cp.offset < size;
+                return Ok(true);
+            }
             // Only whole lines.
-            let Some(last) = memchr::memrchr(b'\n', &buf) else {
+            let Some(end) = last_line_end(&buf, t.cp.offset, t.utf16) else {
+                if buf.len() as u64 == PART {
+                    tracing::warn!(
+                        "agent: {name}: line at byte {} is longer than {} MiB; skipped",
+                        t.cp.offset,
+                        PART >> 20
+                    );
+                    t.skip_line = true;
+                    t.cp.offset += buf.len() as u64;
+                    t.pending = t.cp.offset < size;
+                    return Ok(true);
+                }
                 return Ok(false);
             };
-            buf.truncate(last + 1);
+            buf.truncate(end);
             let mut start = 0;
             if t.cp.offset == 0 && buf.starts_with(&[0xEF, 0xBB, 0xBF]) {
                 start = 3;

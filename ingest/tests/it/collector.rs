@@ -11,7 +11,7 @@ use std::time::Duration;
 use ingest::protocol::{Frame, VERSION};
 use ingest::{Collector, CollectorOptions, Receivers};
 
-use crate::{indexed, wait_until};
+use crate::{indexed, indexed_count, wait_until};
 
 struct Running {
     runtime: Option<tokio::runtime::Runtime>,
@@ -963,5 +963,76 @@ fn the_agent_tails_a_growing_evtx_and_a_utf16_cluster_log_read_in_parts() {
             .load(std::sync::atomic::Ordering::Relaxed),
         total as u64
     );
+    agent.stop();
+}
+
+/// Appends ECS lines `ids` for `host` to `path`.
+fn append_lines(path: &Path, host: &str, ids: std::ops::Range<u64>) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    let mut text = String::new();
+    for i in ids {
+        text.push_str(&event_line(
+            host,
+            i,
+            21502,
+            &format!("Live migration of 'VM{i}' failed."),
+        ));
+        text.push('\n');
+    }
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+#[test]
+fn a_file_rotated_with_much_unread_is_drained_live_and_after_a_restart() {
+    let c = start(None);
+    let logs = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let config = test_agent(
+        "NODE-ROT",
+        c.bound.agent.unwrap().to_string(),
+        state.path(),
+        format!("{}/*.log", logs.path().display()),
+    );
+    let count = || indexed_count(c.data.path());
+    let log = logs.path().join("vmms.log");
+    let rotated = logs.path().join("vmms.log.1");
+    let agent = ingest::agent::Agent::start(config.clone()).unwrap();
+    append_lines(&log, "NODE-ROT", 0..10);
+    assert!(wait_until(Duration::from_secs(30), || count() >= 10));
+
+    // Live: far more than one read (8 MiB) lands, with a 9 MiB line in
+    // the middle, and the file is renamed out of the glob at once.
+    append_lines(&log, "NODE-ROT", 10..40_000);
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    f.write_all(&vec![b'x'; 9 << 20]).unwrap();
+    f.write_all(b"\n").unwrap();
+    drop(f);
+    append_lines(&log, "NODE-ROT", 40_000..70_000);
+    std::fs::rename(&log, &rotated).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(120), || count() >= 70_000),
+        "{}",
+        count()
+    );
+
+    // Restart: the agent is down while its file grows and is rotated.
+    append_lines(&log, "NODE-ROT", 70_000..70_010);
+    assert!(wait_until(Duration::from_secs(30), || count() >= 70_010));
+    agent.stop();
+    append_lines(&log, "NODE-ROT", 70_010..110_000);
+    std::fs::rename(&log, &rotated).unwrap();
+    append_lines(&log, "NODE-ROT", 110_000..110_005);
+    let agent = ingest::agent::Agent::start(config).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(120), || count() >= 110_005),
+        "{}",
+        count()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(count(), 110_005, "nothing lost, nothing twice");
     agent.stop();
 }

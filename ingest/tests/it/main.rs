@@ -34,3 +34,16 @@ pub fn indexed(data: &Path) -> Vec<serde_json::Value> {
         .map(|h| serde_json::from_str(&h.json).expect("stored JSON"))
         .collect()
 }
+
+/// How many events the index under `data` holds.
+pub fn indexed_count(data: &Path) -> usize {
+    let Ok(index) = index::EventIndex::open(&data.join("index")) else {
+        return 0;
+    };
+    index
+        .search(&index::SearchRequest {
+            limit: 1,
+            ..index::SearchRequest::new("*")
+        })
+        .map_or(0, |h| h.total)
+}
