@@ -12,7 +12,9 @@
 //! Run with `./scripts/bench` (builds the release binary and installs
 //! `evtx_dump` first). Environment: `RELIVE_BIN`, `EVTX_DUMP`,
 //! `BENCH_GIB` (size of each text file, default 1), `BENCH_BIG_GIB`
-//! (default 10, 0 skips), `BENCH_DIR` (where the files go).
+//! (default 10, 0 skips), `BENCH_DIR` (where the files go), `BENCH_ONLY`
+//! (run only the sections whose name contains it: `evtx`, `cluster`,
+//! `viewer`, `json`, `memory`; for profiling one parser).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -21,6 +23,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use parsers::{Event, Format, Metric, ParseOptions, RecordError, Sink};
+
+/// The allocator the `relive` binary runs the parsers with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Count {
     events: u64,
@@ -77,7 +83,9 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model()
     );
-    evtx_bench();
+    if selected("evtx") {
+        evtx_bench();
+    }
     let gib = env_u64("BENCH_GIB", 1);
     let dir = std::env::var("BENCH_DIR")
         .map(PathBuf::from)
@@ -85,9 +93,14 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("bench dir");
     text_bench(&dir, gib << 30);
     let big = env_u64("BENCH_BIG_GIB", 10);
-    if big > 0 {
+    if big > 0 && selected("memory") {
         bounded_memory_bench(big << 30);
     }
+}
+
+/// True unless `BENCH_ONLY` names another section.
+fn selected(section: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| section.contains(only.as_str()))
 }
 
 fn cpu_model() -> String {
@@ -475,6 +488,9 @@ fn text_bench(dir: &Path, bytes: u64) {
         ("ecs json", Format::EcsJson, ecs_line),
     ];
     for (name, format, gen) in cases {
+        if !selected(name) {
+            continue;
+        }
         let path = dir.join(format!("{}.bench", format.name()));
         generate(&path, bytes, gen);
         let size = std::fs::metadata(&path).unwrap().len() as f64;
