@@ -56,7 +56,7 @@ pub use stats::{migration_stats, MigrationStats, StatsRequest};
 /// baseline (same schema, same documents, no dedup). Not a stable API.
 #[doc(hidden)]
 pub mod bench_support {
-    pub use crate::schema::{build, dedup_key, register_tokenizers, Fields};
+    pub use crate::schema::{build, build_layout, dedup_key, register_tokenizers, Fields};
     pub use crate::WRITER_BYTES;
 }
 
@@ -66,11 +66,23 @@ const COMMIT_EVERY: u64 = 200_000;
 /// up in searches within seconds while a long ingest runs.
 const COMMIT_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
 /// Version of the index layout; bumped whenever the schema changes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+/// Layouts this relive opens: 1 differs from 2 only in how exact-match
+/// fields are indexed, so its stored schema still serves every query.
+const READABLE_VERSIONS: [u32; 2] = [1, 2];
 const VERSION_FILE: &str = "relive-index-version";
 /// Memory the writer may use for its buffers.
 #[doc(hidden)]
 pub const WRITER_BYTES: usize = 128 * 1024 * 1024;
+
+/// True when two schemas have the same fields (names and value types) in
+/// the same order, whatever their indexing options.
+fn same_fields(a: &tantivy::schema::Schema, b: &tantivy::schema::Schema) -> bool {
+    a.num_fields() == b.num_fields()
+        && a.fields().zip(b.fields()).all(|((_, x), (_, y))| {
+            x.name() == y.name() && x.field_type().value_type() == y.field_type().value_type()
+        })
+}
 
 /// The event index under one data directory.
 pub struct EventIndex {
@@ -159,32 +171,30 @@ impl EventIndex {
         let (schema, fields) = schema::build();
         let version_path = dir.join(VERSION_FILE);
         let has_index = dir.join("meta.json").exists();
-        match std::fs::read_to_string(&version_path) {
-            Ok(text) => {
-                let found = text.trim().parse::<u32>().unwrap_or(0);
-                if found != SCHEMA_VERSION {
-                    return Err(IndexError::Version {
-                        path: dir.display().to_string(),
-                        found,
-                    });
-                }
-            }
-            Err(_) if has_index => {
-                return Err(IndexError::Version {
-                    path: dir.display().to_string(),
-                    found: 0,
-                })
-            }
-            Err(_) => {}
+        let found = match std::fs::read_to_string(&version_path) {
+            Ok(text) => Some(text.trim().parse::<u32>().unwrap_or(0)),
+            Err(_) if has_index => Some(0),
+            Err(_) => None,
+        };
+        let version_error = || IndexError::Version {
+            path: dir.display().to_string(),
+            found: found.unwrap_or(SCHEMA_VERSION),
+        };
+        if found.is_some_and(|v| !READABLE_VERSIONS.contains(&v)) {
+            return Err(version_error());
         }
         let directory = tantivy::directory::MmapDirectory::open(dir)?;
-        let index = Index::open_or_create(directory, schema).map_err(|e| match e {
-            tantivy::TantivyError::SchemaError(_) => IndexError::Version {
-                path: dir.display().to_string(),
-                found: SCHEMA_VERSION,
-            },
-            other => IndexError::Tantivy(other),
-        })?;
+        let index = if has_index {
+            // An index keeps the schema it was written with (layout 1 kept
+            // positions on exact-match fields); the fields must be the same.
+            let index = Index::open(directory)?;
+            if !same_fields(&index.schema(), &schema) {
+                return Err(version_error());
+            }
+            index
+        } else {
+            Index::create(directory, schema, tantivy::IndexSettings::default())?
+        };
         if !version_path.exists() {
             std::fs::write(&version_path, format!("{SCHEMA_VERSION}\n")).map_err(|source| {
                 IndexError::Io {

@@ -1,6 +1,8 @@
 //! The tantivy schema: one field per `Event` field, named as admins type
 //! them in queries.
 
+use std::collections::BTreeMap;
+
 use parsers::Event;
 use tantivy::schema::{
     DateOptions, DateTimePrecision, Field, IndexRecordOption, JsonObjectOptions, NumericOptions,
@@ -66,12 +68,19 @@ pub fn group_column(field: &str) -> Option<&'static str> {
     })
 }
 
-fn keyword(fast: bool) -> TextOptions {
-    // Positions let `channel:microsoft-windows-hyper-v*` run as a prefix query.
+fn keyword(fast: bool, layout: u32) -> TextOptions {
+    // One token per value: no frequencies or positions to keep (wildcards
+    // run as regex terms, see `query`). Layout 1 kept positions here, which
+    // cost indexing time and answered no query.
+    let record = if layout == 1 {
+        IndexRecordOption::WithFreqsAndPositions
+    } else {
+        IndexRecordOption::Basic
+    };
     let options = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
             .set_tokenizer(KEYWORD)
-            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+            .set_index_option(record),
     );
     if fast {
         // Grouping shows values as logged, not lower-cased.
@@ -81,8 +90,14 @@ fn keyword(fast: bool) -> TextOptions {
     }
 }
 
-/// Builds the schema.
+/// Builds the schema relive writes.
 pub fn build() -> (Schema, Fields) {
+    build_layout(crate::SCHEMA_VERSION)
+}
+
+/// Builds the schema of an index layout (1 or 2): the same fields in the
+/// same order, indexed differently.
+pub fn build_layout(layout: u32) -> (Schema, Fields) {
     let mut s = Schema::builder();
     let timestamp = s.add_date_field(
         TIMESTAMP,
@@ -90,14 +105,14 @@ pub fn build() -> (Schema, Fields) {
     );
     let event_id = s.add_u64_field("event_id", NumericOptions::from(INDEXED | FAST));
     let record_id = s.add_u64_field("record_id", NumericOptions::from(INDEXED));
-    let host = s.add_text_field("host", keyword(false));
+    let host = s.add_text_field("host", keyword(false, layout));
     let host_name = s.add_text_field("host_name", TextOptions::default().set_fast("raw"));
-    let channel = s.add_text_field("channel", keyword(true));
-    let provider = s.add_text_field("provider", keyword(true));
-    let level = s.add_text_field("level", keyword(true));
-    let vm_name = s.add_text_field("vm_name", keyword(true));
-    let vm_id = s.add_text_field("vm_id", keyword(true));
-    let hresult = s.add_text_field("hresult", keyword(true));
+    let channel = s.add_text_field("channel", keyword(true, layout));
+    let provider = s.add_text_field("provider", keyword(true, layout));
+    let level = s.add_text_field("level", keyword(true, layout));
+    let vm_name = s.add_text_field("vm_name", keyword(true, layout));
+    let vm_id = s.add_text_field("vm_id", keyword(true, layout));
+    let hresult = s.add_text_field("hresult", keyword(true, layout));
     let message = s.add_text_field("message", TEXT);
     let data = s.add_json_field(
         "data",
@@ -107,7 +122,7 @@ pub fn build() -> (Schema, Fields) {
                 .set_index_option(IndexRecordOption::WithFreqsAndPositions),
         ),
     );
-    let format = s.add_text_field("format", keyword(true));
+    let format = s.add_text_field("format", keyword(true, layout));
     let source = s.add_text_field("source", STORED);
     let dedup_key = s.add_text_field(
         "dedup_key",
@@ -229,23 +244,21 @@ impl Fields {
         let json = event.to_json();
         text(self.source, &json);
         if !event.data.is_empty() || event.vm_name.is_some() || event.vm_id.is_some() {
-            let mut map = serde_json::Map::new();
+            use tantivy::schema::OwnedValue;
+            // Built straight as tantivy values, without a serde_json detour.
+            let mut map: BTreeMap<String, OwnedValue> = BTreeMap::new();
             for (name, value) in event.data.iter() {
-                map.insert(name.to_owned(), serde_json::Value::String(value.to_owned()));
+                map.insert(name.to_owned(), OwnedValue::Str(value.to_owned()));
             }
             if let Some(vm_name) = &event.vm_name {
-                map.entry("VmName")
-                    .or_insert_with(|| vm_name.as_str().into());
+                map.entry("VmName".to_owned())
+                    .or_insert_with(|| OwnedValue::Str(vm_name.to_string()));
             }
             if let Some(vm_id) = &event.vm_id {
-                map.entry("VmId").or_insert_with(|| vm_id.as_str().into());
+                map.entry("VmId".to_owned())
+                    .or_insert_with(|| OwnedValue::Str(vm_id.to_string()));
             }
-            doc.add_object(
-                self.data,
-                map.into_iter()
-                    .map(|(k, v)| (k, tantivy::schema::OwnedValue::from(v)))
-                    .collect(),
-            );
+            doc.add_object(self.data, map);
         }
         doc
     }

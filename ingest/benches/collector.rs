@@ -38,7 +38,15 @@ fn start(data: &Path) -> Running {
     receivers.es_bulk.listen = Some(any);
     receivers.otlp.listen = Some(any);
     receivers.lumberjack.enabled = false;
-    let collector = Collector::start(CollectorOptions::new(data), None).unwrap();
+    let mut options = CollectorOptions::new(data);
+    // `RELIVE_BENCH_COMMIT_MS` overrides the commit interval, for A/B runs.
+    if let Some(ms) = std::env::var("RELIVE_BENCH_COMMIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        options.commit_interval = Duration::from_millis(ms);
+    }
+    let collector = Collector::start(options, None).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

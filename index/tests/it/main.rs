@@ -361,6 +361,46 @@ fn an_index_written_with_another_layout_is_refused_with_a_clear_message() {
 }
 
 #[test]
+fn an_index_of_layout_1_still_opens_and_answers_as_a_new_one_does() {
+    // Layout 1 indexed the exact-match fields with positions; an index
+    // written then keeps its own schema, takes new events and answers
+    // every query the same as a layout-2 index.
+    let seed = shared().join("samples-real/text/seed-workinghardinit-sharedstoragepath-chain.txt");
+    let events = parse(&seed, &ParseOptions::default());
+    let old = tempfile::tempdir().unwrap();
+    {
+        let (schema, _) = index::bench_support::build_layout(1);
+        let created = tantivy::Index::create_in_dir(old.path(), schema).unwrap();
+        let mut writer: tantivy::IndexWriter = created.writer(15_000_000).unwrap();
+        writer.commit().unwrap();
+        std::fs::write(old.path().join("relive-index-version"), "1\n").unwrap();
+    }
+    let mut layout1 = EventIndex::open(old.path()).unwrap();
+    ingest(&mut layout1, &events[..3]);
+    drop(layout1);
+    let mut layout1 = EventIndex::open(old.path()).unwrap();
+    ingest(&mut layout1, &events);
+    let new = tempfile::tempdir().unwrap();
+    let mut layout2 = EventIndex::open(new.path()).unwrap();
+    ingest(&mut layout2, &events);
+    for query in [
+        "*",
+        "event_id:21502 AND host:node-b",
+        "host:NODE-B.datawisetech.corp",
+        "channel:microsoft-windows-hyper-v*",
+        "vm_id:4b5f2f6c-aea3-4c7b-8342-e255d1d112d7",
+        "level:error",
+        "message:\"collection registry\"",
+    ] {
+        assert_eq!(count(&layout1, query), count(&layout2, query), "{query}");
+    }
+    assert_eq!(count(&layout1, "*"), events.len());
+    assert!(count(&layout1, "channel:microsoft-windows-hyper-v*") > 0);
+    let version = std::fs::read_to_string(old.path().join("relive-index-version")).unwrap();
+    assert_eq!(version.trim(), "1", "the layout on disk is unchanged");
+}
+
+#[test]
 fn a_bad_query_points_at_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let mut index = EventIndex::open(dir.path()).unwrap();
