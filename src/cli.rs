@@ -184,6 +184,15 @@ pub struct MigrateArgs {
     /// Throttle the VM when it dirties memory faster than the link sends it.
     #[arg(long)]
     pub auto_converge: bool,
+    /// What is compared before the commit: `full` (a digest of every page
+    /// of the paused memory: catches lost dirty pages; costs reading all of
+    /// it in the blackout) or `sent` (what was sent against what arrived).
+    #[arg(long, default_value = "full", value_parser = ["full", "sent"])]
+    pub verify: String,
+    /// Pre-copy passes taken after the dirty set fits the downtime limit,
+    /// while each still halves it (0 = switch over as soon as it fits).
+    #[arg(long, default_value_t = 3)]
+    pub extra_passes: u32,
     /// The machine initiating the migration (default: the source host itself).
     #[arg(long)]
     pub initiator: Option<String>,

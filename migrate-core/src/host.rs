@@ -1221,10 +1221,7 @@ fn apply_pages(session: &Session, data: &[u8], index: usize) -> std::io::Result<
                 session.memory.zero_page(page);
                 zero_digest(page)
             }
-            (Some(b), true) => {
-                session.memory.write_page(page, b);
-                bytes_digest(b, page)
-            }
+            (Some(b), true) => session.memory.write_page_digest(page, b),
             (b, false) => {
                 let zeros = [0u8; PAGE_SIZE];
                 let b = b.unwrap_or(&zeros);

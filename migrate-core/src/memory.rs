@@ -102,6 +102,27 @@ impl GuestMemory {
         }
     }
 
+    /// [`write_page`](Self::write_page) and [`bytes_digest`] of `data` in
+    /// one pass over the bytes: the destination's receive path.
+    pub fn write_page_digest(&self, page: usize, data: &[u8]) -> u64 {
+        let mut lanes = LANES;
+        for (i, (words, quad)) in self
+            .page(page)
+            .chunks_exact(4)
+            .zip(data.chunks_exact(32))
+            .enumerate()
+        {
+            for ((lane, word), bytes) in lanes.iter_mut().zip(words).zip(quad.chunks_exact(8)) {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(bytes);
+                let value = u64::from_le_bytes(b);
+                word.store(value, Ordering::Relaxed);
+                *lane = mix(*lane, value ^ (i as u64));
+            }
+        }
+        digest_finish(lanes, page)
+    }
+
     /// Zeroes a page (a zero-page marker received).
     pub fn zero_page(&self, page: usize) {
         for word in self.page(page) {
@@ -125,18 +146,10 @@ impl GuestMemory {
 
     /// Digest of one page's current content.
     pub fn page_digest(&self, page: usize) -> u64 {
-        let mut lanes = [
-            0x9E37_79B9_7F4A_7C15u64,
-            0xC2B2_AE3D_27D4_EB4F,
-            0x1656_67B1_9E37_79F9,
-            0x85EB_CA77_C2B2_AE63,
-        ];
+        let mut lanes = LANES;
         for (i, quad) in self.page(page).chunks_exact(4).enumerate() {
             for (lane, word) in lanes.iter_mut().zip(quad) {
-                let v = word.load(Ordering::Relaxed) ^ (i as u64);
-                *lane = (*lane ^ v)
-                    .wrapping_mul(0x9FB2_1C65_1E98_DF25)
-                    .rotate_left(29);
+                *lane = mix(*lane, word.load(Ordering::Relaxed) ^ (i as u64));
             }
         }
         digest_finish(lanes, page)
@@ -193,21 +206,29 @@ pub fn bytes_digest(data: &[u8], page: usize) -> u64 {
     digest_finish(page_lanes(data), page)
 }
 
+/// The digest's starting lanes.
+const LANES: [u64; 4] = [
+    0x9E37_79B9_7F4A_7C15,
+    0xC2B2_AE3D_27D4_EB4F,
+    0x1656_67B1_9E37_79F9,
+    0x85EB_CA77_C2B2_AE63,
+];
+
+/// One step of a digest lane.
+#[inline(always)]
+fn mix(lane: u64, value: u64) -> u64 {
+    (lane ^ value)
+        .wrapping_mul(0x9FB2_1C65_1E98_DF25)
+        .rotate_left(29)
+}
+
 fn page_lanes(data: &[u8]) -> [u64; 4] {
-    let mut lanes = [
-        0x9E37_79B9_7F4A_7C15u64,
-        0xC2B2_AE3D_27D4_EB4F,
-        0x1656_67B1_9E37_79F9,
-        0x85EB_CA77_C2B2_AE63,
-    ];
+    let mut lanes = LANES;
     for (i, quad) in data.chunks_exact(32).enumerate() {
         for (lane, bytes) in lanes.iter_mut().zip(quad.chunks_exact(8)) {
             let mut b = [0u8; 8];
             b.copy_from_slice(bytes);
-            let v = u64::from_le_bytes(b) ^ (i as u64);
-            *lane = (*lane ^ v)
-                .wrapping_mul(0x9FB2_1C65_1E98_DF25)
-                .rotate_left(29);
+            *lane = mix(*lane, u64::from_le_bytes(b) ^ (i as u64));
         }
     }
     lanes
@@ -248,5 +269,11 @@ mod tests {
         assert_ne!(mem.page_digest(0), mem.page_digest(1));
         mem.write_word(1, 5, 0xdead);
         assert_ne!(mem.page_digest(1), bytes_digest(&buf, 1));
+        // The receive path stores and digests in one pass: same result.
+        let other = GuestMemory::new(4);
+        mem.read_page(2, &mut buf);
+        assert_eq!(other.write_page_digest(2, &buf), mem.page_digest(2));
+        assert_eq!(other.page_digest(2), mem.page_digest(2));
+        assert!(!other.read_page(2, &mut buf));
     }
 }

@@ -114,6 +114,18 @@ pub struct Frame {
     pub body: Vec<u8>,
 }
 
+/// Bytes of a frame head: the length (u32 LE, command byte included) and
+/// the command.
+pub const HEAD: usize = 5;
+
+/// Fills the head of a frame whose body follows it in `frame`
+/// (`frame[..HEAD]` reserved), so the whole frame goes out in one write.
+pub fn seal_frame(command: Command, frame: &mut [u8]) {
+    let len = (frame.len() - HEAD + 1) as u32;
+    frame[..4].copy_from_slice(&len.to_le_bytes());
+    frame[4] = command as u8;
+}
+
 /// Writes a frame (`parts` concatenated form the body).
 pub fn write_frame(out: &mut impl Write, command: Command, parts: &[&[u8]]) -> io::Result<()> {
     let len: usize = 1 + parts.iter().map(|p| p.len()).sum::<usize>();
@@ -153,7 +165,8 @@ pub fn read_frame(input: &mut impl Read, body: &mut Vec<u8>) -> io::Result<Optio
             format!("unknown command {}", head[4]),
         )
     })?;
-    body.clear();
+    // Resized, not cleared first: a reused buffer of the same size is not
+    // zero-filled again before every page batch.
     body.resize(len - 1, 0);
     input.read_exact(body)?;
     Ok(Some(command))

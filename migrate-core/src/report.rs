@@ -59,6 +59,13 @@ pub struct MigrationParams {
     /// What is verified before commit.
     #[serde(default)]
     pub verify: VerifyMode,
+    /// Pre-copy passes taken after the dirty set first fits
+    /// `downtime-limit`, as long as each pass still at least halves it and
+    /// it is more than 1 MiB: each costs at most the limit in total time
+    /// and shrinks the blackout (0 = switch over as soon as it fits, as
+    /// QEMU does).
+    #[serde(default = "default_extra_passes")]
+    pub extra_passes: u32,
 }
 
 fn default_downtime() -> u64 {
@@ -69,6 +76,9 @@ fn default_timeout() -> u64 {
 }
 fn one() -> u32 {
     1
+}
+fn default_extra_passes() -> u32 {
+    3
 }
 
 impl Default for MigrationParams {
@@ -82,6 +92,7 @@ impl Default for MigrationParams {
             codec: Codec::None,
             streams: 1,
             verify: VerifyMode::Full,
+            extra_passes: default_extra_passes(),
         }
     }
 }

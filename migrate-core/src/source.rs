@@ -30,6 +30,8 @@ use crate::workload::Workload;
 
 /// Pages per `Pages` frame.
 const BATCH: usize = 64;
+/// Below this many dirty pages (1 MiB) an extra pass gains nothing.
+const EXTRA_PASS_FLOOR: u64 = 256;
 /// Longest send slice between checks (QEMU's `MAX_WAIT`).
 const SLICE: Duration = Duration::from_millis(50);
 /// Bandwidth window (QEMU's `BUFFER_DELAY`).
@@ -154,11 +156,14 @@ fn stream_thread(
     sent_digests: Arc<Vec<AtomicU64>>,
     keep_digests: bool,
 ) -> std::io::Result<()> {
-    let mut batch = Vec::with_capacity(BATCH * (PAGE_SIZE + 8) + 4);
+    // A page batch is built behind a reserved frame head, so an
+    // uncompressed batch goes out in one write.
+    let mut batch = Vec::with_capacity(protocol::HEAD + BATCH * (PAGE_SIZE + 8) + 4);
     for job in jobs {
         match job {
             Job::Pages(pages) => {
                 batch.clear();
+                batch.resize(protocol::HEAD, 0);
                 batch.extend_from_slice(&(pages.len() as u32).to_le_bytes());
                 let (mut normal, mut zero) = (0, 0);
                 for &p in &pages {
@@ -189,16 +194,23 @@ fn stream_thread(
                         normal += 1;
                     }
                 }
-                let wire = match codec {
-                    Codec::None => None,
-                    Codec::Lz4 => Some(lz4_flex::compress_prepend_size(&batch)),
+                let body_len = match codec {
+                    Codec::None => {
+                        protocol::seal_frame(Command::Pages, &mut batch);
+                        limiter.take(batch.len());
+                        out.write_all(&batch)?;
+                        batch.len() - protocol::HEAD
+                    }
+                    Codec::Lz4 => {
+                        let body = lz4_flex::compress_prepend_size(&batch[protocol::HEAD..]);
+                        limiter.take(body.len() + protocol::HEAD);
+                        protocol::write_frame(&mut out, Command::Pages, &[&body])?;
+                        body.len()
+                    }
                 };
-                let body = wire.as_deref().unwrap_or(&batch);
-                limiter.take(body.len() + 5);
-                protocol::write_frame(&mut out, Command::Pages, &[body])?;
                 counters
                     .transferred
-                    .fetch_add(body.len() as u64 + 5, Ordering::Relaxed);
+                    .fetch_add((body_len + protocol::HEAD) as u64, Ordering::Relaxed);
                 counters.normal.fetch_add(normal, Ordering::Relaxed);
                 counters.duplicate.fetch_add(zero, Ordering::Relaxed);
             }
@@ -815,6 +827,7 @@ impl Ctx {
         let mut dirty_in_period = 0u64;
         let mut xfer_at_period = 0u64;
         let mut triggers = 0;
+        let mut extra_passes = 0u32;
         let written_start = live.workload.as_ref().map_or(0, |w| w.pages_written());
         let mut take = Vec::with_capacity(BATCH * n);
         let mut per_stream: Vec<Vec<usize>> = vec![Vec::with_capacity(BATCH); n];
@@ -890,6 +903,7 @@ impl Ctx {
                         0
                     },
                 };
+                let record_pages = record.pages;
                 report.passes.push(record);
                 pass += 1;
                 pass_start = Instant::now();
@@ -927,9 +941,16 @@ impl Ctx {
                     dirty_in_period = 0;
                     xfer_at_period = sent;
                 }
-                let fits = (dirty_now as f64 * PAGE_SIZE as f64) <= threshold || dirty_now == 0;
-                if fits && bandwidth > 0.0 || dirty_now == 0 {
-                    break;
+                match after_pass(
+                    dirty_now,
+                    record_pages,
+                    threshold,
+                    bandwidth,
+                    (extra_passes, params.extra_passes),
+                ) {
+                    AfterPass::Continue => {}
+                    AfterPass::ExtraPass => extra_passes += 1,
+                    AfterPass::SwitchOver => break,
                 }
                 if timed_out {
                     match params.timeout_strategy {
@@ -1172,6 +1193,42 @@ fn full_digests(memory: &GuestMemory, disk: Option<&GuestDisk>) -> Vec<u64> {
     out
 }
 
+/// What the convergence policy does when a pre-copy pass ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterPass {
+    /// The dirty set does not fit the downtime limit yet: another pass.
+    Continue,
+    /// It fits, but the pass just sent still halved it: one more pass
+    /// shortens the blackout for at most the limit in total time.
+    ExtraPass,
+    /// Pause and send the rest.
+    SwitchOver,
+}
+
+/// The switch-over decision: `dirty` pages left after a pass that sent
+/// `sent` pages, the limit as bytes at the measured `bandwidth`, and
+/// `extra` = (extra passes taken, allowed).
+fn after_pass(
+    dirty: u64,
+    sent: u64,
+    threshold: f64,
+    bandwidth: f64,
+    extra: (u32, u32),
+) -> AfterPass {
+    if dirty == 0 {
+        return AfterPass::SwitchOver;
+    }
+    // No bandwidth measured yet: nothing to judge the limit by.
+    if bandwidth <= 0.0 || (dirty as f64 * PAGE_SIZE as f64) > threshold {
+        return AfterPass::Continue;
+    }
+    if dirty * 2 <= sent && dirty > EXTRA_PASS_FLOOR && extra.0 < extra.1 {
+        AfterPass::ExtraPass
+    } else {
+        AfterPass::SwitchOver
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -1211,4 +1268,53 @@ fn spawn_reader(mut reader: BufReader<TcpStream>, tx: Sender<std::io::Result<(Co
                 }
             }
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{after_pass, AfterPass};
+
+    const MB: f64 = 1e6;
+
+    #[test]
+    fn the_switch_over_waits_for_the_limit_then_takes_passes_that_still_halve_the_set() {
+        // 40 MB/s limit-at-bandwidth: 10,000 pages (41 MB) do not fit.
+        assert_eq!(
+            after_pass(10_000, 65_536, 40.0 * MB, 2e9, (0, 3)),
+            AfterPass::Continue
+        );
+        // No bandwidth measured yet: keep going whatever the set.
+        assert_eq!(
+            after_pass(10, 65_536, 40.0 * MB, 0.0, (0, 3)),
+            AfterPass::Continue
+        );
+        // Fits, and the pass cut 65,536 pages to 2,000: one more pass.
+        assert_eq!(
+            after_pass(2_000, 65_536, 40.0 * MB, 2e9, (0, 3)),
+            AfterPass::ExtraPass
+        );
+        // ... unless extra passes are off (QEMU's rule) or used up.
+        assert_eq!(
+            after_pass(2_000, 65_536, 40.0 * MB, 2e9, (0, 0)),
+            AfterPass::SwitchOver
+        );
+        assert_eq!(
+            after_pass(2_000, 65_536, 40.0 * MB, 2e9, (3, 3)),
+            AfterPass::SwitchOver
+        );
+        // The set no longer halves (the workload keeps pace): switch.
+        assert_eq!(
+            after_pass(1_500, 2_000, 40.0 * MB, 2e9, (1, 3)),
+            AfterPass::SwitchOver
+        );
+        // Small enough that another pass gains nothing.
+        assert_eq!(
+            after_pass(200, 2_000, 40.0 * MB, 2e9, (1, 3)),
+            AfterPass::SwitchOver
+        );
+        assert_eq!(
+            after_pass(0, 2_000, 0.0, 0.0, (0, 3)),
+            AfterPass::SwitchOver
+        );
+    }
 }

@@ -416,6 +416,8 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         "auto-converge": args.auto_converge,
         "codec": codec,
         "streams": streams,
+        "verify": args.verify,
+        "extra-passes": args.extra_passes,
     });
     let mut client = ControlClient::connect(args.control.control, &args.control.token)?;
     if let Some(initiator) = &args.initiator {
