@@ -828,6 +828,7 @@ impl Ctx {
         let mut xfer_at_period = 0u64;
         let mut triggers = 0;
         let mut extra_passes = 0u32;
+        let mut finish_pass = false;
         let written_start = live.workload.as_ref().map_or(0, |w| w.pages_written());
         let mut take = Vec::with_capacity(BATCH * n);
         let mut per_stream: Vec<Vec<usize>> = vec![Vec::with_capacity(BATCH); n];
@@ -883,9 +884,18 @@ impl Ctx {
             self.update_info(counters, &remaining, expected_downtime, pass, live);
             let timed_out = params.timeout > 0
                 && self.started.elapsed() >= Duration::from_millis(params.timeout);
-            if remaining.is_empty() || pending <= threshold || timed_out {
+            // A pass ends when its pages are sent, or early when what is left
+            // of it fits the limit, unless it is an extra pass, which is
+            // sent to the end before the next decision.
+            if remaining.is_empty() || (!finish_pass && pending <= threshold) || timed_out {
                 // Sync the bitmap: re-armed before any of these pages is read again.
+                let since_sync = pass_start.elapsed().as_secs_f64();
                 let new = sync_dirty(live, &mut remaining) as u64;
+                let dirty_rate = if since_sync > 0.0 {
+                    new as f64 / since_sync
+                } else {
+                    0.0
+                };
                 dirty_in_period += new;
                 let sent = counters.transferred.load(Ordering::Relaxed);
                 let dirty_now = remaining.len() as u64;
@@ -903,7 +913,6 @@ impl Ctx {
                         0
                     },
                 };
-                let record_pages = record.pages;
                 report.passes.push(record);
                 pass += 1;
                 pass_start = Instant::now();
@@ -943,13 +952,16 @@ impl Ctx {
                 }
                 match after_pass(
                     dirty_now,
-                    record_pages,
+                    dirty_rate,
                     threshold,
                     bandwidth,
                     (extra_passes, params.extra_passes),
                 ) {
-                    AfterPass::Continue => {}
-                    AfterPass::ExtraPass => extra_passes += 1,
+                    AfterPass::Continue => finish_pass = false,
+                    AfterPass::ExtraPass => {
+                        extra_passes += 1;
+                        finish_pass = true;
+                    }
                     AfterPass::SwitchOver => break,
                 }
                 if timed_out {
@@ -1198,19 +1210,21 @@ fn full_digests(memory: &GuestMemory, disk: Option<&GuestDisk>) -> Vec<u64> {
 enum AfterPass {
     /// The dirty set does not fit the downtime limit yet: another pass.
     Continue,
-    /// It fits, but the pass just sent still halved it: one more pass
-    /// shortens the blackout for at most the limit in total time.
+    /// It fits, but the link outruns the workload at least twice over, so
+    /// a pass sent to the end leaves at most half as much: it shortens the
+    /// blackout for at most the limit in total time.
     ExtraPass,
     /// Pause and send the rest.
     SwitchOver,
 }
 
-/// The switch-over decision: `dirty` pages left after a pass that sent
-/// `sent` pages, the limit as bytes at the measured `bandwidth`, and
-/// `extra` = (extra passes taken, allowed).
+/// The switch-over decision: `dirty` pages left, the workload dirtying
+/// `dirty_rate` pages/s since the last sync, the limit as bytes at the
+/// measured `bandwidth` (bytes/s), and `extra` = (extra passes taken,
+/// allowed).
 fn after_pass(
     dirty: u64,
-    sent: u64,
+    dirty_rate: f64,
     threshold: f64,
     bandwidth: f64,
     extra: (u32, u32),
@@ -1222,7 +1236,8 @@ fn after_pass(
     if bandwidth <= 0.0 || (dirty as f64 * PAGE_SIZE as f64) > threshold {
         return AfterPass::Continue;
     }
-    if dirty * 2 <= sent && dirty > EXTRA_PASS_FLOOR && extra.0 < extra.1 {
+    let converging = dirty_rate * PAGE_SIZE as f64 * 2.0 <= bandwidth;
+    if converging && dirty > EXTRA_PASS_FLOOR && extra.0 < extra.1 {
         AfterPass::ExtraPass
     } else {
         AfterPass::SwitchOver
@@ -1277,44 +1292,44 @@ mod tests {
     const MB: f64 = 1e6;
 
     #[test]
-    fn the_switch_over_waits_for_the_limit_then_takes_passes_that_still_halve_the_set() {
-        // 40 MB/s limit-at-bandwidth: 10,000 pages (41 MB) do not fit.
+    fn the_switch_over_waits_for_the_limit_then_takes_passes_while_the_link_outruns_the_workload() {
+        // 2 GB/s; the limit at that bandwidth is 40 MB: 10,000 pages (41 MB) do not fit.
+        let (bw, limit) = (2e9, 40.0 * MB);
+        let slow_workload = 25_600.0; // pages/s = 105 MB/s, far below half the link
         assert_eq!(
-            after_pass(10_000, 65_536, 40.0 * MB, 2e9, (0, 3)),
+            after_pass(10_000, slow_workload, limit, bw, (0, 3)),
             AfterPass::Continue
         );
         // No bandwidth measured yet: keep going whatever the set.
         assert_eq!(
-            after_pass(10, 65_536, 40.0 * MB, 0.0, (0, 3)),
+            after_pass(10, slow_workload, limit, 0.0, (0, 3)),
             AfterPass::Continue
         );
-        // Fits, and the pass cut 65,536 pages to 2,000: one more pass.
+        // Fits, and a pass to the end will leave far less: one more pass.
         assert_eq!(
-            after_pass(2_000, 65_536, 40.0 * MB, 2e9, (0, 3)),
+            after_pass(2_000, slow_workload, limit, bw, (0, 3)),
             AfterPass::ExtraPass
         );
         // ... unless extra passes are off (QEMU's rule) or used up.
         assert_eq!(
-            after_pass(2_000, 65_536, 40.0 * MB, 2e9, (0, 0)),
+            after_pass(2_000, slow_workload, limit, bw, (0, 0)),
             AfterPass::SwitchOver
         );
         assert_eq!(
-            after_pass(2_000, 65_536, 40.0 * MB, 2e9, (3, 3)),
+            after_pass(2_000, slow_workload, limit, bw, (3, 3)),
             AfterPass::SwitchOver
         );
-        // The set no longer halves (the workload keeps pace): switch.
+        // The workload dirties more than half what the link sends: switch.
+        let fast_workload = 300_000.0; // pages/s = 1.2 GB/s
         assert_eq!(
-            after_pass(1_500, 2_000, 40.0 * MB, 2e9, (1, 3)),
+            after_pass(2_000, fast_workload, limit, bw, (0, 3)),
             AfterPass::SwitchOver
         );
         // Small enough that another pass gains nothing.
         assert_eq!(
-            after_pass(200, 2_000, 40.0 * MB, 2e9, (1, 3)),
+            after_pass(200, slow_workload, limit, bw, (1, 3)),
             AfterPass::SwitchOver
         );
-        assert_eq!(
-            after_pass(0, 2_000, 0.0, 0.0, (0, 3)),
-            AfterPass::SwitchOver
-        );
+        assert_eq!(after_pass(0, 0.0, 0.0, 0.0, (0, 3)), AfterPass::SwitchOver);
     }
 }
