@@ -97,10 +97,133 @@ pub struct EventIndex {
     kept: HashMap<u64, u32>,
     /// The index as it was before this handle first wrote (`None` when it
     /// was empty): where copies from earlier runs are looked up.
-    before: Option<Option<tantivy::Searcher>>,
+    before: Option<Option<Before>>,
     /// How many keys `kept` may hold at a commit before it is emptied.
     kept_max: usize,
+    /// Whether the index held events when this handle first wrote (decided
+    /// then, under the writer lock): only then can a key this handle never
+    /// added already be in it.
+    had_events: Option<bool>,
+    /// The keys `kept` forgot, so a key never added through this handle
+    /// needs no lookup in an index that was empty.
+    forgotten: Option<Forgotten>,
 }
+
+/// A Bloom filter of forgotten dedup keys (10 bits and 7 probes per key,
+/// about 1 % false positives, each costing one lookup in the index). Once
+/// it holds its capacity it is saturated and every key is looked up, so
+/// memory stays bounded whatever runs through the handle.
+struct Forgotten {
+    bits: Vec<u64>,
+    capacity: usize,
+    count: usize,
+    saturated: bool,
+}
+
+impl Forgotten {
+    const PROBES: u64 = 7;
+
+    fn new(capacity: usize) -> Self {
+        let words = (capacity.max(64) * 10).div_ceil(64);
+        Forgotten {
+            bits: vec![0; words],
+            capacity,
+            count: 0,
+            saturated: false,
+        }
+    }
+
+    fn positions(&self, hash: u64) -> impl Iterator<Item = usize> {
+        let n = (self.bits.len() * 64) as u64;
+        // Double hashing; the second hash is a SplitMix64 finalizer of the first.
+        let mut z = hash.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let step = (z ^ (z >> 31)) | 1;
+        (0..Self::PROBES).map(move |i| (hash.wrapping_add(i.wrapping_mul(step)) % n) as usize)
+    }
+
+    fn insert(&mut self, hash: u64) {
+        if self.count >= self.capacity {
+            self.saturated = true;
+            return;
+        }
+        self.count += 1;
+        let mut bits = [0usize; Self::PROBES as usize];
+        for (slot, bit) in bits.iter_mut().zip(self.positions(hash)) {
+            *slot = bit;
+        }
+        for bit in bits {
+            self.bits[bit / 64] |= 1 << (bit % 64);
+        }
+    }
+
+    fn may_contain(&self, hash: u64) -> bool {
+        self.saturated
+            || self
+                .positions(hash)
+                .all(|bit| self.bits[bit / 64] & (1 << (bit % 64)) != 0)
+    }
+}
+
+/// A committed snapshot to look earlier copies up in, with the time span
+/// of each of its segments.
+struct Before {
+    searcher: tantivy::Searcher,
+    /// (first, last) event time of each segment, ns; `None` if unknown.
+    spans: Vec<Option<(i64, i64)>>,
+}
+
+/// How far apart two copies of one event may be stamped: a text or CSV
+/// export converted with a wrongly assumed zone is off by at most the
+/// widest UTC offset either way (+14 h / -12 h), plus a margin.
+const COPY_SKEW_NS: i64 = 27 * 3600 * 1_000_000_000;
+
+impl Before {
+    fn new(searcher: tantivy::Searcher) -> Self {
+        let spans = searcher
+            .segment_readers()
+            .iter()
+            .map(|segment| {
+                let column = segment.fast_fields().date(schema::TIMESTAMP).ok()?;
+                Some((
+                    column.min_value().into_timestamp_nanos(),
+                    column.max_value().into_timestamp_nanos(),
+                ))
+            })
+            .collect();
+        Before { searcher, spans }
+    }
+
+    /// True when some segment whose time span could hold a copy of an event
+    /// stamped `nanos` has the term: most events of a bulk load are newer
+    /// than every committed segment and skip the term lookups entirely.
+    fn may_hold(&self, term: &Term, nanos: i64) -> Result<bool, IndexError> {
+        for (segment, span) in self.searcher.segment_readers().iter().zip(&self.spans) {
+            if let Some((first, last)) = span {
+                if nanos < first.saturating_sub(COPY_SKEW_NS)
+                    || nanos > last.saturating_add(COPY_SKEW_NS)
+                {
+                    continue;
+                }
+            }
+            let postings = segment.inverted_index(term.field())?;
+            if postings
+                .doc_freq(term)
+                .map_err(|e| IndexError::Tantivy(e.into()))?
+                > 0
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// The Bloom filter of forgotten keys holds this many times `kept_max`
+/// keys (2 M kept: 32 M forgotten in 40 MB); past that every new key is
+/// looked up in the index.
+const FORGOTTEN_PER_KEPT: usize = 16;
 
 /// Keys remembered between commits by default (about 60 MB); see
 /// [`EventIndex::set_dedup_memory`].
@@ -218,6 +341,8 @@ impl EventIndex {
             kept: HashMap::new(),
             before: None,
             kept_max: KEPT_MAX,
+            had_events: None,
+            forgotten: None,
         })
     }
 
@@ -241,7 +366,11 @@ impl EventIndex {
         let replace = match self.kept.get(&hash) {
             Some(&kept) if kept >= rich => return Ok(()),
             Some(_) => true,
-            None => match self.earlier_richness(&key)? {
+            None => match self.earlier_richness(
+                &key,
+                hash,
+                event.timestamp.timestamp_nanos_opt().unwrap_or_default(),
+            )? {
                 Some(earlier) if earlier >= rich => {
                     self.kept.insert(hash, earlier);
                     return Ok(());
@@ -268,18 +397,36 @@ impl EventIndex {
 
     /// How much the copy of `key` indexed before this handle wrote says,
     /// when there is one.
-    fn earlier_richness(&mut self, key: &str) -> Result<Option<u32>, IndexError> {
+    fn earlier_richness(
+        &mut self,
+        key: &str,
+        hash: u64,
+        nanos: i64,
+    ) -> Result<Option<u32>, IndexError> {
+        if self.had_events.is_none() {
+            // Decided under the writer lock, on a fresh view: no other
+            // writer can add events after this.
+            self.writer()?;
+            self.reader.reload()?;
+            self.had_events = Some(self.reader.searcher().num_docs() > 0);
+        }
+        let maybe_here = self.had_events == Some(true)
+            || self.forgotten.as_ref().is_some_and(|f| f.may_contain(hash));
+        if !maybe_here {
+            return Ok(None);
+        }
         let before = self.before.get_or_insert_with(|| {
             let searcher = self.reader.searcher();
-            (searcher.num_docs() > 0).then_some(searcher)
+            (searcher.num_docs() > 0).then(|| Before::new(searcher))
         });
-        let Some(searcher) = before else {
+        let Some(before) = before else {
             return Ok(None);
         };
         let term = Term::from_field_text(self.fields.dedup_key, key);
-        if searcher.doc_freq(&term)? == 0 {
+        if !before.may_hold(&term, nanos)? {
             return Ok(None);
         }
+        let searcher = &before.searcher;
         let query = tantivy::query::TermQuery::new(term, tantivy::schema::IndexRecordOption::Basic);
         let top = searcher.search(&query, &TopDocs::with_limit(1).order_by_score())?;
         let Some((_, address)) = top.first() else {
@@ -307,6 +454,13 @@ impl EventIndex {
             // can answer for it: a long-running collector stays within
             // bounded memory, and the old snapshot stops pinning segments
             // that merges have replaced.
+            let capacity = self.kept_max.saturating_mul(FORGOTTEN_PER_KEPT);
+            let forgotten = self
+                .forgotten
+                .get_or_insert_with(|| Forgotten::new(capacity));
+            for hash in self.kept.keys() {
+                forgotten.insert(*hash);
+            }
             self.kept.clear();
             self.before = None;
         }
@@ -314,9 +468,11 @@ impl EventIndex {
     }
 
     /// How many dedup keys this handle remembers between commits (default
-    /// 2 M, about 60 MB). Past that, at the next commit, it forgets them and
-    /// looks earlier copies up in the index, which is slower per event but
-    /// keeps a collector that runs for months in bounded memory.
+    /// 2 M, about 60 MB). Past that, at the next commit, it forgets them
+    /// into a Bloom filter (16 times as many keys in 10 bits each) and
+    /// looks a key the filter may hold up in the index; once the filter is
+    /// full every new key is looked up, which is slower per event but keeps
+    /// a collector that runs for months in bounded memory.
     pub fn set_dedup_memory(&mut self, keys: usize) {
         self.kept_max = keys;
     }

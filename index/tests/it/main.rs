@@ -289,6 +289,57 @@ fn dedup_stays_exact_when_the_handle_forgets_its_keys() {
         "a thinner copy does not"
     );
     assert_eq!(count(&index, "*"), 50);
+    // Copies stamped hours apart (a text export read with a wrongly
+    // assumed zone) are still found once the keys are forgotten, in
+    // whichever segment holds them.
+    let later = |day: u64, hours: i64| Event {
+        timestamp: base + chrono::TimeDelta::days(day as i64) + chrono::TimeDelta::hours(hours),
+        ..event(1000 + day, false)
+    };
+    for day in 1..6 {
+        ingest(&mut index, &[later(day * 3, 0)]);
+    }
+    ingest(&mut index, &thin);
+    for day in 1..6 {
+        ingest(&mut index, &[later(day * 3, -11), later(day * 3, 13)]);
+    }
+    assert_eq!(count(&index, "*"), 55, "shifted copies add nothing");
+}
+
+#[test]
+fn dedup_stays_exact_past_the_forgotten_keys_filter_and_across_handles() {
+    // Two keys remembered, 32 forgotten in the filter: 300 events overflow
+    // both, and every resend is still found, through this handle and
+    // through a new one on the same index.
+    let dir = tempfile::tempdir().unwrap();
+    let base = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let event = |n: u64| Event {
+        timestamp: base + chrono::TimeDelta::minutes(n as i64),
+        host: if n % 2 == 0 { "NODE-A" } else { "NODE-B" }.into(),
+        channel: "System".into(),
+        event_id: 7036,
+        record_id: (n % 3 != 0).then_some(n),
+        message: format!("service {n} entered the running state"),
+        ..Event::default()
+    };
+    let all: Vec<Event> = (0..300).map(event).collect();
+    let mut index = EventIndex::open(dir.path()).unwrap();
+    index.set_dedup_memory(2);
+    for chunk in all.chunks(20) {
+        ingest(&mut index, chunk);
+    }
+    assert_eq!(count(&index, "*"), 300);
+    for chunk in all.chunks(7) {
+        ingest(&mut index, chunk);
+    }
+    assert_eq!(count(&index, "*"), 300, "resent through the same handle");
+    drop(index);
+    let mut again = EventIndex::open(dir.path()).unwrap();
+    ingest(&mut again, &all[100..]);
+    ingest(&mut again, &[event(300)]);
+    assert_eq!(count(&again, "*"), 301, "resent through a new handle");
 }
 
 #[test]
