@@ -3,8 +3,9 @@
 //! fill of 200 MB (960 MB) and a 128 MiB working set written at 25,600
 //! pages/s, capped at 128 MiB/s and uncapped, with `downtime-limit` 300 and
 //! 20 ms: total time, blackout, bytes sent, passes, CPU seconds; three
-//! runs each, median. Against it, in the same run: a raw loopback TCP
-//! stream of the same number of bytes (the throughput baseline), `compress`
+//! runs each, median (`RELIVE_BENCH_CASE=<part of a label>` runs only
+//! matching cases and prints where their blackout goes). Against it, in
+//! the same run: a raw loopback TCP stream of the same number of bytes (the throughput baseline), `compress`
 //! against `tcp` on a 1 Gbit/s cap with compressible memory, and `multi`
 //! with 1, 2 and 4 streams.
 //!
@@ -165,11 +166,29 @@ fn row_with(label: &str, case: &Case, reps: usize) -> (Vec<Run>, f64, f64) {
     let passes = median(runs.iter().map(|r| r.report.passes.len() as f64).collect());
     let cpu = median(runs.iter().map(|r| r.cpu).collect());
     let mbps = median(runs.iter().map(|r| r.report.info.ram.mbps).collect());
+    let part = |f: fn(&migrate_core::report::Downtime) -> f64| {
+        median(
+            runs.iter()
+                .map(|r| r.report.downtime.as_ref().map_or(0.0, f))
+                .collect(),
+        )
+        .0
+    };
     let verify = median(
         runs.iter()
             .map(|r| r.report.downtime.as_ref().map_or(0.0, |d| d.verify_ms))
             .collect(),
     );
+    if std::env::var_os("RELIVE_BENCH_CASE").is_some() {
+        println!(
+            "  blackout parts (median ms): pause {:.1}, final pages {:.1}, device {:.1}, verify {:.1}, commit {:.1}",
+            part(|d| d.pause_ms),
+            part(|d| d.final_pages_ms),
+            part(|d| d.device_ms),
+            part(|d| d.verify_ms),
+            part(|d| d.commit_ms)
+        );
+    }
     println!(
         "| {label} | {:.0} ms ({:.0}–{:.0}) | {:.0} ms ({:.0}–{:.0}) | {:.1} ms | {:.0} MB | {:.0} | {:.0} Mbit/s | {:.2} s |",
         total.0, total.1, total.2, down.0, down.1, down.2, verify.0, mb.0, passes.0, mbps.0, cpu.0
@@ -242,6 +261,9 @@ fn main() {
     // `RELIVE_BENCH_ONLY=bulk`: only the uncapped 256 MiB runs and the bulk
     // pass against raw TCP (no QEMU), for working on the send path.
     let bulk_only = std::env::var("RELIVE_BENCH_ONLY").is_ok_and(|v| v == "bulk");
+    // `RELIVE_BENCH_CASE=<part of a label>`: only the matching cases of the
+    // main table (with QEMU), for looking into one blackout.
+    let only_case = std::env::var("RELIVE_BENCH_CASE").ok();
     let reps = 3;
     println!("relive migration core, loopback, one process for both hosts (2 cores shared by the workload, source and destination)");
     println!();
@@ -288,6 +310,12 @@ fn main() {
                 let label = format!(
                     "{mib} MiB, fill {fill} MB, ws 128 MiB @ 25,600 pg/s, {cap_label}, dl {dl}"
                 );
+                if only_case
+                    .as_ref()
+                    .is_some_and(|c| !label.contains(c.as_str()))
+                {
+                    continue;
+                }
                 let (runs, total, down) = row_with(&label, &case, reps);
                 // The same case verifying only what was sent (QEMU verifies
                 // nothing): the blackout without the full-memory digest.
@@ -331,6 +359,9 @@ fn main() {
                 met(down_sent <= qd)
             );
         }
+    }
+    if only_case.is_some() {
+        return;
     }
     // Throughput of the first (bulk) pass against raw TCP with the same bytes.
     println!();

@@ -751,6 +751,9 @@ pub(crate) struct Offer {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Accept {
     pub session: u64,
+    /// The destination's protocol version (absent from version 1).
+    #[serde(default)]
+    pub version: u16,
 }
 
 /// Device state sent in the blackout.
@@ -1085,6 +1088,7 @@ fn incoming(host: &Host, stream: TcpStream, peer: SocketAddr) -> std::io::Result
     });
     let accept = serde_json::to_vec(&Accept {
         session: session_id,
+        version: protocol::VERSION,
     })
     .unwrap_or_default();
     protocol::write_frame(&mut writer, Command::Accept, &[&accept])?;
@@ -1261,7 +1265,7 @@ fn receive_migration(
                         .map_err(|e| bad_data(&format!("bad device state: {e}")))?,
                 );
             }
-            Command::Verify => {
+            Command::Verify | Command::VerifySummary => {
                 final_at.get_or_insert_with(Instant::now);
                 // Every stream must have delivered its final pass.
                 {
@@ -1289,6 +1293,20 @@ fn receive_migration(
                         ErrorKind::Protocol,
                         "The digest list does not cover the memory.",
                     )));
+                }
+                if command == Command::VerifySummary {
+                    let theirs = c.u64()?;
+                    let mine = crate::memory::fold_digests(
+                        session.digests.iter().map(|d| d.load(Ordering::Relaxed)),
+                    );
+                    let answer = if theirs == mine {
+                        0
+                    } else {
+                        protocol::SUMMARY_DIFFERS
+                    };
+                    protocol::write_frame(writer, Command::Verified, &[&answer.to_le_bytes()])?;
+                    writer.flush()?;
+                    continue;
                 }
                 for (page, mine) in session.digests.iter().enumerate() {
                     if c.u64()? != mine.load(Ordering::Relaxed) {

@@ -234,6 +234,16 @@ fn page_lanes(data: &[u8]) -> [u64; 4] {
     lanes
 }
 
+/// Per-page digests folded into one value, in page order (both ends of a
+/// migration fold theirs and compare before exchanging the whole list).
+pub fn fold_digests(digests: impl IntoIterator<Item = u64>) -> u64 {
+    let mut h = 0x6A09_E667_F3BC_C909u64;
+    for d in digests {
+        h = (h.rotate_left(23) ^ d).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    h ^ (h >> 29)
+}
+
 /// The digest of an all-zero page (cheap: the lanes of a zero page are
 /// computed once).
 pub fn zero_digest(page: usize) -> u64 {

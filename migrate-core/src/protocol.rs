@@ -16,8 +16,10 @@
 //!    |        ... the VM is paused on the source ...    |
 //!    | Pages{final pass} ... PassEnd{final} ----------> |  on every stream
 //!    | Device{state blob} ----------------------------> |
-//!    | Verify{digest of every page} ------------------> |  compare with its own
-//!    | <----------------------- Verified{mismatches}    |
+//!    | VerifySummary{pages, digests folded} ----------> |  compare with its own
+//!    | <----------------------- Verified{0 | differs}  |  (protocol 2)
+//!    | Verify{digest of every page} ------------------> |  only if it differs,
+//!    | <----------------------- Verified{mismatches}    |  or to a version-1 peer
 //!    | Commit ----------------------------------------> |  resumes the VM,
 //!    | <----------------------- CommitAck{announced}    |  announces it
 //!    |  source frees its copy                           |
@@ -32,8 +34,9 @@ use std::io::{self, Read, Write};
 
 use crate::error::{ErrorKind, MigrationError};
 
-/// Protocol version spoken; the previous one is accepted too.
-pub const VERSION: u16 = 1;
+/// Protocol version spoken; the previous one is accepted too. Version 2
+/// adds [`Command::VerifySummary`] (and `version` in `Accept`).
+pub const VERSION: u16 = 2;
 /// Largest frame accepted.
 pub const MAX_FRAME: usize = 64 << 20;
 /// Magic at the start of `Hello`.
@@ -77,7 +80,14 @@ pub enum Command {
     Query = 16,
     /// Destination → source: the answer to `Query` (JSON).
     Status = 17,
+    /// Source → destination (protocol 2): the page count and the digests of
+    /// every page folded into one; `Verified` answers 0 when they agree, or
+    /// [`SUMMARY_DIFFERS`] to ask for the per-page list (`Verify`).
+    VerifySummary = 18,
 }
+
+/// `Verified` to a `VerifySummary` whose fold differs: send the list.
+pub const SUMMARY_DIFFERS: u64 = u64::MAX;
 
 impl Command {
     fn from_u8(value: u8) -> Option<Command> {
@@ -100,6 +110,7 @@ impl Command {
             15 => Join,
             16 => Query,
             17 => Status,
+            18 => VerifySummary,
             _ => return None,
         })
     }

@@ -20,7 +20,7 @@ use crate::dirty::{DirtyTracker, PageSet};
 use crate::disk::GuestDisk;
 use crate::error::{ErrorKind, MigrationError};
 use crate::host::{Accept, DeviceState, Host, Notice, Offer, Role, SlotGuard, VmState, FINAL};
-use crate::memory::{bytes_digest, GuestMemory, PAGE_SIZE};
+use crate::memory::{bytes_digest, fold_digests, GuestMemory, PAGE_SIZE};
 use crate::protocol::{self, page, Codec, Command, Cursor};
 use crate::report::{
     Downtime, MigrationInfo, MigrationParams, MigrationReport, PassRecord, Status, TimeoutStrategy,
@@ -273,6 +273,7 @@ impl Host {
             request,
             started: Instant::now(),
             started_at: unix_now(),
+            peer_version: std::sync::atomic::AtomicU16::new(1),
         };
         let thread = std::thread::Builder::new()
             .name("migration-out".into())
@@ -349,6 +350,8 @@ struct Ctx {
     request: MigrateRequest,
     started: Instant,
     started_at: String,
+    /// The destination's protocol version, from its `Accept`.
+    peer_version: std::sync::atomic::AtomicU16,
 }
 
 /// What the running migration holds on to.
@@ -673,11 +676,12 @@ impl Ctx {
         writer.flush().map_err(io)?;
         let session = match protocol::read_frame(&mut reader, &mut body).map_err(io)? {
             Some(Command::Accept) => {
-                serde_json::from_slice::<Accept>(&body)
-                    .map_err(|e| {
-                        MigrationError::new(ErrorKind::Protocol, format!("Bad accept: {e}."))
-                    })?
-                    .session
+                let accept = serde_json::from_slice::<Accept>(&body).map_err(|e| {
+                    MigrationError::new(ErrorKind::Protocol, format!("Bad accept: {e}."))
+                })?;
+                self.peer_version
+                    .store(accept.version.max(1), Ordering::Relaxed);
+                accept.session
             }
             Some(Command::Reject) => return Err(Failure::Before(rejected(&body))),
             other => return Err(Failure::Before(protocol::unexpected(other, "Accept"))),
@@ -1056,22 +1060,41 @@ impl Ctx {
                 .map(|d| d.load(Ordering::Relaxed))
                 .collect(),
         };
-        let mut body = Vec::with_capacity(8 + digests.len() * 8);
-        body.extend_from_slice(&(digests.len() as u64).to_le_bytes());
-        for d in &digests {
-            body.extend_from_slice(&d.to_le_bytes());
+        let count = (digests.len() as u64).to_le_bytes();
+        let verified = |command: Command, body: Vec<u8>| -> Result<Vec<u8>, Failure> {
+            workers[0]
+                .jobs
+                .send(Job::Frame(command, body))
+                .map_err(|_| self.lost_stream())?;
+            match self.wait_reply(replies, Duration::from_secs(60))? {
+                (Command::Verified, body) => Ok(body),
+                (other, _) => Err(Failure::Before(protocol::unexpected(
+                    Some(other),
+                    "Verified",
+                ))),
+            }
+        };
+        // Protocol 2: one folded digest first; the list only when it differs.
+        let mut answer = None;
+        if self.peer_version.load(Ordering::Relaxed) >= 2 {
+            let mut body = count.to_vec();
+            body.extend_from_slice(&fold_digests(digests.iter().copied()).to_le_bytes());
+            let reply = verified(Command::VerifySummary, body)?;
+            if Cursor::new(&reply).u64().ok() == Some(0) {
+                answer = Some(reply);
+            }
         }
-        workers[0]
-            .jobs
-            .send(Job::Frame(Command::Verify, body))
-            .map_err(|_| self.lost_stream())?;
-        let (command, body) = self.wait_reply(replies, Duration::from_secs(60))?;
-        if command != Command::Verified {
-            return Err(Failure::Before(protocol::unexpected(
-                Some(command),
-                "Verified",
-            )));
-        }
+        let body = match answer {
+            Some(body) => body,
+            None => {
+                let mut body = Vec::with_capacity(8 + digests.len() * 8);
+                body.extend_from_slice(&count);
+                for d in &digests {
+                    body.extend_from_slice(&d.to_le_bytes());
+                }
+                verified(Command::Verify, body)?
+            }
+        };
         let mut c = Cursor::new(&body);
         let mismatched = c.u64().unwrap_or(u64::MAX);
         downtime.verify_ms = ms(t.elapsed());

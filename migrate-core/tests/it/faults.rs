@@ -123,7 +123,7 @@ fn pump(
 
 #[test]
 fn the_connection_dropped_at_every_phase_leaves_the_vm_in_exactly_one_place() {
-    let phases: [(Command, bool, usize, bool); 10] = [
+    let phases: [(Command, bool, usize, bool); 11] = [
         // (command, source -> destination, nth, VM ends on the destination)
         (Command::Hello, true, 1, false),
         (Command::Challenge, false, 1, false),
@@ -132,7 +132,8 @@ fn the_connection_dropped_at_every_phase_leaves_the_vm_in_exactly_one_place() {
         (Command::Pages, true, 20, false),
         (Command::PassEnd, true, 1, false),
         (Command::Device, true, 1, false),
-        (Command::Verify, true, 1, false),
+        (Command::VerifySummary, true, 1, false),
+        (Command::Verified, false, 1, false),
         (Command::Commit, true, 1, false),
         // The destination resumed but its acknowledgement was lost: the
         // source asks, learns the VM runs there, and does not resume.
