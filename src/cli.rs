@@ -190,8 +190,8 @@ pub struct MigrateArgs {
     #[arg(long, default_value = "full", value_parser = ["full", "sent"])]
     pub verify: String,
     /// Pre-copy passes taken after the dirty set fits the downtime limit,
-    /// while the link outruns the workload twice over (0 = switch over as
-    /// soon as it fits).
+    /// while the link sends 1.25 times what the VM dirties (0 = switch over
+    /// as soon as it fits).
     #[arg(long, default_value_t = 3)]
     pub extra_passes: u32,
     /// The machine initiating the migration (default: the source host itself).

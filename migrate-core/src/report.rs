@@ -61,8 +61,8 @@ pub struct MigrationParams {
     pub verify: VerifyMode,
     /// Pre-copy passes taken after the dirty set first fits
     /// `downtime-limit`, each sent to its end, as long as the link sends
-    /// at least twice what the workload dirties and the set is more than
-    /// 1 MiB: each costs at most the limit in total time and shrinks the
+    /// at least 1.25 times what the workload dirties and the set is more
+    /// than 1 MiB: each costs at most the limit in total time and shrinks the
     /// blackout (0 = switch over as soon as it fits, as QEMU does).
     #[serde(default = "default_extra_passes")]
     pub extra_passes: u32,
