@@ -205,13 +205,19 @@ fn looks_utf16le(head: &[u8]) -> bool {
     n >= 8 && head[..n].chunks_exact(2).filter(|c| c[1] == 0).count() * 4 >= n * 3 / 2
 }
 
+/// True when `buf[i]` (file offset `at + i`) is the `\n` of a UTF-16LE
+/// line end: on a unit boundary, with a zero high byte.
+fn utf16_newline(buf: &[u8], at: u64, i: usize) -> bool {
+    (at + i as u64) % 2 == 0 && buf.get(i + 1) == Some(&0)
+}
+
 /// Just past the first line end in `buf`, which starts at file offset `at`.
 fn line_end(buf: &[u8], at: u64, utf16: bool) -> Option<usize> {
     if !utf16 {
         return memchr::memchr(b'\n', buf).map(|i| i + 1);
     }
     memchr::memchr_iter(b'\n', buf)
-        .find(|&i| (at + i as u64) % 2 == 0 && buf.get(i + 1) == Some(&0))
+        .find(|&i| utf16_newline(buf, at, i))
         .map(|i| i + 2)
 }
 
@@ -221,7 +227,7 @@ fn last_line_end(buf: &[u8], at: u64, utf16: bool) -> Option<usize> {
         return memchr::memrchr(b'\n', buf).map(|i| i + 1);
     }
     memchr::memrchr_iter(b'\n', buf)
-        .find(|&i| (at + i as u64) % 2 == 0 && buf.get(i + 1) == Some(&0))
+        .find(|&i| utf16_newline(buf, at, i))
         .map(|i| i + 2)
 }
 

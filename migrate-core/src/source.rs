@@ -1319,41 +1319,53 @@ mod tests {
     fn the_switch_over_waits_for_the_limit_then_takes_passes_while_the_link_outruns_the_workload() {
         // 2 GB/s; the limit at that bandwidth is 40 MB: 10,000 pages (41 MB) do not fit.
         let (bw, limit) = (2e9, 40.0 * MB);
-        let slow_workload = 25_600.0; // pages/s = 105 MB/s, far below half the link
-        assert_eq!(
-            after_pass(10_000, slow_workload, limit, bw, (0, 3)),
-            AfterPass::Continue
-        );
-        // No bandwidth measured yet: keep going whatever the set.
-        assert_eq!(
-            after_pass(10, slow_workload, limit, 0.0, (0, 3)),
-            AfterPass::Continue
-        );
-        // Fits, and a pass to the end will leave far less: one more pass.
-        assert_eq!(
-            after_pass(2_000, slow_workload, limit, bw, (0, 3)),
-            AfterPass::ExtraPass
-        );
-        // ... unless extra passes are off (QEMU's rule) or used up.
-        assert_eq!(
-            after_pass(2_000, slow_workload, limit, bw, (0, 0)),
-            AfterPass::SwitchOver
-        );
-        assert_eq!(
-            after_pass(2_000, slow_workload, limit, bw, (3, 3)),
-            AfterPass::SwitchOver
-        );
-        // The workload dirties more than four fifths of what the link sends: switch.
-        let fast_workload = 420_000.0; // pages/s = 1.7 GB/s
-        assert_eq!(
-            after_pass(2_000, fast_workload, limit, bw, (0, 3)),
-            AfterPass::SwitchOver
-        );
-        // Small enough that another pass gains nothing.
-        assert_eq!(
-            after_pass(200, slow_workload, limit, bw, (1, 3)),
-            AfterPass::SwitchOver
-        );
+        let slow = 25_600.0; // pages/s = 105 MB/s, far below the link
+        let fast = 420_000.0; // pages/s = 1.7 GB/s, over four fifths of it
+        use AfterPass::{Continue, ExtraPass, SwitchOver};
+        // (dirty pages, dirty rate, bandwidth, extra passes (taken, allowed)) → decision
+        for (dirty, rate, bandwidth, extra, want, why) in [
+            (10_000, slow, bw, (0, 3), Continue, "41 MB does not fit"),
+            (10, slow, 0.0, (0, 3), Continue, "no bandwidth measured yet"),
+            (
+                2_000,
+                slow,
+                bw,
+                (0, 3),
+                ExtraPass,
+                "fits; a pass to the end leaves far less",
+            ),
+            (
+                2_000,
+                slow,
+                bw,
+                (0, 0),
+                SwitchOver,
+                "extra passes off (QEMU's rule)",
+            ),
+            (2_000, slow, bw, (3, 3), SwitchOver, "extra passes used up"),
+            (
+                2_000,
+                fast,
+                bw,
+                (0, 3),
+                SwitchOver,
+                "the workload keeps pace with the link",
+            ),
+            (
+                200,
+                slow,
+                bw,
+                (1, 3),
+                SwitchOver,
+                "too small for another pass to gain",
+            ),
+        ] {
+            assert_eq!(
+                after_pass(dirty, rate, limit, bandwidth, extra),
+                want,
+                "{why}"
+            );
+        }
         assert_eq!(after_pass(0, 0.0, 0.0, 0.0, (0, 3)), AfterPass::SwitchOver);
     }
 }
