@@ -8,7 +8,7 @@
 
 use std::io::Read;
 
-use compact_str::{CompactString, ToCompactString};
+use compact_str::CompactString;
 use memchr::memmem;
 use quick_xml::events::{BytesStart, Event as XmlEvent};
 use quick_xml::Reader;
@@ -258,16 +258,7 @@ pub fn parse_event(xml: &str) -> Result<Event, String> {
 pub fn parse_event_parts(xml: &str) -> Result<(Event, bool), String> {
     let mut reader = Reader::from_str(xml);
     reader.config_mut().check_end_names = true;
-    let mut event = Event::default();
-    let mut stack: Vec<CompactString> = Vec::with_capacity(8);
-    let mut section = Section::None;
-    let mut text = String::new();
-    let mut data_name: Option<String> = None;
-    let mut unnamed = 0u32;
-    let mut saw_event = false;
-    let mut saw_time = false;
-    let mut rendered_level: Option<Level> = None;
-    let mut numeric_level: Option<Level> = None;
+    let mut builder = Builder::new();
     loop {
         let xml_event = reader
             .read_event()
@@ -275,172 +266,247 @@ pub fn parse_event_parts(xml: &str) -> Result<(Event, bool), String> {
         match xml_event {
             XmlEvent::Start(ref e) | XmlEvent::Empty(ref e) => {
                 let empty = matches!(xml_event, XmlEvent::Empty(_));
-                let name = e.local_name().as_ref().to_compact_string();
-                let depth = stack.len();
-                if depth == 0 {
-                    if name != "Event" {
-                        return Err(format!("expected <Event>, found <{name}>"));
-                    }
-                    saw_event = true;
-                } else if depth == 1 {
-                    section = match name.as_str() {
-                        "System" => Section::System,
-                        "EventData" => Section::EventData,
-                        "UserData" => Section::UserData,
-                        "RenderingInfo" => Section::RenderingInfo,
-                        "ProcessingErrorData" | "DebugData" => Section::EventData,
-                        _ => Section::Other,
-                    };
-                } else if section == Section::System && depth == 2 {
-                    match name.as_str() {
-                        "Provider" => {
-                            if let Some(provider) =
-                                attr(e, "Name").or_else(|| attr(e, "EventSourceName"))
-                            {
-                                event.provider = provider.into();
-                            }
-                        }
-                        "TimeCreated" => {
-                            if let Some(t) = attr(e, "SystemTime").as_deref().and_then(parse_iso) {
-                                event.timestamp = t.assume_utc();
-                                saw_time = true;
-                            }
-                        }
-                        "Security" => {
-                            if let Some(vm_id) =
-                                attr(e, "UserID").as_deref().and_then(vm_id_from_user)
-                            {
-                                event.vm_id = Some(vm_id);
-                            }
-                        }
-                        _ => {}
-                    }
-                } else if section == Section::EventData && depth == 2 {
-                    data_name = match attr(e, "Name") {
-                        Some(n) if !n.is_empty() => Some(n),
-                        _ if name == "Data" => {
-                            unnamed += 1;
-                            Some(format!("param{unnamed}"))
-                        }
-                        _ => Some(name.to_string()),
-                    };
-                }
-                text.clear();
-                if empty {
-                    end_element(
-                        &name,
-                        depth,
-                        section,
-                        &mut event,
-                        &text,
-                        &mut data_name,
-                        &mut numeric_level,
-                        &mut rendered_level,
-                    );
-                    if depth == 1 {
-                        section = Section::None;
-                    }
-                } else {
-                    stack.push(name);
-                }
+                let name = e.local_name();
+                builder.start(name.as_ref(), &mut XmlAttrs(e), empty)?;
             }
-            XmlEvent::End(_) => {
-                let Some(name) = stack.pop() else {
-                    return Err("unbalanced end tag".into());
-                };
-                let depth = stack.len();
-                end_element(
-                    &name,
-                    depth,
-                    section,
-                    &mut event,
-                    &text,
-                    &mut data_name,
-                    &mut numeric_level,
-                    &mut rendered_level,
-                );
-                text.clear();
-                if depth == 1 {
-                    section = Section::None;
-                }
-                if depth == 0 {
-                    break;
-                }
-            }
-            XmlEvent::Text(t) => text.push_str(&t.xml10_content()),
-            XmlEvent::CData(t) => text.push_str(&t.xml10_content()),
+            // The root's end ends the event (any other end falls through to `_`).
+            XmlEvent::End(_) if builder.end()? => break,
+            XmlEvent::Text(t) => builder.text(&t.xml10_content()),
+            XmlEvent::CData(t) => builder.text(&t.xml10_content()),
             XmlEvent::GeneralRef(r) => {
                 if r.is_char_ref() {
                     match r.resolve_char_ref() {
-                        Ok(Some(c)) => text.push(c),
-                        _ => text.push('\u{FFFD}'),
+                        Ok(Some(c)) => builder.text(c.encode_utf8(&mut [0; 4])),
+                        _ => builder.text("\u{FFFD}"),
                     }
                 } else if let Some(s) = quick_xml::escape::resolve_predefined_entity(&r) {
-                    text.push_str(s);
+                    builder.text(s);
                 } else {
-                    text.push('&');
-                    text.push_str(&r);
-                    text.push(';');
+                    builder.text("&");
+                    builder.text(&r);
+                    builder.text(";");
                 }
             }
-            XmlEvent::Eof => {
-                if !stack.is_empty() {
-                    return Err(format!("truncated inside <{}>", stack.join("/")));
-                }
-                break;
-            }
+            XmlEvent::Eof => break,
             _ => {}
         }
     }
-    if !saw_event {
-        return Err("no <Event> element".into());
-    }
-    event.level = numeric_level.or(rendered_level).unwrap_or_default();
-    Ok((event, saw_time))
+    builder.finish()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn end_element(
-    name: &str,
-    depth: usize,
+/// An element's attributes, looked up by local name when the builder needs one.
+pub(crate) trait Attrs {
+    fn get(&mut self, name: &str) -> Option<String>;
+
+    /// A time attribute (`SystemTime`), as UTC.
+    fn time(&mut self, name: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.get(name)
+            .as_deref()
+            .and_then(parse_iso)
+            .map(|t| t.assume_utc())
+    }
+}
+
+struct XmlAttrs<'a, 'b>(&'a BytesStart<'b>);
+
+impl Attrs for XmlAttrs<'_, '_> {
+    fn get(&mut self, name: &str) -> Option<String> {
+        attr(self.0, name)
+    }
+}
+
+/// Turns the elements of one `<Event>` into an [`Event`]: the XML reader
+/// above and the EVTX BinXML walker (`format::binxml`) both drive it, so an
+/// event reads the same whichever way it came.
+pub(crate) struct Builder {
+    event: Event,
+    stack: Vec<CompactString>,
     section: Section,
-    event: &mut Event,
-    text: &str,
-    data_name: &mut Option<String>,
-    numeric_level: &mut Option<Level>,
-    rendered_level: &mut Option<Level>,
-) {
-    let value = text.trim();
-    match section {
-        Section::System if depth == 2 => match name {
-            "EventID" => event.event_id = value.parse().unwrap_or(0),
-            "Level" => *numeric_level = value.parse::<u64>().ok().map(Level::from_number),
-            "EventRecordID" => event.record_id = value.parse().ok(),
-            "Channel" => event.channel = value.into(),
-            "Computer" => event.host = value.into(),
-            _ => {}
-        },
-        Section::EventData if depth == 2 => {
-            if let Some(field) = data_name.take() {
-                event.data.insert(field, value);
-            }
+    text: String,
+    data_name: Option<String>,
+    unnamed: u32,
+    saw_event: bool,
+    saw_time: bool,
+    rendered_level: Option<Level>,
+    numeric_level: Option<Level>,
+}
+
+impl Builder {
+    pub(crate) fn new() -> Self {
+        Builder {
+            event: Event::default(),
+            stack: Vec::with_capacity(8),
+            section: Section::None,
+            text: String::new(),
+            data_name: None,
+            unnamed: 0,
+            saw_event: false,
+            saw_time: false,
+            rendered_level: None,
+            numeric_level: None,
         }
-        // Leaf elements under the provider element: <VmlEventLog><VmName>…
-        Section::UserData
-            if depth >= 3 && (!value.is_empty() || event.data.get(name).is_none()) =>
-        {
-            event.data.insert(name, value);
-        }
-        Section::RenderingInfo if depth == 2 => match name {
-            "Message" if event.message.is_empty() => {
-                event.message = text.trim_matches(['\r', '\n', ' ']).to_owned();
+    }
+
+    /// An element starts (`empty`: and ends, `<X/>`).
+    pub(crate) fn start(
+        &mut self,
+        name: &str,
+        attrs: &mut impl Attrs,
+        empty: bool,
+    ) -> Result<(), String> {
+        let depth = self.stack.len();
+        let event = &mut self.event;
+        if depth == 0 {
+            if name != "Event" {
+                return Err(format!("expected <Event>, found <{name}>"));
             }
-            "Level" => *rendered_level = Level::parse(value),
-            "Channel" if event.channel.is_empty() => event.channel = value.into(),
-            "Provider" if event.provider.is_empty() => event.provider = value.into(),
+            if self.saw_event {
+                return Err("a second <Event> root".into());
+            }
+            self.saw_event = true;
+        } else if depth == 1 {
+            self.section = match name {
+                "System" => Section::System,
+                "EventData" => Section::EventData,
+                "UserData" => Section::UserData,
+                "RenderingInfo" => Section::RenderingInfo,
+                "ProcessingErrorData" | "DebugData" => Section::EventData,
+                _ => Section::Other,
+            };
+        } else if self.section == Section::System && depth == 2 {
+            match name {
+                "Provider" => {
+                    if let Some(provider) =
+                        attrs.get("Name").or_else(|| attrs.get("EventSourceName"))
+                    {
+                        event.provider = provider.into();
+                    }
+                }
+                "TimeCreated" => {
+                    if let Some(t) = attrs.time("SystemTime") {
+                        event.timestamp = t;
+                        self.saw_time = true;
+                    }
+                }
+                "Security" => {
+                    if let Some(vm_id) = attrs.get("UserID").as_deref().and_then(vm_id_from_user) {
+                        event.vm_id = Some(vm_id);
+                    }
+                }
+                _ => {}
+            }
+        } else if self.section == Section::EventData && depth == 2 {
+            self.data_name = match attrs.get("Name") {
+                Some(n) if !n.is_empty() => Some(n),
+                _ if name == "Data" => {
+                    self.unnamed += 1;
+                    Some(format!("param{}", self.unnamed))
+                }
+                _ => Some(name.to_string()),
+            };
+        }
+        self.text.clear();
+        if empty {
+            self.end_element(name, depth);
+            if depth == 1 {
+                self.section = Section::None;
+            }
+        } else {
+            self.stack.push(name.into());
+        }
+        Ok(())
+    }
+
+    /// Whether text inside the current element is used (a reader may skip
+    /// rendering what is not).
+    pub(crate) fn wants_text(&self) -> bool {
+        let Some(name) = self.stack.last() else {
+            return false;
+        };
+        let depth = self.stack.len() - 1;
+        match self.section {
+            Section::System => {
+                depth == 2
+                    && matches!(
+                        name.as_str(),
+                        "EventID" | "Level" | "EventRecordID" | "Channel" | "Computer"
+                    )
+            }
+            Section::EventData | Section::RenderingInfo => depth == 2,
+            Section::UserData => depth >= 3,
+            Section::None | Section::Other => false,
+        }
+    }
+
+    /// Character data inside the current element.
+    pub(crate) fn text(&mut self, text: &str) {
+        self.text.push_str(text);
+    }
+
+    /// The current element ends; true when it was the root.
+    pub(crate) fn end(&mut self) -> Result<bool, String> {
+        let Some(name) = self.stack.pop() else {
+            return Err("unbalanced end tag".into());
+        };
+        let depth = self.stack.len();
+        self.end_element(&name, depth);
+        self.text.clear();
+        if depth == 1 {
+            self.section = Section::None;
+        }
+        Ok(depth == 0)
+    }
+
+    /// The event, and whether it had `System/TimeCreated`.
+    pub(crate) fn finish(mut self) -> Result<(Event, bool), String> {
+        if !self.stack.is_empty() {
+            return Err(format!("truncated inside <{}>", self.stack.join("/")));
+        }
+        if !self.saw_event {
+            return Err("no <Event> element".into());
+        }
+        self.event.level = self
+            .numeric_level
+            .or(self.rendered_level)
+            .unwrap_or_default();
+        Ok((self.event, self.saw_time))
+    }
+
+    fn end_element(&mut self, name: &str, depth: usize) {
+        let event = &mut self.event;
+        let text = self.text.as_str();
+        let value = text.trim();
+        match self.section {
+            Section::System if depth == 2 => match name {
+                "EventID" => event.event_id = value.parse().unwrap_or(0),
+                "Level" => self.numeric_level = value.parse::<u64>().ok().map(Level::from_number),
+                "EventRecordID" => event.record_id = value.parse().ok(),
+                "Channel" => event.channel = value.into(),
+                "Computer" => event.host = value.into(),
+                _ => {}
+            },
+            Section::EventData if depth == 2 => {
+                if let Some(field) = self.data_name.take() {
+                    event.data.insert(field, value);
+                }
+            }
+            // Leaf elements under the provider element: <VmlEventLog><VmName>…
+            Section::UserData
+                if depth >= 3 && (!value.is_empty() || event.data.get(name).is_none()) =>
+            {
+                event.data.insert(name, value);
+            }
+            Section::RenderingInfo if depth == 2 => match name {
+                "Message" if event.message.is_empty() => {
+                    event.message = text.trim_matches(['\r', '\n', ' ']).to_owned();
+                }
+                "Level" => self.rendered_level = Level::parse(value),
+                "Channel" if event.channel.is_empty() => event.channel = value.into(),
+                "Provider" if event.provider.is_empty() => event.provider = value.into(),
+                _ => {}
+            },
             _ => {}
-        },
-        _ => {}
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! Binary EVTX through the `evtx` crate. Every chunk with a valid header is
 //! read (not just the count a dirty file header declares), records are
-//! rendered to XML and normalized on the crate's worker threads, and each
-//! record or chunk the crate cannot read is reported with its position.
+//! normalized on the crate's worker threads straight from their BinXML
+//! (`format::binxml`; a record that walker leaves alone is rendered to XML
+//! by the crate and read back), and each record or chunk the crate cannot
+//! read is reported with its position.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -13,6 +15,7 @@ use evtx::{EvtxParser, ParserSettings};
 use crate::error::Reason;
 use crate::event::{Event, Origin};
 use crate::extract;
+use crate::format::binxml::Walker;
 use crate::format::event_xml;
 use crate::{Ctx, Format};
 
@@ -87,6 +90,8 @@ pub(crate) fn parse<R: Read + Seek + Send + 'static>(mut reader: R, ctx: &mut Ct
         .separate_json_attributes(false);
     let mut parser = parser.with_configuration(settings);
     let path: Option<Arc<str>> = ctx.path.clone();
+    // Cloned with the closure for each chunk: names are decoded once per chunk.
+    let mut walker = Walker::default();
     let mapped = parser.serialized_records(move |record| {
         let record = record?;
         let record_id = record.event_record_id;
@@ -99,17 +104,22 @@ pub(crate) fn parse<R: Read + Seek + Send + 'static>(mut reader: R, ctx: &mut Ct
             .map_or(0, |chunk| {
                 chunk + record.binxml_offset.saturating_sub(RECORD_HEADER_BYTES)
             });
-        let rendered = record.into_xml()?;
         let header_time = chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(
-            rendered.timestamp.as_nanosecond() as i64,
+            record.timestamp.as_nanosecond() as i64,
         );
-        Ok(to_event(
-            &rendered.data,
-            record_id,
-            header_time,
-            offset,
-            path.clone(),
-        ))
+        let parts = walker.event(
+            record.chunk.data,
+            record.binxml_offset as usize,
+            record.binxml_size as usize,
+        );
+        let parts = match parts {
+            Ok(parts) => Ok(parts),
+            Err(_) => {
+                let rendered = record.into_xml()?;
+                event_xml::parse_event_parts(&rendered.data)
+            }
+        };
+        Ok(finish(parts, record_id, header_time, offset, path.clone()))
     });
     for item in mapped {
         match item {
@@ -134,15 +144,14 @@ pub(crate) fn parse<R: Read + Seek + Send + 'static>(mut reader: R, ctx: &mut Ct
 /// to XML relive cannot read.
 type Mapped = Result<Event, (u64, u64, String)>;
 
-fn to_event(
-    xml: &str,
+fn finish(
+    parts: Result<(Event, bool), String>,
     header_record_id: u64,
     header_time: chrono::DateTime<chrono::Utc>,
     offset: u64,
     path: Option<Arc<str>>,
 ) -> Mapped {
-    let (mut event, has_time) =
-        event_xml::parse_event_parts(xml).map_err(|e| (header_record_id, offset, e))?;
+    let (mut event, has_time) = parts.map_err(|e| (header_record_id, offset, e))?;
     if !has_time {
         // Some records render without System/TimeCreated; the record header has a time.
         event.timestamp = header_time;
@@ -157,4 +166,92 @@ fn to_event(
     };
     extract::enrich(&mut event);
     Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn samples() -> PathBuf {
+        let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        [
+            here.join("../../shared/samples-real/evtx"),
+            here.join("../../../shared/samples-real/evtx"),
+        ]
+        .into_iter()
+        .find(|p| p.is_dir())
+        .expect("shared/samples-real/evtx next to the repository")
+    }
+
+    /// Every record of every real sample reads the same straight from its
+    /// BinXML as through the crate's XML rendering; and the walker reads
+    /// nearly all of them itself (a walker that always gave up would pass
+    /// the first check and fail this one).
+    #[test]
+    fn binxml_walker_agrees_with_the_xml_rendering_on_every_real_record() {
+        let mut total = 0usize;
+        let mut walked = 0usize;
+        let mut gave_up: BTreeMap<&'static str, usize> = BTreeMap::new();
+        let mut mismatches = Vec::new();
+        for entry in std::fs::read_dir(samples()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "evtx") {
+                continue;
+            }
+            let Ok(parser) = EvtxParser::from_path(&path) else {
+                continue;
+            };
+            let mut parser = parser.with_configuration(ParserSettings::new().num_threads(1));
+            let mut walker = Walker::default();
+            let results = parser.serialized_records(move |record| {
+                let record = record?;
+                let id = record.event_record_id;
+                let fast = walker.event(
+                    record.chunk.data,
+                    record.binxml_offset as usize,
+                    record.binxml_size as usize,
+                );
+                let xml = record.into_xml()?;
+                Ok((id, fast, event_xml::parse_event_parts(&xml.data)))
+            });
+            for (id, fast, slow) in results.flatten() {
+                total += 1;
+                match (fast, slow) {
+                    (Ok(fast), Ok(slow)) => {
+                        walked += 1;
+                        if fast != slow {
+                            mismatches.push(format!(
+                                "{} record {id}:\n  binxml {:?}\n  xml    {:?}",
+                                path.display(),
+                                fast,
+                                slow
+                            ));
+                        }
+                    }
+                    (Err(reason), _) => *gave_up.entry(reason.0).or_default() += 1,
+                    (Ok(fast), Err(e)) => mismatches.push(format!(
+                        "{} record {id}: xml fails ({e}), binxml reads {fast:?}",
+                        path.display()
+                    )),
+                }
+            }
+        }
+        eprintln!("{total} records, {walked} walked, gave up: {gave_up:?}");
+        assert!(
+            mismatches.is_empty(),
+            "{} mismatches, first: {}",
+            mismatches.len(),
+            mismatches
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        assert!(total > 60_000, "{total} records");
+        assert!(walked * 100 >= total * 95, "{walked} of {total} walked");
+    }
 }

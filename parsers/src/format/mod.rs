@@ -1,6 +1,7 @@
 //! One module per format. Each reads from a stream in bounded memory and
 //! reports every record it cannot parse.
 
+mod binxml;
 pub mod cluster_log;
 pub mod event_xml;
 pub mod evtx;

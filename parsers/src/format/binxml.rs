@@ -1,0 +1,840 @@
+//! EVTX records normalized straight from their BinXML (MS-EVEN6 2.2), without
+//! rendering XML and reading it back.
+//!
+//! The `evtx` crate finds the chunks and records and checks them; this walker
+//! then reads a record's tokens, its template instances and their
+//! substitution values in place in the chunk, and drives the same
+//! [`Builder`] the XML reader drives, so an event reads the same either way.
+//! Text is produced the way the crate renders it (strings up to the first
+//! NUL, lower-case braced GUIDs, `0x` hex, upper-case binary, seven-digit
+//! times) and as an XML reader then sees it (line ends normalized, an empty
+//! attribute absent, an element whose DependencyId names a NULL value left
+//! out).
+//!
+//! Whatever this walker does not read exactly as the crate renders it (array
+//! substitutions, which repeat their element; ANSI strings; entity
+//! references; processing instructions; control characters; damaged
+//! structure) makes it give up on that record with a [`GiveUp`], and the
+//! caller renders the record through the crate instead. A unit test in
+//! `format::evtx` holds the two paths equal on every real sample.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use compact_str::CompactString;
+
+use crate::event::Event;
+use crate::format::event_xml::{Attrs, Builder};
+
+/// Why the walker left a record to the crate's renderer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GiveUp(pub &'static str);
+
+type Result<T> = std::result::Result<T, GiveUp>;
+
+/// Nested template instances and embedded fragments deeper than this are
+/// left to the crate (which has its own limits).
+const MAX_NESTING: u32 = 12;
+/// A template instance with more substitutions than this is not a real one.
+const MAX_VALUES: usize = 4096;
+/// Ticks (100 ns) from 1601-01-01 to 1970-01-01.
+const FILETIME_UNIX_EPOCH: u64 = 116_444_736_000_000_000;
+/// Ticks from 1970-01-01 to 10000-01-01.
+const YEAR_10000: u64 = 2_534_023_008_000_000_000;
+
+/// Hashes a chunk offset by one multiplication (the keys are few and not
+/// chosen by anyone who gains from collisions beyond a slower chunk).
+#[derive(Default, Clone, Copy)]
+struct OffsetHasher(u64);
+
+impl Hasher for OffsetHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// One substitution value: its type and where its bytes are in the chunk.
+#[derive(Debug, Clone, Copy)]
+struct Value {
+    ty: u8,
+    start: usize,
+    len: usize,
+}
+
+/// A piece of an attribute's value.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    /// UTF-16 text at `start`, `units` code units.
+    Text { start: usize, units: usize },
+    /// Substitution `index` of the current template instance.
+    Sub { index: usize, optional: bool },
+    /// A character reference.
+    Char(u16),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Attr {
+    name: u32,
+    parts: (usize, usize),
+}
+
+/// A template instance's values: `base..base + len` in [`Walker::values`].
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    base: usize,
+    len: usize,
+}
+
+/// Walks the records of one chunk; decoded names are kept for the chunk
+/// (a fresh walker per chunk: the caller's closure is cloned per chunk).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Walker {
+    /// Name offset in the chunk -> index in `names`.
+    name_index: HashMap<u32, u32, BuildHasherDefault<OffsetHasher>>,
+    /// Local names (any `prefix:` dropped, as an XML reader's local name).
+    names: Vec<CompactString>,
+    values: Vec<Value>,
+    attrs: Vec<Attr>,
+    parts: Vec<Part>,
+    scratch: String,
+}
+
+/// Reads little-endian integers from the chunk, every read bounds-checked.
+struct Cursor<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&end| end <= self.data.len())
+            .ok_or(GiveUp("truncated"))?;
+        let bytes = &self.data[self.pos..end];
+        self.pos = end;
+        Ok(bytes)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.bytes(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16> {
+        let b = self.bytes(2)?;
+        Ok(u16::from_le_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Result<u32> {
+        let b = self.bytes(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+fn le_u16(b: &[u8]) -> u16 {
+    u16::from_le_bytes([b[0], b[1]])
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn le_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+/// Appends UTF-16LE text (up to its first NUL) as an XML reader would read
+/// it back: CR LF and lone CR become LF. Control characters XML cannot
+/// carry, and unpaired surrogates, give up (the crate's rendering decides
+/// what they become).
+fn push_utf16(out: &mut String, bytes: &[u8]) -> Result<()> {
+    let units = bytes.chunks_exact(2).map(le_u16).take_while(|&u| u != 0);
+    // Most text is printable ASCII: copy it without decoding.
+    if units.clone().all(|u| (0x20..0x7f).contains(&u)) {
+        out.extend(units.map(|u| u as u8 as char));
+        return Ok(());
+    }
+    let mut last_cr = false;
+    for c in char::decode_utf16(units) {
+        let c = c.map_err(|_| GiveUp("unpaired surrogate"))?;
+        match c {
+            '\r' => {
+                out.push('\n');
+                last_cr = true;
+                continue;
+            }
+            '\n' if last_cr => {}
+            '\n' | '\t' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {
+                return Err(GiveUp("control character"))
+            }
+            c => out.push(c),
+        }
+        last_cr = false;
+    }
+    Ok(())
+}
+
+fn hex_upper(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.reserve(bytes.len() * 2);
+    for &b in bytes {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+}
+
+fn guid(out: &mut String, b: &[u8]) {
+    let _ = write!(
+        out,
+        "{{{:08x}-{:04x}-{:04x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}}}",
+        le_u32(&b[0..4]),
+        le_u16(&b[4..6]),
+        le_u16(&b[6..8]),
+        b[8],
+        b[9],
+        b[10],
+        b[11],
+        b[12],
+        b[13],
+        b[14],
+        b[15]
+    );
+}
+
+fn sid(out: &mut String, b: &[u8]) -> Result<()> {
+    let [revision, count, a0, a1, a2, a3, a4, a5, ref subs @ ..] = *b else {
+        return Err(GiveUp("short SID"));
+    };
+    if subs.len() < usize::from(count) * 4 {
+        return Err(GiveUp("short SID"));
+    }
+    let authority = u64::from_be_bytes([0, 0, a0, a1, a2, a3, a4, a5]);
+    let _ = write!(out, "S-{revision}-{authority}");
+    for sub in subs.chunks_exact(4).take(usize::from(count)) {
+        let _ = write!(out, "-{}", le_u32(sub));
+    }
+    Ok(())
+}
+
+/// A FILETIME as the crate renders it: `YYYY-MM-DDTHH:MM:SS.fffffffZ`.
+fn filetime(out: &mut String, ticks: u64) -> Result<()> {
+    // Before 1970 and past 9999 the crate's own arithmetic decides: leave those to it.
+    let since_unix = ticks
+        .checked_sub(FILETIME_UNIX_EPOCH)
+        .ok_or(GiveUp("time before 1970"))?;
+    let secs = i64::try_from(since_unix / 10_000_000).map_err(|_| GiveUp("time"))?;
+    let fraction = (since_unix % 10_000_000) as u32;
+    let t = chrono::DateTime::from_timestamp(secs, 0).ok_or(GiveUp("time"))?;
+    use chrono::{Datelike, Timelike};
+    if t.year() > 9999 {
+        return Err(GiveUp("time past 9999"));
+    }
+    let _ = write!(
+        out,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:07}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        fraction
+    );
+    Ok(())
+}
+
+fn int(out: &mut String, n: impl itoa::Integer) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
+/// Appends a scalar substitution value's text.
+fn render(out: &mut String, ty: u8, b: &[u8]) -> Result<()> {
+    let exact = |n: usize| {
+        if b.len() == n {
+            Ok(())
+        } else {
+            Err(GiveUp("value size"))
+        }
+    };
+    match ty {
+        0x00 => {}
+        0x01 => push_utf16(out, b)?,
+        0x03 => {
+            exact(1)?;
+            int(out, b[0] as i8);
+        }
+        0x04 => {
+            exact(1)?;
+            int(out, b[0]);
+        }
+        0x05 => {
+            exact(2)?;
+            int(out, le_u16(b) as i16);
+        }
+        0x06 => {
+            exact(2)?;
+            int(out, le_u16(b));
+        }
+        0x07 => {
+            exact(4)?;
+            int(out, le_u32(b) as i32);
+        }
+        0x08 => {
+            exact(4)?;
+            int(out, le_u32(b));
+        }
+        0x09 => {
+            exact(8)?;
+            int(out, le_u64(b) as i64);
+        }
+        0x0a => {
+            exact(8)?;
+            int(out, le_u64(b));
+        }
+        0x0d => {
+            exact(4)?;
+            match le_u32(b) {
+                0 => out.push_str("false"),
+                1 => out.push_str("true"),
+                _ => return Err(GiveUp("bool")),
+            }
+        }
+        0x0e => hex_upper(out, b),
+        0x0f => {
+            exact(16)?;
+            guid(out, b);
+        }
+        0x11 => {
+            exact(8)?;
+            filetime(out, le_u64(b))?;
+        }
+        0x13 => sid(out, b)?,
+        0x14 => {
+            exact(4)?;
+            let _ = write!(out, "0x{:x}", le_u32(b));
+        }
+        0x15 => {
+            exact(8)?;
+            let _ = write!(out, "0x{:x}", le_u64(b));
+        }
+        _ => return Err(GiveUp("value type")),
+    }
+    Ok(())
+}
+
+/// Whether an optional substitution with this value leaves nothing behind.
+fn optional_empty(value: &Value) -> bool {
+    match value.ty {
+        0x00 => true,
+        // Strings, ANSI strings, binary, embedded BinXML, any array.
+        0x01 | 0x02 | 0x0e | 0x21 => value.len == 0,
+        t if t & 0x80 != 0 => value.len == 0,
+        _ => false,
+    }
+}
+
+/// The attributes of the element being started, rendered only when asked for.
+struct LazyAttrs<'w> {
+    data: &'w [u8],
+    names: &'w [CompactString],
+    attrs: &'w [Attr],
+    parts: &'w [Part],
+    values: &'w [Value],
+    frame: Option<Frame>,
+    failed: Option<GiveUp>,
+}
+
+impl LazyAttrs<'_> {
+    fn render(&self, attr: &Attr) -> Result<String> {
+        let mut out = String::new();
+        for part in &self.parts[attr.parts.0..attr.parts.1] {
+            match *part {
+                Part::Text { start, units } => {
+                    push_utf16(&mut out, &self.data[start..start + units * 2])?
+                }
+                Part::Char(c) => {
+                    out.push(char::from_u32(u32::from(c)).ok_or(GiveUp("char ref"))?);
+                }
+                Part::Sub { index, optional } => {
+                    let Some(value) = self
+                        .frame
+                        .filter(|f| index < f.len)
+                        .map(|f| self.values[f.base + index])
+                    else {
+                        continue;
+                    };
+                    if optional && optional_empty(&value) {
+                        continue;
+                    }
+                    if value.ty & 0x80 != 0 || value.ty == 0x21 {
+                        return Err(GiveUp("array or BinXML in an attribute"));
+                    }
+                    render(
+                        &mut out,
+                        value.ty,
+                        &self.data[value.start..value.start + value.len],
+                    )?;
+                }
+            }
+        }
+        // An attribute value normalizes whitespace when read back.
+        if out.contains(['\n', '\t']) {
+            return Err(GiveUp("whitespace in an attribute"));
+        }
+        Ok(out)
+    }
+}
+
+impl LazyAttrs<'_> {
+    fn find(&self, name: &str) -> Option<Attr> {
+        self.attrs
+            .iter()
+            .find(|a| self.names[a.name as usize] == name)
+            .copied()
+    }
+}
+
+impl Attrs for LazyAttrs<'_> {
+    fn time(&mut self, name: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        let attr = self.find(name)?;
+        // The usual shape, one FILETIME substitution: no text in between.
+        if let [Part::Sub { index, .. }] = self.parts[attr.parts.0..attr.parts.1] {
+            if let Some(value) = self
+                .frame
+                .filter(|f| index < f.len)
+                .map(|f| self.values[f.base + index])
+            {
+                if value.ty == 0x11 && value.len == 8 {
+                    let ticks = le_u64(&self.data[value.start..value.start + 8]);
+                    return match ticks.checked_sub(FILETIME_UNIX_EPOCH) {
+                        Some(t) if t < YEAR_10000 => chrono::DateTime::from_timestamp(
+                            (t / 10_000_000) as i64,
+                            (t % 10_000_000) as u32 * 100,
+                        ),
+                        _ => {
+                            self.failed = Some(GiveUp("time outside 1970-9999"));
+                            None
+                        }
+                    };
+                }
+            }
+        }
+        self.get(name)
+            .as_deref()
+            .and_then(crate::time::parse_iso)
+            .map(|t| t.assume_utc())
+    }
+
+    fn get(&mut self, name: &str) -> Option<String> {
+        let attr = self.find(name)?;
+        match self.render(&attr) {
+            // The crate leaves an attribute with an empty value out.
+            Ok(value) if value.is_empty() => None,
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.failed = Some(e);
+                None
+            }
+        }
+    }
+}
+
+fn local(name: &str) -> &str {
+    name.rsplit_once(':').map_or(name, |(_, local)| local)
+}
+
+/// Where a walk is: inside a template definition (with its instance's
+/// values) or in a record's or fragment's own tokens.
+#[derive(Clone, Copy)]
+struct Scope {
+    frame: Option<Frame>,
+    depth: u32,
+}
+
+impl Walker {
+    /// Normalizes the record whose BinXML is `len` bytes at `start` in the
+    /// chunk `data`. Returns the event and whether it had `TimeCreated`.
+    pub(crate) fn event(
+        &mut self,
+        data: &[u8],
+        start: usize,
+        len: usize,
+    ) -> std::result::Result<(Event, bool), GiveUp> {
+        let end = start.checked_add(len).filter(|&e| e <= data.len());
+        let end = end.ok_or(GiveUp("record past the chunk"))?;
+        let mut builder = Builder::new();
+        self.values.clear();
+        self.walk(
+            data,
+            start,
+            end,
+            Scope {
+                frame: None,
+                depth: 0,
+            },
+            &mut builder,
+        )?;
+        builder.finish().map_err(|_| GiveUp("incomplete event"))
+    }
+
+    /// Index of the name whose string-table entry is at `offset`.
+    fn name(&mut self, data: &[u8], offset: u32) -> Result<u32> {
+        if let Some(&index) = self.name_index.get(&offset) {
+            return Ok(index);
+        }
+        let mut c = Cursor {
+            data,
+            pos: offset as usize,
+        };
+        c.bytes(6)?;
+        let units = usize::from(c.u16()?);
+        let bytes = c.bytes(units * 2)?;
+        let mut name = String::with_capacity(units);
+        for ch in char::decode_utf16(bytes.chunks_exact(2).map(le_u16)) {
+            name.push(ch.map_err(|_| GiveUp("name"))?);
+        }
+        let index = self.names.len() as u32;
+        self.names.push(local(&name).into());
+        self.name_index.insert(offset, index);
+        Ok(index)
+    }
+
+    /// Reads a name reference at the cursor (skipping the name when it is
+    /// stored right there).
+    fn name_ref(&mut self, c: &mut Cursor<'_>) -> Result<u32> {
+        let offset = c.u32()?;
+        if offset as usize == c.pos {
+            c.bytes(6)?;
+            let units = usize::from(c.u16()?);
+            c.bytes(units * 2 + 2)?;
+        }
+        self.name(c.data, offset)
+    }
+
+    /// Reads a template instance at the cursor (after its token) and walks
+    /// its definition with its values.
+    fn template_instance(
+        &mut self,
+        c: &mut Cursor<'_>,
+        depth: u32,
+        builder: &mut Builder,
+    ) -> Result<()> {
+        c.u8()?;
+        let _template_id = c.u32()?;
+        let def = c.u32()? as usize;
+        if def == c.pos {
+            c.bytes(20)?;
+            let size = c.u32()? as usize;
+            c.bytes(size)?;
+        }
+        let count = c.u32()? as usize;
+        if count > MAX_VALUES {
+            return Err(GiveUp("too many values"));
+        }
+        let descriptors = c.bytes(count * 4)?;
+        let base = self.values.len();
+        for d in descriptors.chunks_exact(4) {
+            let len = usize::from(le_u16(&d[0..2]));
+            let start = c.pos;
+            c.bytes(len)?;
+            self.values.push(Value {
+                ty: d[2],
+                start,
+                len,
+            });
+        }
+        // The definition: next offset, GUID, size, then its tokens.
+        let mut header = Cursor {
+            data: c.data,
+            pos: def,
+        };
+        header.bytes(20)?;
+        let size = header.u32()? as usize;
+        let body = header.pos;
+        let end = body.checked_add(size).filter(|&e| e <= c.data.len());
+        let end = end.ok_or(GiveUp("template past the chunk"))?;
+        let frame = Frame { base, len: count };
+        let result = self.walk(
+            c.data,
+            body,
+            end,
+            Scope {
+                frame: Some(frame),
+                depth: depth + 1,
+            },
+            builder,
+        );
+        self.values.truncate(base);
+        result
+    }
+
+    /// Walks tokens from `pos` to `end` (or an end-of-fragment token).
+    fn walk(
+        &mut self,
+        data: &[u8],
+        pos: usize,
+        end: usize,
+        scope: Scope,
+        builder: &mut Builder,
+    ) -> Result<()> {
+        if scope.depth > MAX_NESTING {
+            return Err(GiveUp("nesting"));
+        }
+        let in_template = scope.frame.is_some();
+        let mut c = Cursor { data, pos };
+        // Elements open in this walk, and the depth at which a left-out
+        // element started (nothing is emitted while set).
+        let mut open = 0usize;
+        let mut left_out: Option<usize> = None;
+        // The element whose start tag is being read: name, attributes from.
+        let mut pending: Option<(u32, bool, usize)> = None;
+        let attrs_base = self.attrs.len();
+        let parts_base = self.parts.len();
+        while c.pos < end {
+            let token = c.u8()?;
+            match token {
+                0x00 => break,
+                0x0f => {
+                    c.bytes(3)?;
+                }
+                0x0c => {
+                    if pending.is_some() {
+                        return Err(GiveUp("template in a start tag"));
+                    }
+                    if left_out.is_none() {
+                        self.template_instance(&mut c, scope.depth, builder)?;
+                    } else {
+                        return Err(GiveUp("template in a left-out element"));
+                    }
+                }
+                0x01 | 0x41 => {
+                    if pending.is_some() {
+                        return Err(GiveUp("element in a start tag"));
+                    }
+                    let dependency = if in_template { Some(c.u16()?) } else { None };
+                    c.u32()?;
+                    let name = self.name_ref(&mut c)?;
+                    if token == 0x41 {
+                        c.u32()?;
+                    }
+                    // MS-EVEN6 2.2.12: an element whose DependencyId names a NULL value is not
+                    // rendered (a template's root always is).
+                    let skip = open > 0
+                        && dependency.filter(|&d| d != 0xffff).is_some_and(|d| {
+                            scope.frame.is_some_and(|f| {
+                                usize::from(d) < f.len
+                                    && self.values[f.base + usize::from(d)].ty == 0
+                            })
+                        });
+                    pending = Some((name, skip, self.attrs.len()));
+                }
+                0x06 | 0x46 => {
+                    if pending.is_none() {
+                        return Err(GiveUp("attribute outside a start tag"));
+                    }
+                    let name = self.name_ref(&mut c)?;
+                    let at = self.parts.len();
+                    self.attrs.push(Attr {
+                        name,
+                        parts: (at, at),
+                    });
+                }
+                0x02 | 0x03 => {
+                    let (name, skip, from) = pending.take().ok_or(GiveUp("stray close"))?;
+                    let empty = token == 0x03;
+                    if left_out.is_none() && skip {
+                        left_out = Some(open);
+                    }
+                    if left_out.is_none() {
+                        let mut attrs = LazyAttrs {
+                            data,
+                            names: &self.names,
+                            attrs: &self.attrs[from..],
+                            parts: &self.parts,
+                            values: &self.values,
+                            frame: scope.frame,
+                            failed: None,
+                        };
+                        let name = &self.names[name as usize];
+                        builder
+                            .start(name, &mut attrs, empty)
+                            .map_err(|_| GiveUp("structure"))?;
+                        if let Some(e) = attrs.failed {
+                            return Err(e);
+                        }
+                    }
+                    self.attrs.truncate(from);
+                    self.parts.truncate(parts_base);
+                    if empty {
+                        if left_out == Some(open) {
+                            left_out = None;
+                        }
+                    } else {
+                        open += 1;
+                    }
+                }
+                0x04 => {
+                    open = open.checked_sub(1).ok_or(GiveUp("unbalanced end"))?;
+                    if left_out.is_none() {
+                        builder.end().map_err(|_| GiveUp("structure"))?;
+                    } else if left_out == Some(open) {
+                        left_out = None;
+                    }
+                }
+                0x05 | 0x45 => {
+                    let ty = c.u8()?;
+                    if ty != 0x01 {
+                        return Err(GiveUp("literal value type"));
+                    }
+                    let units = usize::from(c.u16()?);
+                    let start = c.pos;
+                    c.bytes(units * 2)?;
+                    self.content(
+                        Part::Text { start, units },
+                        data,
+                        scope,
+                        pending.is_some(),
+                        left_out.is_some(),
+                        builder,
+                    )?;
+                }
+                0x07 | 0x47 => {
+                    if pending.is_some() {
+                        return Err(GiveUp("CDATA in a start tag"));
+                    }
+                    let units = usize::from(c.u16()?);
+                    let start = c.pos;
+                    c.bytes(units * 2)?;
+                    self.content(
+                        Part::Text { start, units },
+                        data,
+                        scope,
+                        false,
+                        left_out.is_some(),
+                        builder,
+                    )?;
+                }
+                0x08 | 0x48 => {
+                    let ch = c.u16()?;
+                    self.content(
+                        Part::Char(ch),
+                        data,
+                        scope,
+                        pending.is_some(),
+                        left_out.is_some(),
+                        builder,
+                    )?;
+                }
+                0x0d | 0x0e => {
+                    let index = usize::from(c.u16()?);
+                    c.u8()?;
+                    let part = Part::Sub {
+                        index,
+                        optional: token == 0x0e,
+                    };
+                    self.content(
+                        part,
+                        data,
+                        scope,
+                        pending.is_some(),
+                        left_out.is_some(),
+                        builder,
+                    )?;
+                }
+                _ => return Err(GiveUp("token")),
+            }
+        }
+        if pending.is_some() || open != 0 {
+            return Err(GiveUp("unclosed element"));
+        }
+        self.attrs.truncate(attrs_base);
+        self.parts.truncate(parts_base);
+        Ok(())
+    }
+
+    /// A value, character or substitution: part of an attribute being
+    /// read, or text of the current element.
+    fn content(
+        &mut self,
+        part: Part,
+        data: &[u8],
+        scope: Scope,
+        in_start_tag: bool,
+        left_out: bool,
+        builder: &mut Builder,
+    ) -> Result<()> {
+        if in_start_tag {
+            let attr = self
+                .attrs
+                .last_mut()
+                .ok_or(GiveUp("value in a start tag"))?;
+            self.parts.push(part);
+            attr.parts.1 = self.parts.len();
+            return Ok(());
+        }
+        if left_out {
+            return Ok(());
+        }
+        if !builder.wants_text() && !matches!(part, Part::Sub { .. }) {
+            return Ok(());
+        }
+        self.scratch.clear();
+        match part {
+            Part::Text { start, units } => {
+                push_utf16(&mut self.scratch, &data[start..start + units * 2])?
+            }
+            Part::Char(c) => {
+                let c = char::from_u32(u32::from(c)).ok_or(GiveUp("char ref"))?;
+                if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') {
+                    return Err(GiveUp("control character"));
+                }
+                self.scratch.push(c);
+            }
+            Part::Sub { index, optional } => {
+                let Some(frame) = scope.frame.filter(|f| index < f.len) else {
+                    return Ok(());
+                };
+                let value = self.values[frame.base + index];
+                if optional && optional_empty(&value) {
+                    return Ok(());
+                }
+                if value.ty & 0x80 != 0 {
+                    return Err(GiveUp("array substitution"));
+                }
+                if value.ty == 0x21 {
+                    // An embedded fragment: its elements go where the substitution is.
+                    return self.walk(
+                        data,
+                        value.start,
+                        value.start + value.len,
+                        Scope {
+                            frame: None,
+                            depth: scope.depth + 1,
+                        },
+                        builder,
+                    );
+                }
+                if !builder.wants_text() {
+                    return Ok(());
+                }
+                render(
+                    &mut self.scratch,
+                    value.ty,
+                    &data[value.start..value.start + value.len],
+                )?;
+            }
+        }
+        builder.text(&self.scratch);
+        Ok(())
+    }
+}
