@@ -474,6 +474,8 @@ impl Walker {
         let end = end.ok_or(GiveUp("record past the chunk"))?;
         let mut builder = Builder::new();
         self.values.clear();
+        self.attrs.clear();
+        self.parts.clear();
         self.walk(
             data,
             start,

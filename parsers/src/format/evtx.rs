@@ -254,4 +254,51 @@ mod tests {
         assert!(total > 60_000, "{total} records");
         assert!(walked * 100 >= total * 95, "{walked} of {total} walked");
     }
+
+    /// Damaged BinXML never panics the walker: real chunks with bytes
+    /// overwritten at random, every record header found in them walked
+    /// (without the crate's checks in front).
+    #[test]
+    fn the_binxml_walker_survives_damaged_chunks() {
+        let file = std::fs::read(samples().join("omerbenamram-evtx__system.evtx")).unwrap();
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let (mut walked, mut gave_up) = (0usize, 0usize);
+        for chunk in file[HEADER_BYTES as usize..]
+            .chunks_exact(CHUNK_BYTES as usize)
+            .take(8)
+        {
+            for round in 0..40 {
+                let mut data = chunk.to_vec();
+                for _ in 0..1 + round % 16 {
+                    let at = (next() as usize) % data.len();
+                    data[at] = next() as u8;
+                }
+                let mut walker = Walker::default();
+                let mut at = 512;
+                while let Some(i) = memchr::memmem::find(&data[at..], b"**\0\0") {
+                    let record = at + i;
+                    let size = data
+                        .get(record + 4..record + 8)
+                        .map_or(0, |b| u32::from_le_bytes(b.try_into().unwrap()) as usize);
+                    let binxml = size.saturating_sub(RECORD_HEADER_BYTES as usize + 4);
+                    match walker.event(&data, record + RECORD_HEADER_BYTES as usize, binxml) {
+                        Ok(_) => walked += 1,
+                        Err(_) => gave_up += 1,
+                    }
+                    at = record + 4;
+                }
+            }
+        }
+        eprintln!("damaged chunks: {walked} records walked, {gave_up} given up");
+        assert!(
+            walked > 1000 && gave_up > 0,
+            "{walked} walked, {gave_up} given up"
+        );
+    }
 }
