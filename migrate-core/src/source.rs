@@ -157,48 +157,52 @@ fn stream_thread(
     keep_digests: bool,
 ) -> std::io::Result<()> {
     // A page batch is built behind a reserved frame head, so an
-    // uncompressed batch goes out in one write.
-    let mut batch = Vec::with_capacity(protocol::HEAD + BATCH * (PAGE_SIZE + 8) + 4);
+    // uncompressed batch goes out in one write; the buffer is sized (and
+    // zeroed) once, and each batch overwrites it from the start.
+    let mut batch = vec![0u8; protocol::HEAD + 4 + BATCH * (PAGE_SIZE + 8)];
     for job in jobs {
         match job {
             Job::Pages(pages) => {
-                batch.clear();
-                batch.resize(protocol::HEAD, 0);
-                batch.extend_from_slice(&(pages.len() as u32).to_le_bytes());
+                let count_at = protocol::HEAD;
+                batch[count_at..count_at + 4].copy_from_slice(&(pages.len() as u32).to_le_bytes());
+                let mut len = count_at + 4;
                 let (mut normal, mut zero) = (0, 0);
                 for &p in &pages {
                     // The header, then the page read straight into the batch
                     // (no intermediate copy); a zero page keeps the header only.
-                    let head = batch.len();
-                    batch.extend_from_slice(
-                        &(((p as u64) << 8) | u64::from(page::RAW)).to_le_bytes(),
-                    );
-                    let data = batch.len();
-                    batch.resize(data + PAGE_SIZE, 0);
+                    let head = len;
+                    let data = head + 8;
+                    if batch.len() < data + PAGE_SIZE {
+                        batch.resize(data + PAGE_SIZE, 0);
+                    }
+                    let page_bytes = &mut batch[data..data + PAGE_SIZE];
                     let is_zero = match &disk {
                         Some(d) if p >= memory.pages() => {
-                            d.read_block(p - memory.pages(), &mut batch[data..])?
+                            d.read_block(p - memory.pages(), page_bytes)?
                         }
-                        _ => memory.read_page(p, &mut batch[data..]),
+                        _ => memory.read_page(p, page_bytes),
                     };
                     if keep_digests {
-                        sent_digests[p].store(bytes_digest(&batch[data..], p), Ordering::Relaxed);
+                        sent_digests[p].store(bytes_digest(page_bytes, p), Ordering::Relaxed);
                     }
-                    if is_zero {
-                        batch.truncate(data);
-                        batch[head..data].copy_from_slice(
-                            &(((p as u64) << 8) | u64::from(page::ZERO)).to_le_bytes(),
-                        );
+                    let kind = if is_zero {
                         zero += 1;
+                        len = data;
+                        page::ZERO
                     } else {
                         normal += 1;
-                    }
+                        len = data + PAGE_SIZE;
+                        page::RAW
+                    };
+                    batch[head..data]
+                        .copy_from_slice(&(((p as u64) << 8) | u64::from(kind)).to_le_bytes());
                 }
+                let batch = &mut batch[..len];
                 let body_len = match codec {
                     Codec::None => {
-                        protocol::seal_frame(Command::Pages, &mut batch);
+                        protocol::seal_frame(Command::Pages, batch);
                         limiter.take(batch.len());
-                        out.write_all(&batch)?;
+                        out.write_all(batch)?;
                         batch.len() - protocol::HEAD
                     }
                     Codec::Lz4 => {
