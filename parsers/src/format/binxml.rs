@@ -100,6 +100,8 @@ struct Frame {
 pub(crate) struct Walker {
     /// Name offset in the chunk -> index in `names`.
     name_index: HashMap<u32, u32, BuildHasherDefault<OffsetHasher>>,
+    /// A direct-mapped cache in front of `name_index`: (offset + 1, index).
+    recent: Vec<(u32, u32)>,
     /// Local names (any `prefix:` dropped, as an XML reader's local name).
     names: Vec<CompactString>,
     values: Vec<Value>,
@@ -491,7 +493,21 @@ impl Walker {
 
     /// Index of the name whose string-table entry is at `offset`.
     fn name(&mut self, data: &[u8], offset: u32) -> Result<u32> {
+        const RECENT: usize = 128;
+        // (Also keeps `offset + 1` from wrapping to the empty key.)
+        if offset as usize >= data.len() {
+            return Err(GiveUp("name past the chunk"));
+        }
+        if self.recent.is_empty() {
+            self.recent.resize(RECENT, (0, 0));
+        }
+        let slot = (offset as usize >> 2) % RECENT;
+        let (key, index) = self.recent[slot];
+        if key == offset.wrapping_add(1) {
+            return Ok(index);
+        }
         if let Some(&index) = self.name_index.get(&offset) {
+            self.recent[slot] = (offset.wrapping_add(1), index);
             return Ok(index);
         }
         let mut c = Cursor {
@@ -508,6 +524,7 @@ impl Walker {
         let index = self.names.len() as u32;
         self.names.push(local(&name).into());
         self.name_index.insert(offset, index);
+        self.recent[slot] = (offset.wrapping_add(1), index);
         Ok(index)
     }
 
