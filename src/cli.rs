@@ -184,10 +184,14 @@ pub struct MigrateArgs {
     /// Throttle the VM when it dirties memory faster than the link sends it.
     #[arg(long)]
     pub auto_converge: bool,
-    /// What is compared before the commit: `full` (a digest of every page
-    /// of the paused memory: catches lost dirty pages; costs reading all of
-    /// it in the blackout) or `sent` (what was sent against what arrived).
-    #[arg(long, default_value = "full", value_parser = ["full", "sent"])]
+    /// What is compared before the commit, page by page: `sent` (what was
+    /// sent against what arrived; no cost in the blackout; after the commit
+    /// the paused source memory is read once and a write the dirty tracker
+    /// missed is reported) or `full` (the paused source memory itself, read
+    /// in the blackout: such a write fails the migration and the VM stays
+    /// on the source, at the cost of reading all of its memory while it is
+    /// paused).
+    #[arg(long, default_value = "sent", value_parser = ["full", "sent"])]
     pub verify: String,
     /// Pre-copy passes taken after the dirty set fits the downtime limit,
     /// while the link sends 1.25 times what the VM dirties (0 = switch over

@@ -337,21 +337,22 @@ fn main() {
                 {
                     continue;
                 }
+                // The default (`verify = sent`), then the same case reading
+                // all of the paused memory in the blackout (`verify = full`;
+                // QEMU verifies nothing).
                 let (runs, total, down) = row_with(&label, &case, reps);
-                // The same case verifying only what was sent (QEMU verifies
-                // nothing): the blackout without the full-memory digest.
-                let sent_case = Case {
+                let full_case = Case {
                     params: MigrationParams {
-                        verify: VerifyMode::Sent,
+                        verify: VerifyMode::Full,
                         ..case.params.clone()
                     },
                     ..case.clone()
                 };
-                let (_, _, down_sent) =
-                    row_with(&format!("{label}, verify=sent"), &sent_case, reps);
+                let (_, _, down_full) =
+                    row_with(&format!("{label}, verify=full"), &full_case, reps);
                 if let Some(kernel) = &kernel {
                     if let Some((qt, qd)) = qemu_row(&label, &case, kernel, reps) {
-                        versus.push((label.clone(), total, down, down_sent, qt, qd));
+                        versus.push((label.clone(), total, down, down_full, qt, qd));
                     }
                 }
                 if cap == 0 {
@@ -368,16 +369,16 @@ fn main() {
     }
     if !versus.is_empty() {
         println!();
-        println!("| case | relive total / QEMU total | goal ≤ 1.5x | relive blackout / QEMU downtime | goal ≤ 1x | with verify=sent | goal ≤ 1x |");
+        println!("| case | relive total / QEMU total | goal ≤ 1.5x | relive blackout / QEMU downtime | goal ≤ 1x | with verify=full / QEMU | ≤ 1x |");
         println!("|---|---|---|---|---|---|---|");
         let met = |ok: bool| if ok { "met" } else { "not met" };
-        for (label, total, down, down_sent, qt, qd) in &versus {
+        for (label, total, down, down_full, qt, qd) in &versus {
             let ratio = total / qt.max(1.0);
             println!(
-                "| {label} | {total:.0} / {qt:.0} ms = {ratio:.2}x | {} | {down:.0} / {qd:.0} ms | {} | {down_sent:.0} / {qd:.0} ms | {} |",
+                "| {label} | {total:.0} / {qt:.0} ms = {ratio:.2}x | {} | {down:.0} / {qd:.0} ms | {} | {down_full:.0} / {qd:.0} ms | {} |",
                 met(ratio <= 1.5),
                 met(down <= qd),
-                met(down_sent <= qd)
+                if down_full <= qd { "yes" } else { "no" }
             );
         }
     }

@@ -92,6 +92,28 @@ impl GuestMemory {
         any == 0
     }
 
+    /// [`read_page`](Self::read_page) and [`bytes_digest`] of what it read,
+    /// in one pass over the words: the source's send path under
+    /// `verify = sent`. Returns (all zero, digest).
+    pub fn read_page_digest(&self, page: usize, out: &mut [u8]) -> (bool, u64) {
+        let mut lanes = LANES;
+        let mut any = 0u64;
+        for (i, (words, quad)) in self
+            .page(page)
+            .chunks_exact(4)
+            .zip(out.chunks_exact_mut(32))
+            .enumerate()
+        {
+            for ((lane, word), bytes) in lanes.iter_mut().zip(words).zip(quad.chunks_exact_mut(8)) {
+                let value = word.load(Ordering::Relaxed);
+                any |= value;
+                bytes.copy_from_slice(&value.to_le_bytes());
+                *lane = mix(*lane, value ^ (i as u64));
+            }
+        }
+        (any == 0, digest_finish(lanes, page))
+    }
+
     /// Overwrites a page with `data` (4096 bytes) without marking it dirty:
     /// the destination's receive path.
     pub fn write_page(&self, page: usize, data: &[u8]) {
@@ -285,5 +307,13 @@ mod tests {
         assert_eq!(other.write_page_digest(2, &buf), mem.page_digest(2));
         assert_eq!(other.page_digest(2), mem.page_digest(2));
         assert!(!other.read_page(2, &mut buf));
+        // So does the send path's read and digest.
+        let mut copy = vec![1u8; PAGE_SIZE];
+        for page in 0..4 {
+            let (zero, digest) = mem.read_page_digest(page, &mut copy);
+            assert_eq!((zero, digest), (page == 3, mem.page_digest(page)));
+            mem.read_page(page, &mut buf);
+            assert_eq!(copy, buf);
+        }
     }
 }

@@ -23,8 +23,8 @@ use crate::host::{Accept, DeviceState, Host, Notice, Offer, Role, SlotGuard, VmS
 use crate::memory::{bytes_digest, fold_digests, GuestMemory, PAGE_SIZE};
 use crate::protocol::{self, page, Codec, Command, Cursor};
 use crate::report::{
-    Downtime, MigrationInfo, MigrationParams, MigrationReport, PassRecord, Status, TimeoutStrategy,
-    Verification, VerifyMode,
+    Audit, Downtime, MigrationInfo, MigrationParams, MigrationReport, PassRecord, Status,
+    TimeoutStrategy, Verification, VerifyMode,
 };
 use crate::workload::Workload;
 
@@ -178,13 +178,20 @@ fn stream_thread(
                     let page_bytes = &mut batch[data..data + PAGE_SIZE];
                     let is_zero = match &disk {
                         Some(d) if p >= memory.pages() => {
-                            d.read_block(p - memory.pages(), page_bytes)?
+                            let zero = d.read_block(p - memory.pages(), page_bytes)?;
+                            if keep_digests {
+                                sent_digests[p]
+                                    .store(bytes_digest(page_bytes, p), Ordering::Relaxed);
+                            }
+                            zero
+                        }
+                        _ if keep_digests => {
+                            let (zero, digest) = memory.read_page_digest(p, page_bytes);
+                            sent_digests[p].store(digest, Ordering::Relaxed);
+                            zero
                         }
                         _ => memory.read_page(p, page_bytes),
                     };
-                    if keep_digests {
-                        sent_digests[p].store(bytes_digest(page_bytes, p), Ordering::Relaxed);
-                    }
                     let kind = if is_zero {
                         zero += 1;
                         len = data;
@@ -1107,6 +1114,7 @@ impl Ctx {
             pages: pages as u64,
             mismatched,
             digest_ok: mismatched == 0,
+            audit: None,
         });
         if mismatched != 0 {
             let first: Vec<String> = (0..mismatched.min(8))
@@ -1141,6 +1149,35 @@ impl Ctx {
         downtime.commit_ms = ms(t.elapsed());
         let total_downtime = blackout_start.elapsed().as_millis() as u64;
         report.downtime = Some(downtime);
+        if mode == VerifyMode::Sent {
+            // Off the blackout now: the source's copy stays paused until
+            // this returns, so what it holds is what the VM had at the pause.
+            let t = Instant::now();
+            let now = full_digests(memory, live.disk.as_deref());
+            let differing: Vec<u64> = now
+                .iter()
+                .zip(&digests)
+                .enumerate()
+                .filter(|(_, (a, b))| a != b)
+                .map(|(p, _)| p as u64)
+                .collect();
+            if !differing.is_empty() {
+                tracing::warn!(
+                    vm = %live.vm_name,
+                    pages = differing.len(),
+                    first = ?&differing[..differing.len().min(8)],
+                    "after the commit, the paused source memory differs from what was sent: writes the dirty tracker missed"
+                );
+            }
+            if let Some(v) = report.verification.as_mut() {
+                v.audit = Some(Audit {
+                    pages: now.len() as u64,
+                    differing: differing.len() as u64,
+                    first: differing.iter().take(8).copied().collect(),
+                    ms: ms(t.elapsed()),
+                });
+            }
+        }
         let mut info = self.info.lock().expect("info lock");
         let transferred = counters.transferred.load(Ordering::Relaxed);
         info.downtime = Some(total_downtime);

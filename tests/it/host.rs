@@ -159,6 +159,12 @@ HV01 = "127.0.0.1:{m1}"
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("completed"), "{}", text(&out));
     assert!(text(&out).contains("equal"), "verified: {}", text(&out));
+    assert!(
+        text(&out)
+            .contains("audit after the commit: the paused source memory equals what was sent"),
+        "audited: {}",
+        text(&out)
+    );
     let out = relive(&data, &["vms", "--control", &c2s, "--json"]);
     let vms: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(vms[0]["name"], "ADFS1", "{vms}");

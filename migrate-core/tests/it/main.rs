@@ -11,7 +11,7 @@ use std::time::Duration;
 use migrate_core::config::{HostConfig, VmConfig};
 use migrate_core::host::{Host, Notice, Notices, Role, VmState};
 use migrate_core::protocol::Codec;
-use migrate_core::report::{MigrationParams, Status, TimeoutStrategy};
+use migrate_core::report::{MigrationParams, Status, TimeoutStrategy, VerifyMode};
 use migrate_core::source::MigrateRequest;
 use migrate_core::workload::WorkloadSpec;
 use migrate_core::ErrorKind;
@@ -107,6 +107,12 @@ pub fn assert_runs_on_source(src: &TestHost, name: &str) {
 
 #[test]
 fn memory_after_migration_equals_memory_at_pause_under_a_dirtying_workload() {
+    for verify in [VerifyMode::Sent, VerifyMode::Full] {
+        migrate_under_a_dirtying_workload(verify);
+    }
+}
+
+fn migrate_under_a_dirtying_workload(verify: VerifyMode) {
     let src = host("HV01", |_| {});
     let dst = host("HV02", |c| c.incoming_paused = true);
     src.host.start_vm(vm("ADFS1", 32, 8, 20_000)).unwrap();
@@ -115,6 +121,7 @@ fn memory_after_migration_equals_memory_at_pause_under_a_dirtying_workload() {
     let params = MigrationParams {
         max_bandwidth: 64 << 20,
         downtime_limit: 100,
+        verify,
         ..MigrationParams::default()
     };
     let handle = src.host.migrate(request("ADFS1", &dst, params)).unwrap();
@@ -128,6 +135,12 @@ fn memory_after_migration_equals_memory_at_pause_under_a_dirtying_workload() {
     assert!(report.info.ram.pages_written > 0);
     let verification = report.verification.clone().unwrap();
     assert!(verification.digest_ok && verification.pages == 32 * 256);
+    assert_eq!(verification.mode, verify);
+    // `sent`: the audit after the commit found nothing the tracker missed.
+    assert_eq!(
+        verification.audit.as_ref().map(|a| (a.pages, a.differing)),
+        (verify == VerifyMode::Sent).then_some((32 * 256, 0))
+    );
     // The source's copy is gone, and its memory stayed as it was at pause.
     assert!(src.host.find_vm("ADFS1").is_err());
     let dest_memory = dst.host.vm_memory("ADFS1").unwrap();
@@ -351,6 +364,7 @@ fn a_write_the_tracker_missed_fails_the_full_verify_and_the_vm_stays_on_the_sour
     let memory = src.host.vm_memory("ADFS1").unwrap();
     let params = MigrationParams {
         max_bandwidth: 16 << 20,
+        verify: VerifyMode::Full,
         ..MigrationParams::default()
     };
     let handle = src.host.migrate(request("ADFS1", &dst, params)).unwrap();
@@ -381,6 +395,44 @@ fn a_write_the_tracker_missed_fails_the_full_verify_and_the_vm_stays_on_the_sour
         dst.host.list_vms().is_empty(),
         "the destination freed its reservation"
     );
+    src.host.shutdown();
+    dst.host.shutdown();
+}
+
+#[test]
+fn with_verify_sent_a_write_the_tracker_missed_is_reported_by_the_audit_after_the_commit() {
+    // The same lost write under the default `verify = sent`: what was sent
+    // arrived intact, so the migration commits without reading the paused
+    // memory in the blackout; the audit after the commit reads it and names
+    // the page, and the destination really lacks the write.
+    let src = host("HV01", |_| {});
+    let dst = host("HV02", |_| {});
+    src.host.start_vm(vm("ADFS1", 32, 0, 0)).unwrap();
+    let memory = src.host.vm_memory("ADFS1").unwrap();
+    let params = MigrationParams {
+        max_bandwidth: 16 << 20,
+        ..MigrationParams::default()
+    };
+    assert_eq!(params.verify, VerifyMode::Sent, "the default");
+    let handle = src.host.migrate(request("ADFS1", &dst, params)).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    memory.write_page(5, &[0xA5; 4096]);
+    let report = handle.wait();
+    assert_eq!(report.info.status, Status::Completed, "{:?}", report.error);
+    let verification = report.verification.clone().unwrap();
+    assert!(verification.digest_ok);
+    let audit = verification.audit.expect("an audit after a sent commit");
+    assert_eq!(
+        (audit.differing, audit.first.clone()),
+        (1, vec![5]),
+        "{audit:?}"
+    );
+    assert_eq!(audit.pages, memory.pages() as u64);
+    let moved = dst
+        .host
+        .vm_memory("ADFS1")
+        .expect("the VM runs on the destination");
+    assert_eq!(moved.differing_pages(&memory), vec![5]);
     src.host.shutdown();
     dst.host.shutdown();
 }
