@@ -464,6 +464,14 @@ struct Scope {
 }
 
 impl Walker {
+    /// Forgets the names of the chunk it walked (keeping its allocations),
+    /// before the records of another chunk.
+    pub(crate) fn reset(&mut self) {
+        self.name_index.clear();
+        self.names.clear();
+        self.recent.iter_mut().for_each(|slot| *slot = (0, 0));
+    }
+
     /// Normalizes the record whose BinXML is `len` bytes at `start` in the
     /// chunk `data`. Returns the event and whether it had `TimeCreated`.
     pub(crate) fn event(

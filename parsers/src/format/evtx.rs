@@ -126,17 +126,29 @@ pub(crate) fn parse<R: Read + Seek + Send + 'static>(mut reader: R, ctx: &mut Ct
         let (jobs, queue) = mpsc::sync_channel::<(u64, evtx::err::Result<EvtxChunkData>)>(threads);
         let queue = Arc::new(Mutex::new(queue));
         let (done, results) = mpsc::channel::<(u64, ChunkItems)>();
+        // Emptied result lists go back to the workers: a chunk's list is
+        // large, and a fresh one each time costs the kernel zeroing pages.
+        let spare: Arc<Mutex<Vec<ChunkItems>>> = Arc::default();
         for _ in 0..threads {
             let queue = queue.clone();
             let done = done.clone();
-            scope.spawn(move || loop {
-                let job = queue.lock().map(|q| q.recv());
-                let Ok(Ok((seq, chunk))) = job else {
-                    return;
-                };
-                let items = chunk_items(chunk, offsets, settings, path, own);
-                if done.send((seq, items)).is_err() {
-                    return;
+            let spare = spare.clone();
+            scope.spawn(move || {
+                let mut walker = Walker::default();
+                loop {
+                    let job = queue.lock().map(|q| q.recv());
+                    let Ok(Ok((seq, chunk))) = job else {
+                        return;
+                    };
+                    let mut items = spare
+                        .lock()
+                        .ok()
+                        .and_then(|mut s| s.pop())
+                        .unwrap_or_default();
+                    chunk_items(chunk, offsets, settings, path, own, &mut walker, &mut items);
+                    if done.send((seq, items)).is_err() {
+                        return;
+                    }
                 }
             });
         }
@@ -145,9 +157,12 @@ pub(crate) fn parse<R: Read + Seek + Send + 'static>(mut reader: R, ctx: &mut Ct
         let mut waiting: BTreeMap<u64, ChunkItems> = BTreeMap::new();
         let mut next = 0u64;
         let mut hand_on = |waiting: &mut BTreeMap<u64, ChunkItems>, ctx: &mut Ctx<'_>| {
-            while let Some(items) = waiting.remove(&next) {
-                for item in items {
+            while let Some(mut items) = waiting.remove(&next) {
+                for item in items.drain(..) {
                     emit(item, ctx);
+                }
+                if let Ok(mut spare) = spare.lock() {
+                    spare.push(items);
                 }
                 next += 1;
             }
@@ -193,10 +208,12 @@ fn chunk_items(
     settings: &Arc<ParserSettings>,
     path: &Option<Arc<str>>,
     own: bool,
-) -> ChunkItems {
+    walker: &mut Walker,
+    items: &mut ChunkItems,
+) {
     let mut data = match chunk {
         Ok(data) => data,
-        Err(e) => return vec![Err(e)],
+        Err(e) => return items.push(Err(e)),
     };
     let header = &data.header;
     let base = offsets
@@ -205,25 +222,25 @@ fn chunk_items(
             header.first_event_record_id,
         ))
         .copied();
-    if own {
-        if let Some(items) = walk_chunk(&data, base.unwrap_or(0), path) {
-            return items;
-        }
+    walker.reset();
+    if own && walk_chunk(&data, base.unwrap_or(0), path, walker, items) {
+        return;
     }
+    items.clear();
+    walker.reset();
     let chunk_id = data
         .number
         .unwrap_or_else(|| base.map_or(0, |b| b.saturating_sub(HEADER_BYTES) / CHUNK_BYTES));
     let mut chunk = match data.parse(settings.clone()) {
         Ok(chunk) => chunk,
         Err(e) => {
-            return vec![Err(EvtxError::FailedToParseChunk {
+            return items.push(Err(EvtxError::FailedToParseChunk {
                 chunk_id,
                 source: Box::new(e),
-            })]
+            }))
         }
     };
-    let mut walker = Walker::default();
-    chunk
+    let records = chunk
         .iter()
         .filter(|record| !record.as_ref().is_ok_and(|r| r.recovered))
         .map(|record| {
@@ -248,8 +265,8 @@ fn chunk_items(
                 }
             };
             Ok(finish(parts, record_id, header_time, offset, path.clone()))
-        })
-        .collect()
+        });
+    items.extend(records);
 }
 
 /// The records of an intact chunk (both checksums right, every record where
@@ -257,7 +274,23 @@ fn chunk_items(
 /// walked without the crate's record iteration, which builds an IR of each
 /// record that nothing here reads. `None` when the chunk is anything else or
 /// a record is one the walker leaves alone: the caller then uses the crate.
-fn walk_chunk(data: &EvtxChunkData, base: u64, path: &Option<Arc<str>>) -> Option<ChunkItems> {
+fn walk_chunk(
+    data: &EvtxChunkData,
+    base: u64,
+    path: &Option<Arc<str>>,
+    walker: &mut Walker,
+    items: &mut ChunkItems,
+) -> bool {
+    walk_records(data, base, path, walker, items).is_some()
+}
+
+fn walk_records(
+    data: &EvtxChunkData,
+    base: u64,
+    path: &Option<Arc<str>>,
+    walker: &mut Walker,
+    items: &mut ChunkItems,
+) -> Option<()> {
     if !data.validate_checksum() {
         return None;
     }
@@ -268,8 +301,7 @@ fn walk_chunk(data: &EvtxChunkData, base: u64, path: &Option<Arc<str>>) -> Optio
         .last_event_record_id
         .checked_sub(header.first_event_record_id)?
         .checked_add(1)?;
-    let mut items = Vec::with_capacity(count.min(1024) as usize);
-    let mut walker = Walker::default();
+    items.reserve(count.min(1024) as usize);
     let mut offset = RECORDS_START;
     let mut expected = header.first_event_record_id;
     let le32 = |at: usize| -> Option<u32> {
@@ -307,7 +339,7 @@ fn walk_chunk(data: &EvtxChunkData, base: u64, path: &Option<Arc<str>>) -> Optio
             path.clone(),
         )));
         if id == header.last_event_record_id {
-            return Some(items);
+            return Some(());
         }
         expected += 1;
         offset = end;
@@ -469,8 +501,9 @@ mod tests {
                 continue; // unused space at the end of the file
             };
             chunks += 1;
-            if let Some(items) = walk_chunk(&chunk, 0, &None) {
-                assert!(items.iter().all(|i| matches!(i, Ok(Ok(_)))));
+            let mut items = Vec::new();
+            if walk_chunk(&chunk, 0, &None, &mut Walker::default(), &mut items) {
+                assert!(!items.is_empty() && items.iter().all(|i| matches!(i, Ok(Ok(_)))));
                 walked += 1;
             }
         }
