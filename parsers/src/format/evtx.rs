@@ -1,9 +1,12 @@
-//! Binary EVTX through the `evtx` crate. Every chunk with a valid header is
-//! read (not just the count a dirty file header declares), records are
-//! normalized on the crate's worker threads straight from their BinXML
-//! (`format::binxml`; a record that walker leaves alone is rendered to XML
-//! by the crate and read back), and each record or chunk the crate cannot
-//! read is reported with its position.
+//! Binary EVTX through the `evtx` crate. The crate reads every chunk with a
+//! valid header (not just the count a dirty file header declares); worker
+//! threads normalize the chunks and the events are handed on in file order.
+//! Records are normalized straight from their BinXML (`format::binxml`); an
+//! intact chunk's records are also found here, without the crate's record
+//! iteration, which builds an IR of each record that nothing here reads.
+//! A damaged chunk goes through the crate's iteration, a record the walker
+//! leaves alone is rendered to XML by the crate and read back, and each
+//! record or chunk the crate cannot read is reported with its position.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, SeekFrom};
