@@ -108,6 +108,33 @@ pub(crate) struct Walker {
     attrs: Vec<Attr>,
     parts: Vec<Part>,
     scratch: String,
+    /// Template definitions of the chunk compiled to ops (by definition
+    /// offset; `None`: one the token walk reads instead).
+    programs: HashMap<u32, Option<(usize, usize)>, BuildHasherDefault<OffsetHasher>>,
+    ops: Vec<Op>,
+    op_attrs: Vec<Attr>,
+    op_parts: Vec<Part>,
+}
+
+/// One step of a compiled template definition: its tokens with the names
+/// resolved and each start tag's attributes gathered, so a record using
+/// the template is read without parsing the definition again.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Start {
+        name: u32,
+        /// DependencyId, when it names a value.
+        dependency: Option<u16>,
+        /// `op_attrs` range.
+        attrs: (usize, usize),
+        empty: bool,
+        /// The template's root (never left out).
+        root: bool,
+        /// The op after this element's end (where a left-out element resumes).
+        after: usize,
+    },
+    End,
+    Content(Part),
 }
 
 /// Reads little-endian integers from the chunk, every read bounds-checked.
@@ -464,11 +491,21 @@ struct Scope {
 }
 
 impl Walker {
+    /// How many template definitions of the chunk run compiled.
+    #[cfg(test)]
+    pub(crate) fn compiled_templates(&self) -> usize {
+        self.programs.values().filter(|p| p.is_some()).count()
+    }
+
     /// Forgets the names of the chunk it walked (keeping its allocations),
     /// before the records of another chunk.
     pub(crate) fn reset(&mut self) {
         self.name_index.clear();
         self.names.clear();
+        self.programs.clear();
+        self.ops.clear();
+        self.op_attrs.clear();
+        self.op_parts.clear();
         self.recent.iter_mut().for_each(|slot| *slot = (0, 0));
     }
 
@@ -591,18 +628,224 @@ impl Walker {
         let end = body.checked_add(size).filter(|&e| e <= c.data.len());
         let end = end.ok_or(GiveUp("template past the chunk"))?;
         let frame = Frame { base, len: count };
-        let result = self.walk(
-            c.data,
-            body,
-            end,
-            Scope {
-                frame: Some(frame),
-                depth: depth + 1,
-            },
-            builder,
-        );
+        let scope = Scope {
+            frame: Some(frame),
+            depth: depth + 1,
+        };
+        let result = match self.program(c.data, def as u32, body, end) {
+            Some(ops) => self.run(c.data, ops, scope, builder),
+            None => self.walk(c.data, body, end, scope, builder),
+        };
         self.values.truncate(base);
         result
+    }
+
+    /// The ops of the template definition at `def` (body `body..end`),
+    /// compiled on first use in the chunk.
+    fn program(
+        &mut self,
+        data: &[u8],
+        def: u32,
+        body: usize,
+        end: usize,
+    ) -> Option<(usize, usize)> {
+        if let Some(&program) = self.programs.get(&def) {
+            return program;
+        }
+        let from = self.ops.len();
+        let (attrs, parts) = (self.op_attrs.len(), self.op_parts.len());
+        let program = match self.compile(data, body, end) {
+            Ok(()) => Some((from, self.ops.len())),
+            Err(_) => {
+                self.ops.truncate(from);
+                self.op_attrs.truncate(attrs);
+                self.op_parts.truncate(parts);
+                None
+            }
+        };
+        self.programs.insert(def, program);
+        program
+    }
+
+    /// Compiles a template definition's tokens into `ops`. Anything but
+    /// elements, attributes, text, character references and substitutions
+    /// is left to the token walk.
+    fn compile(&mut self, data: &[u8], pos: usize, end: usize) -> Result<()> {
+        let mut c = Cursor { data, pos };
+        // Start ops of the open elements.
+        let mut open: Vec<usize> = Vec::new();
+        // The start tag being read: its op.
+        let mut pending: Option<usize> = None;
+        while c.pos < end {
+            let token = c.u8()?;
+            match token {
+                0x00 => break,
+                0x0f => {
+                    c.bytes(3)?;
+                }
+                0x01 | 0x41 => {
+                    if pending.is_some() {
+                        return Err(GiveUp("element in a start tag"));
+                    }
+                    let dependency = c.u16()?;
+                    c.u32()?;
+                    let name = self.name_ref(&mut c)?;
+                    if token == 0x41 {
+                        c.u32()?;
+                    }
+                    let at = self.op_attrs.len();
+                    pending = Some(self.ops.len());
+                    self.ops.push(Op::Start {
+                        name,
+                        dependency: (dependency != 0xffff).then_some(dependency),
+                        attrs: (at, at),
+                        empty: false,
+                        root: open.is_empty(),
+                        after: 0,
+                    });
+                }
+                0x06 | 0x46 => {
+                    if pending.is_none() {
+                        return Err(GiveUp("attribute outside a start tag"));
+                    }
+                    let name = self.name_ref(&mut c)?;
+                    let at = self.op_parts.len();
+                    self.op_attrs.push(Attr {
+                        name,
+                        parts: (at, at),
+                    });
+                }
+                0x02 | 0x03 => {
+                    let start = pending.take().ok_or(GiveUp("stray close"))?;
+                    let count = self.op_attrs.len();
+                    let next = self.ops.len();
+                    if let Op::Start {
+                        attrs,
+                        empty,
+                        after,
+                        ..
+                    } = &mut self.ops[start]
+                    {
+                        attrs.1 = count;
+                        *empty = token == 0x03;
+                        *after = next;
+                    }
+                    if token == 0x02 {
+                        open.push(start);
+                    }
+                }
+                0x04 => {
+                    let start = open.pop().ok_or(GiveUp("unbalanced end"))?;
+                    self.ops.push(Op::End);
+                    let next = self.ops.len();
+                    if let Op::Start { after, .. } = &mut self.ops[start] {
+                        *after = next;
+                    }
+                }
+                0x05 | 0x45 | 0x07 | 0x47 => {
+                    let cdata = token & 0x0f == 0x07;
+                    if cdata && pending.is_some() {
+                        return Err(GiveUp("CDATA in a start tag"));
+                    }
+                    if !cdata && c.u8()? != 0x01 {
+                        return Err(GiveUp("literal value type"));
+                    }
+                    let units = usize::from(c.u16()?);
+                    let start = c.pos;
+                    c.bytes(units * 2)?;
+                    self.compiled_part(Part::Text { start, units }, pending.is_some())?;
+                }
+                0x08 | 0x48 => {
+                    let ch = c.u16()?;
+                    self.compiled_part(Part::Char(ch), pending.is_some())?;
+                }
+                0x0d | 0x0e => {
+                    let index = usize::from(c.u16()?);
+                    c.u8()?;
+                    let part = Part::Sub {
+                        index,
+                        optional: token == 0x0e,
+                    };
+                    self.compiled_part(part, pending.is_some())?;
+                }
+                _ => return Err(GiveUp("token in a template")),
+            }
+        }
+        if pending.is_some() || !open.is_empty() {
+            return Err(GiveUp("unclosed element"));
+        }
+        Ok(())
+    }
+
+    fn compiled_part(&mut self, part: Part, in_start_tag: bool) -> Result<()> {
+        if in_start_tag {
+            let attr = self
+                .op_attrs
+                .last_mut()
+                .ok_or(GiveUp("value in a start tag"))?;
+            self.op_parts.push(part);
+            attr.parts.1 = self.op_parts.len();
+        } else {
+            self.ops.push(Op::Content(part));
+        }
+        Ok(())
+    }
+
+    /// Runs a compiled template with the values of `scope`: what
+    /// [`walk`](Self::walk) does with its tokens.
+    fn run(
+        &mut self,
+        data: &[u8],
+        (from, to): (usize, usize),
+        scope: Scope,
+        builder: &mut Builder,
+    ) -> Result<()> {
+        let mut i = from;
+        while i < to {
+            match self.ops[i] {
+                Op::Start {
+                    name,
+                    dependency,
+                    attrs,
+                    empty,
+                    root,
+                    after,
+                } => {
+                    let left_out = !root
+                        && dependency.is_some_and(|d| {
+                            scope.frame.is_some_and(|f| {
+                                usize::from(d) < f.len
+                                    && self.values[f.base + usize::from(d)].ty == 0
+                            })
+                        });
+                    if left_out {
+                        i = after;
+                        continue;
+                    }
+                    let mut lazy = LazyAttrs {
+                        data,
+                        names: &self.names,
+                        attrs: &self.op_attrs[attrs.0..attrs.1],
+                        parts: &self.op_parts,
+                        values: &self.values,
+                        frame: scope.frame,
+                        failed: None,
+                    };
+                    builder
+                        .start(&self.names[name as usize], &mut lazy, empty)
+                        .map_err(|_| GiveUp("structure"))?;
+                    if let Some(e) = lazy.failed {
+                        return Err(e);
+                    }
+                }
+                Op::End => {
+                    builder.end().map_err(|_| GiveUp("structure"))?;
+                }
+                Op::Content(part) => self.content(part, data, scope, false, false, builder)?,
+            }
+            i += 1;
+        }
+        Ok(())
     }
 
     /// Walks tokens from `pos` to `end` (or an end-of-fragment token).

@@ -505,8 +505,11 @@ mod tests {
             };
             chunks += 1;
             let mut items = Vec::new();
-            if walk_chunk(&chunk, 0, &None, &mut Walker::default(), &mut items) {
+            let mut walker = Walker::default();
+            if walk_chunk(&chunk, 0, &None, &mut walker, &mut items) {
                 assert!(!items.is_empty() && items.iter().all(|i| matches!(i, Ok(Ok(_)))));
+                // Its templates ran compiled, not token by token.
+                assert!(walker.compiled_templates() > 0);
                 walked += 1;
             }
         }
