@@ -1,10 +1,14 @@
 //! EVTX records normalized straight from their BinXML (MS-EVEN6 2.2), without
 //! rendering XML and reading it back.
 //!
-//! The `evtx` crate finds the chunks and records and checks them; this walker
-//! then reads a record's tokens, its template instances and their
-//! substitution values in place in the chunk, and drives the same
-//! [`Builder`] the XML reader drives, so an event reads the same either way.
+//! The `evtx` crate reads the chunks (and finds the records of a damaged
+//! one: `format::evtx`); this walker then reads a record's tokens, its
+//! template instances and their substitution values in place in the chunk,
+//! and drives the same [`Builder`] the XML reader drives, so an event reads
+//! the same either way. A template definition is compiled once per chunk
+//! into ops (names resolved, start tags' attributes gathered, where a
+//! left-out element resumes), which each record using it runs with its
+//! values; a definition the compiler does not take is walked token by token.
 //! Text is produced the way the crate renders it (strings up to the first
 //! NUL, lower-case braced GUIDs, `0x` hex, upper-case binary, seven-digit
 //! times) and as an XML reader then sees it (line ends normalized, an empty
