@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use migrate_core::config::{HostConfig, VmConfig};
 use migrate_core::host::{Host, Notice, Notices, Role, VmState};
+use migrate_core::memory::GuestMemory;
 use migrate_core::protocol::Codec;
-use migrate_core::report::{MigrationParams, Status, TimeoutStrategy, VerifyMode};
+use migrate_core::report::{MigrationParams, MigrationReport, Status, TimeoutStrategy, VerifyMode};
 use migrate_core::source::MigrateRequest;
 use migrate_core::workload::WorkloadSpec;
 use migrate_core::ErrorKind;
@@ -353,25 +354,34 @@ fn non_convergence_at_a_low_cap_times_out_as_configured() {
     assert_eq!(dst.host.list_vms().len(), 1);
 }
 
-#[test]
-fn a_write_the_tracker_missed_fails_the_full_verify_and_the_vm_stays_on_the_source() {
-    // A page changed behind the dirty tracker's back after it was sent (the
-    // lost-page bug migration.md found in QEMU): the folded digests differ,
-    // the per-page list names the page, the commit never happens.
+/// Migrates a 32 MiB VM at 16 MiB/s and, once page 5 has gone out (in the
+/// first milliseconds of a 2-second pass), writes it behind the dirty
+/// tracker's back. Returns both hosts, the source memory and the report.
+fn migrate_with_a_lost_write(
+    verify: VerifyMode,
+) -> (TestHost, TestHost, Arc<GuestMemory>, MigrationReport) {
     let src = host("HV01", |_| {});
     let dst = host("HV02", |_| {});
     src.host.start_vm(vm("ADFS1", 32, 0, 0)).unwrap();
     let memory = src.host.vm_memory("ADFS1").unwrap();
     let params = MigrationParams {
         max_bandwidth: 16 << 20,
-        verify: VerifyMode::Full,
+        verify,
         ..MigrationParams::default()
     };
     let handle = src.host.migrate(request("ADFS1", &dst, params)).unwrap();
-    // Page 5 goes out in the first few milliseconds of a 2-second pass.
     std::thread::sleep(Duration::from_millis(400));
     memory.write_page(5, &[0xA5; 4096]);
     let report = handle.wait();
+    (src, dst, memory, report)
+}
+
+#[test]
+fn a_write_the_tracker_missed_fails_the_full_verify_and_the_vm_stays_on_the_source() {
+    // A page changed behind the dirty tracker's back after it was sent (the
+    // lost-page bug migration.md found in QEMU): the folded digests differ,
+    // the per-page list names the page, the commit never happens.
+    let (src, dst, _, report) = migrate_with_a_lost_write(VerifyMode::Full);
     assert_eq!(report.info.status, Status::Failed);
     let error = report.error.clone().unwrap();
     assert_eq!(error.kind, ErrorKind::VerifyFailed, "{error:?}");
@@ -405,19 +415,12 @@ fn with_verify_sent_a_write_the_tracker_missed_is_reported_by_the_audit_after_th
     // arrived intact, so the migration commits without reading the paused
     // memory in the blackout; the audit after the commit reads it and names
     // the page, and the destination really lacks the write.
-    let src = host("HV01", |_| {});
-    let dst = host("HV02", |_| {});
-    src.host.start_vm(vm("ADFS1", 32, 0, 0)).unwrap();
-    let memory = src.host.vm_memory("ADFS1").unwrap();
-    let params = MigrationParams {
-        max_bandwidth: 16 << 20,
-        ..MigrationParams::default()
-    };
-    assert_eq!(params.verify, VerifyMode::Sent, "the default");
-    let handle = src.host.migrate(request("ADFS1", &dst, params)).unwrap();
-    std::thread::sleep(Duration::from_millis(400));
-    memory.write_page(5, &[0xA5; 4096]);
-    let report = handle.wait();
+    assert_eq!(
+        MigrationParams::default().verify,
+        VerifyMode::Sent,
+        "the default"
+    );
+    let (src, dst, memory, report) = migrate_with_a_lost_write(VerifyMode::Sent);
     assert_eq!(report.info.status, Status::Completed, "{:?}", report.error);
     let verification = report.verification.clone().unwrap();
     assert!(verification.digest_ok);

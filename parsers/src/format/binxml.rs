@@ -259,19 +259,23 @@ fn sid(out: &mut String, b: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// A FILETIME as the crate renders it: `YYYY-MM-DDTHH:MM:SS.fffffffZ`.
-fn filetime(out: &mut String, ticks: u64) -> Result<()> {
-    // Before 1970 and past 9999 the crate's own arithmetic decides: leave those to it.
+/// A FILETIME (100 ns ticks since 1601) as UTC, for 1970 up to the end of
+/// 9999; outside that the crate's own arithmetic decides what it renders,
+/// so callers leave those to it.
+pub(crate) fn filetime_utc(ticks: u64) -> Option<chrono::DateTime<chrono::Utc>> {
     let since_unix = ticks
         .checked_sub(FILETIME_UNIX_EPOCH)
-        .ok_or(GiveUp("time before 1970"))?;
-    let secs = i64::try_from(since_unix / 10_000_000).map_err(|_| GiveUp("time"))?;
-    let fraction = (since_unix % 10_000_000) as u32;
-    let t = chrono::DateTime::from_timestamp(secs, 0).ok_or(GiveUp("time"))?;
+        .filter(|&t| t < YEAR_10000)?;
+    chrono::DateTime::from_timestamp(
+        (since_unix / 10_000_000) as i64,
+        (since_unix % 10_000_000) as u32 * 100,
+    )
+}
+
+/// A FILETIME as the crate renders it: `YYYY-MM-DDTHH:MM:SS.fffffffZ`.
+fn filetime(out: &mut String, ticks: u64) -> Result<()> {
     use chrono::{Datelike, Timelike};
-    if t.year() > 9999 {
-        return Err(GiveUp("time past 9999"));
-    }
+    let t = filetime_utc(ticks).ok_or(GiveUp("time outside 1970-9999"))?;
     let _ = write!(
         out,
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:07}Z",
@@ -281,7 +285,7 @@ fn filetime(out: &mut String, ticks: u64) -> Result<()> {
         t.hour(),
         t.minute(),
         t.second(),
-        fraction
+        t.nanosecond() / 100
     );
     Ok(())
 }
@@ -302,37 +306,19 @@ fn render(out: &mut String, ty: u8, b: &[u8]) -> Result<()> {
     match ty {
         0x00 => {}
         0x01 => push_utf16(out, b)?,
-        0x03 => {
-            exact(1)?;
-            int(out, b[0] as i8);
-        }
-        0x04 => {
-            exact(1)?;
-            int(out, b[0]);
-        }
-        0x05 => {
-            exact(2)?;
-            int(out, le_u16(b) as i16);
-        }
-        0x06 => {
-            exact(2)?;
-            int(out, le_u16(b));
-        }
-        0x07 => {
-            exact(4)?;
-            int(out, le_u32(b) as i32);
-        }
-        0x08 => {
-            exact(4)?;
-            int(out, le_u32(b));
-        }
-        0x09 => {
-            exact(8)?;
-            int(out, le_u64(b) as i64);
-        }
-        0x0a => {
-            exact(8)?;
-            int(out, le_u64(b));
+        0x03..=0x0a => {
+            // Int8, UInt8, Int16, UInt16, … UInt64: odd types are signed.
+            let size = 1 << ((ty - 0x03) / 2);
+            exact(size)?;
+            let mut le = [0u8; 8];
+            le[..size].copy_from_slice(b);
+            let n = u64::from_le_bytes(le);
+            if ty % 2 == 1 {
+                let shift = 64 - 8 * size;
+                int(out, ((n << shift) as i64) >> shift);
+            } else {
+                int(out, n);
+            }
         }
         0x0d => {
             exact(4)?;
@@ -448,17 +434,11 @@ impl Attrs for LazyAttrs<'_> {
                 .map(|f| self.values[f.base + index])
             {
                 if value.ty == 0x11 && value.len == 8 {
-                    let ticks = le_u64(&self.data[value.start..value.start + 8]);
-                    return match ticks.checked_sub(FILETIME_UNIX_EPOCH) {
-                        Some(t) if t < YEAR_10000 => chrono::DateTime::from_timestamp(
-                            (t / 10_000_000) as i64,
-                            (t % 10_000_000) as u32 * 100,
-                        ),
-                        _ => {
-                            self.failed = Some(GiveUp("time outside 1970-9999"));
-                            None
-                        }
-                    };
+                    let time = filetime_utc(le_u64(&self.data[value.start..value.start + 8]));
+                    if time.is_none() {
+                        self.failed = Some(GiveUp("time outside 1970-9999"));
+                    }
+                    return time;
                 }
             }
         }

@@ -18,7 +18,7 @@ use evtx::{EvtxChunkData, EvtxParser, ParserSettings};
 use crate::error::Reason;
 use crate::event::{Event, Origin};
 use crate::extract;
-use crate::format::binxml::Walker;
+use crate::format::binxml::{filetime_utc, Walker};
 use crate::format::event_xml;
 use crate::{Ctx, Format};
 
@@ -30,8 +30,6 @@ const RECORD_HEADER_BYTES: u64 = 24;
 /// Where a chunk's first record starts (after the header and its string
 /// and template tables).
 const RECORDS_START: usize = 512;
-/// FILETIME ticks (100 ns) from 1601-01-01 to 1970-01-01.
-const FILETIME_UNIX_EPOCH: u64 = 116_444_736_000_000_000;
 
 /// File offset of every chunk with a valid header, keyed by the chunk's first
 /// record number and first record id, so a record can say where it is in
@@ -226,7 +224,7 @@ fn chunk_items(
         ))
         .copied();
     walker.reset();
-    if own && walk_chunk(&data, base.unwrap_or(0), path, walker, items) {
+    if own && walk_chunk(&data, base.unwrap_or(0), path, walker, items).is_some() {
         return;
     }
     items.clear();
@@ -283,16 +281,6 @@ fn walk_chunk(
     path: &Option<Arc<str>>,
     walker: &mut Walker,
     items: &mut ChunkItems,
-) -> bool {
-    walk_records(data, base, path, walker, items).is_some()
-}
-
-fn walk_records(
-    data: &EvtxChunkData,
-    base: u64,
-    path: &Option<Arc<str>>,
-    walker: &mut Walker,
-    items: &mut ChunkItems,
 ) -> Option<()> {
     if !data.validate_checksum() {
         return None;
@@ -327,11 +315,7 @@ fn walk_records(
         if le32(end - 4)? as usize != size {
             return None;
         }
-        let since_unix = ticks.checked_sub(FILETIME_UNIX_EPOCH)?;
-        let header_time = chrono::DateTime::from_timestamp(
-            i64::try_from(since_unix / 10_000_000).ok()?,
-            (since_unix % 10_000_000) as u32 * 100,
-        )?;
+        let header_time = filetime_utc(ticks)?;
         let binxml = offset + RECORD_HEADER_BYTES as usize;
         let parts = walker.event(bytes, binxml, end - 4 - binxml).ok()?;
         items.push(Ok(finish(
@@ -506,7 +490,7 @@ mod tests {
             chunks += 1;
             let mut items = Vec::new();
             let mut walker = Walker::default();
-            if walk_chunk(&chunk, 0, &None, &mut walker, &mut items) {
+            if walk_chunk(&chunk, 0, &None, &mut walker, &mut items).is_some() {
                 assert!(!items.is_empty() && items.iter().all(|i| matches!(i, Ok(Ok(_)))));
                 // Its templates ran compiled, not token by token.
                 assert!(walker.compiled_templates() > 0);
