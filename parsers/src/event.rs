@@ -264,14 +264,13 @@ impl Event {
     pub fn to_json(&self) -> String {
         let mut out = Vec::with_capacity(256 + self.message.len());
         self.write_json(&mut out);
-        // serde_json only writes valid UTF-8.
+        // Only whole `str`s and ASCII are written: valid UTF-8.
         String::from_utf8(out).unwrap_or_default()
     }
 
     /// Appends the ECS JSON of this event (no trailing newline) to `out`.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        // Writing into a Vec cannot fail, and every value is serializable.
-        let _ = serde_json::to_writer(out, self);
+        crate::ecs_json::write_event(self, out);
     }
 }
 

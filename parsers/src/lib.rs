@@ -32,6 +32,7 @@
 #![deny(missing_docs)]
 
 pub mod detect;
+mod ecs_json;
 pub mod error;
 pub mod event;
 pub mod extract;

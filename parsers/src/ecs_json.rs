@@ -1,0 +1,259 @@
+//! The ECS JSON line of an [`Event`], written by hand: the same bytes as the
+//! `serde` form ([`Event`]'s `Serialize`, which the tests compare it with),
+//! at a fraction of the cost, since `relive parse --json` and the agent write
+//! one per event. Strings are escaped eight bytes at a time: a word with no
+//! quote, backslash or control byte is copied as it is.
+
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
+
+use crate::event::{ecs, Event};
+
+/// Appends the ECS JSON of `event` (no trailing newline) to `out`.
+pub(crate) fn write_event(event: &Event, out: &mut Vec<u8>) {
+    out.reserve(320 + event.message.len());
+    out.extend_from_slice(b"{\"@timestamp\":\"");
+    write_rfc3339(event.timestamp, out);
+    out.extend_from_slice(b"\",\"event\":{\"code\":\"");
+    let mut number = itoa::Buffer::new();
+    let id = number.format(event.event_id).as_bytes();
+    out.extend_from_slice(id);
+    out.extend_from_slice(b"\"},\"host\":{\"name\":");
+    write_str(&event.host, out);
+    out.extend_from_slice(b"},\"winlog\":{\"channel\":");
+    write_str(&event.channel, out);
+    out.extend_from_slice(b",\"provider_name\":");
+    write_str(&event.provider, out);
+    out.extend_from_slice(b",\"event_id\":");
+    out.extend_from_slice(id);
+    if let Some(record_id) = event.record_id {
+        out.extend_from_slice(b",\"record_id\":");
+        out.extend_from_slice(number.format(record_id).as_bytes());
+    }
+    out.extend_from_slice(b",\"computer_name\":");
+    write_str(&event.host, out);
+    out.extend_from_slice(b",\"event_data\":{");
+    let mut first = true;
+    let mut field = |name: &str, value: &str, out: &mut Vec<u8>| {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_str(name, out);
+        out.push(b':');
+        write_str(value, out);
+    };
+    for (name, value) in event.data.iter() {
+        field(name, value, out);
+    }
+    if let Some(vm_name) = &event.vm_name {
+        if event.data.get(ecs::VM_NAME).is_none() {
+            field(ecs::VM_NAME, vm_name, out);
+        }
+    }
+    if let Some(vm_id) = &event.vm_id {
+        if event.data.get(ecs::VM_ID).is_none() {
+            field(ecs::VM_ID, vm_id, out);
+        }
+    }
+    out.extend_from_slice(b"}},\"log\":{\"level\":\"");
+    out.extend_from_slice(event.level.as_str().as_bytes());
+    out.push(b'"');
+    if let Some(path) = &event.origin.path {
+        out.extend_from_slice(b",\"file\":{\"path\":");
+        write_str(path, out);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b",\"offset\":");
+    out.extend_from_slice(number.format(event.origin.offset).as_bytes());
+    out.extend_from_slice(b"},\"message\":");
+    write_str(&event.message, out);
+    if let Some(hresult) = &event.hresult {
+        out.extend_from_slice(b",\"error\":{\"code\":");
+        write_str(hresult, out);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b",\"relive\":{");
+    if let Some(format) = event.origin.format {
+        out.extend_from_slice(b"\"format\":");
+        write_str(format.name(), out);
+        out.push(b',');
+    }
+    out.extend_from_slice(if event.zone_assumed {
+        b"\"zone_assumed\":true"
+    } else {
+        b"\"zone_assumed\":false"
+    });
+    if event.vm_id_inferred {
+        out.extend_from_slice(b",\"vm_id_inferred\":true");
+    }
+    out.extend_from_slice(b"}}");
+}
+
+/// RFC 3339 in UTC with nine fraction digits and a `Z`, as chrono's
+/// `to_rfc3339_opts(SecondsFormat::Nanos, true)` writes it.
+pub(crate) fn write_rfc3339(time: DateTime<Utc>, out: &mut Vec<u8>) {
+    let year = time.year();
+    let nanos = time.nanosecond();
+    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+        // Years chrono writes with a sign, and leap seconds: rare, left to chrono.
+        out.extend_from_slice(time.to_rfc3339_opts(SecondsFormat::Nanos, true).as_bytes());
+        return;
+    }
+    let mut text = *b"0000-00-00T00:00:00.000000000Z";
+    let mut put = |at: usize, digits: usize, mut value: u32| {
+        for i in (at..at + digits).rev() {
+            text[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year as u32);
+    put(5, 2, time.month());
+    put(8, 2, time.day());
+    put(11, 2, time.hour());
+    put(14, 2, time.minute());
+    put(17, 2, time.second());
+    put(20, 9, nanos);
+    out.extend_from_slice(&text);
+}
+
+/// A JSON string literal, escaped as `serde_json` escapes it: `"`, `\` and
+/// the control bytes below 0x20 (`\b \t \n \f \r` by name, the rest as
+/// `\u00XX`); everything else, non-ASCII included, as it is.
+pub(crate) fn write_str(text: &str, out: &mut Vec<u8>) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let bytes = text.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    // Bytes [start, i) need no escape and are copied in one go.
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(word) = bytes.get(i..i + 8) {
+            let word = u64::from_le_bytes([
+                word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
+            ]);
+            // Any byte < 0x20, == '"' or == '\\' (the classic zero-byte test
+            // on the word, its quote-xor and its backslash-xor).
+            let quote = word ^ (ONES * u64::from(b'"'));
+            let slash = word ^ (ONES * u64::from(b'\\'));
+            let hit = (word.wrapping_sub(ONES * 0x20)
+                | quote.wrapping_sub(ONES) & !quote
+                | slash.wrapping_sub(ONES) & !slash)
+                & !word
+                & HIGH;
+            if hit == 0 {
+                i += 8;
+                continue;
+            }
+        }
+        let end = (i + 8).min(bytes.len());
+        while i < end {
+            let byte = bytes[i];
+            let escape: &[u8] = match byte {
+                b'"' => b"\\\"",
+                b'\\' => b"\\\\",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                b'\t' => b"\\t",
+                0x08 => b"\\b",
+                0x0c => b"\\f",
+                0..=0x1f => b"",
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            out.extend_from_slice(&bytes[start..i]);
+            if escape.is_empty() {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(byte >> 4)],
+                    HEX[usize::from(byte & 0xf)],
+                ]);
+            } else {
+                out.extend_from_slice(escape);
+            }
+            i += 1;
+            start = i;
+        }
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serde_str(text: &str) -> Vec<u8> {
+        serde_json::to_vec(text).unwrap()
+    }
+
+    #[test]
+    fn strings_escape_as_serde_json_does() {
+        let mut cases: Vec<String> = vec![
+            String::new(),
+            "plain ascii text longer than eight".into(),
+            "\"quoted\" and \\back\\slashed\\".into(),
+            "C:\\ClusterStorage\\Volume1\\ADFS1".into(),
+            "tab\there\r\nnew line \u{8}\u{c}\u{1}\u{1f}\u{7f}".into(),
+            "curly ‘Virtual Machine ADFS1’ “quotes” and ünïcödé €".into(),
+            "\u{a0}no-break\u{a0}spaces".into(),
+        ];
+        for byte in 0u8..=0x7f {
+            for at in 0..10 {
+                let mut s = "x".repeat(at);
+                s.push(char::from(byte));
+                s.push_str("yyyyyyyyy");
+                cases.push(s);
+            }
+        }
+        for case in &cases {
+            let mut ours = Vec::new();
+            write_str(case, &mut ours);
+            assert_eq!(
+                String::from_utf8_lossy(&ours),
+                String::from_utf8_lossy(&serde_str(case)),
+                "{case:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn times_format_as_chrono_does() {
+        let times = [
+            "2020-09-17T15:52:06.978557Z",
+            "1601-01-01T00:00:00Z",
+            "1970-01-01T00:00:00.000000001Z",
+            "9999-12-31T23:59:59.999999999Z",
+            "0000-01-01T00:00:00Z",
+        ];
+        for text in times {
+            let time: DateTime<Utc> = text.parse().unwrap();
+            let mut ours = Vec::new();
+            write_rfc3339(time, &mut ours);
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                time.to_rfc3339_opts(SecondsFormat::Nanos, true)
+            );
+        }
+        for seconds in [
+            -62_198_755_200i64 - 86_400,
+            253_402_300_800,
+            1_000_000_000_000,
+        ] {
+            let time = DateTime::from_timestamp(seconds, 5).unwrap();
+            let mut ours = Vec::new();
+            write_rfc3339(time, &mut ours);
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                time.to_rfc3339_opts(SecondsFormat::Nanos, true)
+            );
+        }
+    }
+}
