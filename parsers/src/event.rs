@@ -144,6 +144,11 @@ impl Fields {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Removes every field (keeping the room they took).
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
 }
 
 impl Serialize for Fields {
@@ -205,6 +210,39 @@ pub struct Event {
     pub origin: Origin,
 }
 
+/// What a sink that takes events as their ECS JSON lines ([`crate::Sink::event_line`])
+/// still gets of each one besides the line: enough to count and summarize
+/// them, and for the VM-id resolver to learn from them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EventHead {
+    /// [`Event::timestamp`].
+    pub timestamp: DateTime<Utc>,
+    /// [`Event::zone_assumed`].
+    pub zone_assumed: bool,
+    /// [`Event::host`].
+    pub host: CompactString,
+    /// [`Event::vm_name`].
+    pub vm_name: Option<CompactString>,
+    /// [`Event::vm_id`].
+    pub vm_id: Option<CompactString>,
+    /// True when the provider or channel is a Hyper-V one.
+    pub(crate) hyperv: bool,
+}
+
+impl EventHead {
+    /// Takes the head out of an event that is done with (its line written).
+    pub(crate) fn take(event: &mut Event, hyperv: bool) -> EventHead {
+        EventHead {
+            timestamp: event.timestamp,
+            zone_assumed: event.zone_assumed,
+            host: std::mem::take(&mut event.host),
+            vm_name: event.vm_name.take(),
+            vm_id: event.vm_id.take(),
+            hyperv,
+        }
+    }
+}
+
 /// ECS field names, in one place.
 pub mod ecs {
     /// `@timestamp`
@@ -250,6 +288,43 @@ pub mod ecs {
 }
 
 impl Event {
+    /// Resets every field to its default, keeping the room the strings and
+    /// the data fields took (for a parser that fills one event per record).
+    pub fn clear(&mut self) {
+        let Event {
+            timestamp,
+            zone_assumed,
+            host,
+            channel,
+            provider,
+            event_id,
+            level,
+            record_id,
+            vm_name,
+            vm_id,
+            vm_id_inferred,
+            hresult,
+            message,
+            data,
+            origin,
+        } = self;
+        *timestamp = DateTime::default();
+        *zone_assumed = false;
+        host.clear();
+        channel.clear();
+        provider.clear();
+        *event_id = 0;
+        *level = Level::default();
+        *record_id = None;
+        *vm_name = None;
+        *vm_id = None;
+        *vm_id_inferred = false;
+        *hresult = None;
+        message.clear();
+        data.clear();
+        *origin = Origin::default();
+    }
+
     /// The short host name: `NODE-B` for `NODE-B.datawisetech.corp`.
     pub fn short_host(&self) -> &str {
         short_host(&self.host)

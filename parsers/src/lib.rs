@@ -49,7 +49,7 @@ use std::sync::Arc;
 
 pub use detect::{detect, Format};
 pub use error::{Reason, RecordError};
-pub use event::{Event, Fields, Level, Origin};
+pub use event::{Event, EventHead, Fields, Level, Origin};
 pub use metric::{Metric, Outcome, Phase};
 pub use read::TextEncoding;
 pub use time::LocalZone;
@@ -99,6 +99,20 @@ pub trait Sink {
     }
     /// A record that could not be parsed.
     fn error(&mut self, error: RecordError);
+    /// True when this sink writes each event as its ECS JSON line
+    /// ([`Event::write_json`]) and needs nothing more of it than its
+    /// [`EventHead`]. A parser that works on several threads (EVTX) then
+    /// writes the lines there and hands them on through
+    /// [`Sink::event_line`]; [`Sink::event`] still gets the events it
+    /// holds whole (those whose VM id is inferred in file order).
+    fn wants_lines(&self) -> bool {
+        false
+    }
+    /// An event as its ECS JSON line (`json`, no newline) and its head.
+    /// Called only on a sink whose [`Sink::wants_lines`] is true.
+    fn event_line(&mut self, head: &EventHead, json: &[u8]) {
+        let _ = (head, json);
+    }
 }
 
 /// Everything parsed from one or more inputs, collected in memory.
@@ -169,7 +183,7 @@ pub(crate) struct Ctx<'a> {
     sink: &'a mut dyn Sink,
     pub summary: FileSummary,
     resolver: resolve::VmResolver,
-    ready: Vec<Event>,
+    ready: Vec<resolve::Held>,
 }
 
 impl<'a> Ctx<'a> {
@@ -201,18 +215,44 @@ impl<'a> Ctx<'a> {
             self.sink.event(event);
             return;
         }
-        self.resolver.push(event, &mut self.ready);
-        for event in self.ready.drain(..) {
-            self.sink.event(event);
+        self.resolver
+            .push(resolve::Held::Event(event), &mut self.ready);
+        self.hand_on_ready();
+    }
+
+    /// Hands on an event already written as its JSON line (by a worker
+    /// thread, for a sink that [`Sink::wants_lines`]; never an event whose
+    /// VM id the resolver could fill in), through the VM-id resolver.
+    pub(crate) fn emit_line(&mut self, head: EventHead, json: &[u8]) {
+        self.summary.events += 1;
+        if self.resolver.passes(&head) {
+            self.resolver.seen(&head);
+            self.sink.event_line(&head, json);
+            return;
         }
+        self.resolver
+            .push(resolve::Held::Line(head, json.to_vec()), &mut self.ready);
+        self.hand_on_ready();
+    }
+
+    fn hand_on_ready(&mut self) {
+        for held in self.ready.drain(..) {
+            match held {
+                resolve::Held::Event(event) => self.sink.event(event),
+                resolve::Held::Line(head, json) => self.sink.event_line(&head, &json),
+            }
+        }
+    }
+
+    /// True when the sink takes events as JSON lines ([`Sink::wants_lines`]).
+    pub(crate) fn wants_lines(&self) -> bool {
+        self.sink.wants_lines()
     }
 
     /// Hands on every event still held for context. Called once at the end.
     pub(crate) fn finish(&mut self) {
         self.resolver.finish(&mut self.ready);
-        for event in self.ready.drain(..) {
-            self.sink.event(event);
-        }
+        self.hand_on_ready();
     }
 
     /// Completes an event (origin, VM/HRESULT extraction) and hands it on.

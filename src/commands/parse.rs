@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
 use chrono::{DateTime, Utc};
-use parsers::{Event, Format, Metric, ParseOptions, RecordError, Sink};
+use parsers::{Event, EventHead, Format, Metric, ParseOptions, RecordError, Sink};
 
 use crate::cli::ParseArgs;
 
@@ -132,28 +132,52 @@ impl<W: Write> Printer<W> {
     }
 }
 
+impl Totals {
+    fn count(&mut self, timestamp: DateTime<Utc>, zone_assumed: bool, host: &str) {
+        self.events += 1;
+        if zone_assumed {
+            self.zone_assumed += 1;
+        }
+        self.first = Some(self.first.map_or(timestamp, |f| f.min(timestamp)));
+        self.last = Some(self.last.map_or(timestamp, |l| l.max(timestamp)));
+        // Events come in runs from one host: count the run, then fold it in.
+        if self.run_host.as_deref() == Some(host) {
+            self.run_len += 1;
+        } else {
+            self.flush_run();
+            self.run_host = Some(host.to_string());
+            self.run_len = 1;
+        }
+    }
+}
+
 impl<W: Write> Sink for Printer<W> {
     fn event(&mut self, event: Event) {
-        let t = &mut self.totals;
-        t.events += 1;
-        if event.zone_assumed {
-            t.zone_assumed += 1;
-        }
-        t.first = Some(t.first.map_or(event.timestamp, |f| f.min(event.timestamp)));
-        t.last = Some(t.last.map_or(event.timestamp, |l| l.max(event.timestamp)));
-        // Events come in runs from one host: count the run, then fold it in.
-        if t.run_host.as_deref() == Some(event.host.as_str()) {
-            t.run_len += 1;
-        } else {
-            t.flush_run();
-            t.run_host = Some(event.host.to_string());
-            t.run_len = 1;
-        }
+        self.totals
+            .count(event.timestamp, event.zone_assumed, &event.host);
         if self.json {
             self.line.clear();
             event.write_json(&mut self.line);
             self.line.push(b'\n');
             self.write();
+        }
+    }
+
+    fn wants_lines(&self) -> bool {
+        self.json
+    }
+
+    fn event_line(&mut self, head: &EventHead, json: &[u8]) {
+        self.totals
+            .count(head.timestamp, head.zone_assumed, &head.host);
+        if self.io_error.is_none() {
+            if let Err(e) = self
+                .out
+                .write_all(json)
+                .and_then(|()| self.out.write_all(b"\n"))
+            {
+                self.io_error = Some(e);
+            }
         }
     }
 

@@ -28,6 +28,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use compact_str::CompactString;
 
+#[cfg(test)]
 use crate::event::Event;
 use crate::format::event_xml::{Attrs, Builder};
 
@@ -494,16 +495,18 @@ impl Walker {
     }
 
     /// Normalizes the record whose BinXML is `len` bytes at `start` in the
-    /// chunk `data`. Returns the event and whether it had `TimeCreated`.
-    pub(crate) fn event(
+    /// chunk `data` into the builder's event (the builder is reset first).
+    /// Says whether it had `TimeCreated`.
+    pub(crate) fn read(
         &mut self,
         data: &[u8],
         start: usize,
         len: usize,
-    ) -> std::result::Result<(Event, bool), GiveUp> {
+        builder: &mut Builder,
+    ) -> std::result::Result<bool, GiveUp> {
         let end = start.checked_add(len).filter(|&e| e <= data.len());
         let end = end.ok_or(GiveUp("record past the chunk"))?;
-        let mut builder = Builder::new();
+        builder.reset();
         self.values.clear();
         self.attrs.clear();
         self.parts.clear();
@@ -515,9 +518,22 @@ impl Walker {
                 frame: None,
                 depth: 0,
             },
-            &mut builder,
+            builder,
         )?;
         builder.finish().map_err(|_| GiveUp("incomplete event"))
+    }
+
+    /// [`Walker::read`] into a fresh event.
+    #[cfg(test)]
+    pub(crate) fn event(
+        &mut self,
+        data: &[u8],
+        start: usize,
+        len: usize,
+    ) -> std::result::Result<(Event, bool), GiveUp> {
+        let mut builder = Builder::default();
+        let has_time = self.read(data, start, len, &mut builder)?;
+        Ok((builder.take(), has_time))
     }
 
     /// Index of the name whose string-table entry is at `offset`.

@@ -223,8 +223,9 @@ fn skip_past_close<R: Read>(
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
 enum Section {
+    #[default]
     None,
     System,
     EventData,
@@ -258,7 +259,7 @@ pub fn parse_event(xml: &str) -> Result<Event, String> {
 pub fn parse_event_parts(xml: &str) -> Result<(Event, bool), String> {
     let mut reader = Reader::from_str(xml);
     reader.config_mut().check_end_names = true;
-    let mut builder = Builder::new();
+    let mut builder = Builder::default();
     loop {
         let xml_event = reader
             .read_event()
@@ -291,7 +292,8 @@ pub fn parse_event_parts(xml: &str) -> Result<(Event, bool), String> {
             _ => {}
         }
     }
-    builder.finish()
+    let has_time = builder.finish()?;
+    Ok((builder.take(), has_time))
 }
 
 /// An element's attributes, looked up by local name when the builder needs one.
@@ -318,12 +320,14 @@ impl Attrs for XmlAttrs<'_, '_> {
 /// Turns the elements of one `<Event>` into an [`Event`]: the XML reader
 /// above and the EVTX BinXML walker (`format::binxml`) both drive it, so an
 /// event reads the same whichever way it came.
+#[derive(Default)]
 pub(crate) struct Builder {
     event: Event,
     stack: Vec<CompactString>,
     section: Section,
     text: String,
-    data_name: Option<String>,
+    /// The name of the `EventData` field being read, if it has one.
+    data_name: Option<CompactString>,
     unnamed: u32,
     saw_event: bool,
     saw_time: bool,
@@ -332,19 +336,40 @@ pub(crate) struct Builder {
 }
 
 impl Builder {
-    pub(crate) fn new() -> Self {
-        Builder {
-            event: Event::default(),
-            stack: Vec::with_capacity(8),
-            section: Section::None,
-            text: String::new(),
-            data_name: None,
-            unnamed: 0,
-            saw_event: false,
-            saw_time: false,
-            rendered_level: None,
-            numeric_level: None,
-        }
+    /// Makes ready for the next event, keeping the allocations of the last.
+    pub(crate) fn reset(&mut self) {
+        let Builder {
+            event,
+            stack,
+            section,
+            text,
+            data_name,
+            unnamed,
+            saw_event,
+            saw_time,
+            rendered_level,
+            numeric_level,
+        } = self;
+        event.clear();
+        stack.clear();
+        *section = Section::None;
+        text.clear();
+        *data_name = None;
+        *unnamed = 0;
+        *saw_event = false;
+        *saw_time = false;
+        *rendered_level = None;
+        *numeric_level = None;
+    }
+
+    /// The event built (complete after [`Builder::finish`]).
+    pub(crate) fn event_mut(&mut self) -> &mut Event {
+        &mut self.event
+    }
+
+    /// Takes the event built out.
+    pub(crate) fn take(&mut self) -> Event {
+        std::mem::take(&mut self.event)
     }
 
     /// An element starts (`empty`: and ends, `<X/>`).
@@ -397,12 +422,12 @@ impl Builder {
             }
         } else if self.section == Section::EventData && depth == 2 {
             self.data_name = match attrs.get("Name") {
-                Some(n) if !n.is_empty() => Some(n),
+                Some(n) if !n.is_empty() => Some(n.into()),
                 _ if name == "Data" => {
                     self.unnamed += 1;
-                    Some(format!("param{}", self.unnamed))
+                    Some(compact_str::format_compact!("param{}", self.unnamed))
                 }
-                _ => Some(name.to_string()),
+                _ => Some(name.into()),
             };
         }
         self.text.clear();
@@ -457,8 +482,8 @@ impl Builder {
         Ok(depth == 0)
     }
 
-    /// The event, and whether it had `System/TimeCreated`.
-    pub(crate) fn finish(mut self) -> Result<(Event, bool), String> {
+    /// Completes the event; says whether it had `System/TimeCreated`.
+    pub(crate) fn finish(&mut self) -> Result<bool, String> {
         if !self.stack.is_empty() {
             return Err(format!("truncated inside <{}>", self.stack.join("/")));
         }
@@ -469,7 +494,7 @@ impl Builder {
             .numeric_level
             .or(self.rendered_level)
             .unwrap_or_default();
-        Ok((self.event, self.saw_time))
+        Ok(self.saw_time)
     }
 
     fn end_element(&mut self, name: &str, depth: usize) {

@@ -16,11 +16,11 @@ use evtx::err::EvtxError;
 use evtx::{EvtxChunkData, EvtxParser, ParserSettings};
 
 use crate::error::Reason;
-use crate::event::{Event, Origin};
+use crate::event::{Event, EventHead, Origin};
 use crate::extract;
 use crate::format::binxml::{filetime_utc, Walker};
-use crate::format::event_xml;
-use crate::{Ctx, Format};
+use crate::format::event_xml::{self, Builder};
+use crate::{resolve, Ctx, Format};
 
 /// Size of the file header block and of a chunk.
 const HEADER_BYTES: u64 = 4096;
@@ -80,9 +80,50 @@ fn describe(error: &EvtxError) -> String {
     text
 }
 
-/// What one chunk gave: per record an event or a record error, or a chunk
-/// error.
-type ChunkItems = Vec<Result<Mapped, EvtxError>>;
+/// What a worker made of one chunk, in record order. Recycled: emptied
+/// ones go back to the workers (a chunk's lists are large, and fresh ones
+/// each time cost the kernel zeroing pages).
+#[derive(Default)]
+struct ChunkOut {
+    items: Vec<Item>,
+    /// The JSON lines of the [`Item::Line`]s, back to back.
+    json: Vec<u8>,
+}
+
+enum Item {
+    /// An event handed on whole.
+    Event(Event),
+    /// An event written as its ECS JSON line, for a sink that wants lines:
+    /// its head and where its line ends in [`ChunkOut::json`].
+    Line(EventHead, usize),
+    /// A record that rendered to XML relive cannot read: record id, file
+    /// offset, reason.
+    Lost(u64, u64, String),
+    /// A chunk or record the crate could not read.
+    Failed(EvtxError),
+}
+
+impl ChunkOut {
+    fn clear(&mut self) {
+        self.items.clear();
+        self.json.clear();
+    }
+
+    /// Adds a record's event, leaving `event` to be reused: with `lines`
+    /// it is written as its JSON line here, on the worker, unless the VM-id
+    /// resolver (which runs in file order) may still change it; else it is
+    /// taken whole.
+    fn push_event(&mut self, event: &mut Event, lines: bool) {
+        let hyperv = resolve::is_hyperv(event);
+        let item = if lines && !resolve::is_candidate(event, hyperv) {
+            event.write_json(&mut self.json);
+            Item::Line(EventHead::take(event, hyperv), self.json.len())
+        } else {
+            Item::Event(std::mem::take(event))
+        };
+        self.items.push(item);
+    }
+}
 
 #[cfg(test)]
 thread_local! {
@@ -122,32 +163,39 @@ pub(crate) fn parse<R: Read + Seek + Send + 'static>(mut reader: R, ctx: &mut Ct
     };
     let path: Option<Arc<str>> = ctx.path.clone();
     let own = own_iteration();
+    let lines = ctx.wants_lines();
     let (offsets, settings, path) = (&offsets, &settings, &path);
     std::thread::scope(|scope| {
         let (jobs, queue) = mpsc::sync_channel::<(u64, evtx::err::Result<EvtxChunkData>)>(threads);
         let queue = Arc::new(Mutex::new(queue));
-        let (done, results) = mpsc::channel::<(u64, ChunkItems)>();
-        // Emptied result lists go back to the workers: a chunk's list is
-        // large, and a fresh one each time costs the kernel zeroing pages.
-        let spare: Arc<Mutex<Vec<ChunkItems>>> = Arc::default();
+        let (done, results) = mpsc::channel::<(u64, ChunkOut)>();
+        let spare: Arc<Mutex<Vec<ChunkOut>>> = Arc::default();
         for _ in 0..threads {
             let queue = queue.clone();
             let done = done.clone();
             let spare = spare.clone();
             scope.spawn(move || {
                 let mut walker = Walker::default();
+                let mut builder = Builder::default();
                 loop {
                     let job = queue.lock().map(|q| q.recv());
                     let Ok(Ok((seq, chunk))) = job else {
                         return;
                     };
-                    let mut items = spare
+                    let mut out = spare
                         .lock()
                         .ok()
                         .and_then(|mut s| s.pop())
                         .unwrap_or_default();
-                    chunk_items(chunk, offsets, settings, path, own, &mut walker, &mut items);
-                    if done.send((seq, items)).is_err() {
+                    let how = How {
+                        offsets,
+                        settings,
+                        path,
+                        own,
+                        lines,
+                    };
+                    chunk_items(chunk, &how, &mut walker, &mut builder, &mut out);
+                    if done.send((seq, out)).is_err() {
                         return;
                     }
                 }
@@ -155,15 +203,13 @@ pub(crate) fn parse<R: Read + Seek + Send + 'static>(mut reader: R, ctx: &mut Ct
         }
         drop(done);
         // Results wait here until every chunk before them is handed on.
-        let mut waiting: BTreeMap<u64, ChunkItems> = BTreeMap::new();
+        let mut waiting: BTreeMap<u64, ChunkOut> = BTreeMap::new();
         let mut next = 0u64;
-        let mut hand_on = |waiting: &mut BTreeMap<u64, ChunkItems>, ctx: &mut Ctx<'_>| {
-            while let Some(mut items) = waiting.remove(&next) {
-                for item in items.drain(..) {
-                    emit(item, ctx);
-                }
+        let mut hand_on = |waiting: &mut BTreeMap<u64, ChunkOut>, ctx: &mut Ctx<'_>| {
+            while let Some(mut out) = waiting.remove(&next) {
+                emit(&mut out, ctx);
                 if let Ok(mut spare) = spare.lock() {
-                    spare.push(items);
+                    spare.push(out);
                 }
                 next += 1;
             }
@@ -185,19 +231,39 @@ pub(crate) fn parse<R: Read + Seek + Send + 'static>(mut reader: R, ctx: &mut Ct
     });
 }
 
-fn emit(item: Result<Mapped, EvtxError>, ctx: &mut Ctx<'_>) {
-    match item {
-        Ok(Ok(event)) => ctx.emit_complete(event),
-        Ok(Err((record_id, offset, reason))) => ctx.error(
-            offset,
-            None,
-            Reason::Evtx(format!("record {record_id}: {reason}")),
-        ),
-        Err(e) => {
-            let offset = error_offset(&e);
-            ctx.error(offset, None, Reason::Evtx(describe(&e)));
+/// Hands on what a worker made of a chunk, emptying it.
+fn emit(out: &mut ChunkOut, ctx: &mut Ctx<'_>) {
+    let mut start = 0;
+    for item in out.items.drain(..) {
+        match item {
+            Item::Event(event) => ctx.emit_complete(event),
+            Item::Line(head, end) => {
+                ctx.emit_line(head, &out.json[start..end]);
+                start = end;
+            }
+            Item::Lost(record_id, offset, reason) => ctx.error(
+                offset,
+                None,
+                Reason::Evtx(format!("record {record_id}: {reason}")),
+            ),
+            Item::Failed(e) => {
+                let offset = error_offset(&e);
+                ctx.error(offset, None, Reason::Evtx(describe(&e)));
+            }
         }
     }
+    out.clear();
+}
+
+/// What a worker needs besides the chunk.
+struct How<'a> {
+    offsets: &'a ChunkOffsets,
+    settings: &'a Arc<ParserSettings>,
+    path: &'a Option<Arc<str>>,
+    /// Walk intact chunks' records here (tests turn it off).
+    own: bool,
+    /// Write events as JSON lines ([`crate::Sink::wants_lines`]).
+    lines: bool,
 }
 
 /// Normalizes one chunk: by walking its records here when the chunk is
@@ -205,69 +271,90 @@ fn emit(item: Result<Mapped, EvtxError>, ctx: &mut Ctx<'_>) {
 /// decides, as it always did, what is read and what is reported lost).
 fn chunk_items(
     chunk: evtx::err::Result<EvtxChunkData>,
-    offsets: &ChunkOffsets,
-    settings: &Arc<ParserSettings>,
-    path: &Option<Arc<str>>,
-    own: bool,
+    how: &How<'_>,
     walker: &mut Walker,
-    items: &mut ChunkItems,
+    builder: &mut Builder,
+    out: &mut ChunkOut,
 ) {
     let mut data = match chunk {
         Ok(data) => data,
-        Err(e) => return items.push(Err(e)),
+        Err(e) => return out.items.push(Item::Failed(e)),
     };
     let header = &data.header;
-    let base = offsets
+    let base = how
+        .offsets
         .get(&(
             header.first_event_record_number,
             header.first_event_record_id,
         ))
         .copied();
     walker.reset();
-    if own && walk_chunk(&data, base.unwrap_or(0), path, walker, items).is_some() {
+    if how.own && walk_chunk(&data, base.unwrap_or(0), how, walker, builder, out).is_some() {
         return;
     }
-    items.clear();
+    out.clear();
     walker.reset();
     let chunk_id = data
         .number
         .unwrap_or_else(|| base.map_or(0, |b| b.saturating_sub(HEADER_BYTES) / CHUNK_BYTES));
-    let mut chunk = match data.parse(settings.clone()) {
+    let mut chunk = match data.parse(how.settings.clone()) {
         Ok(chunk) => chunk,
         Err(e) => {
-            return items.push(Err(EvtxError::FailedToParseChunk {
+            let e = EvtxError::FailedToParseChunk {
                 chunk_id,
                 source: Box::new(e),
-            }))
+            };
+            return out.items.push(Item::Failed(e));
         }
     };
-    let records = chunk
-        .iter()
-        .filter(|record| !record.as_ref().is_ok_and(|r| r.recovered))
-        .map(|record| {
-            let record = record?;
-            let record_id = record.event_record_id;
-            let offset = base.map_or(0, |chunk| {
-                chunk + record.binxml_offset.saturating_sub(RECORD_HEADER_BYTES)
-            });
-            let header_time = chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(
-                record.timestamp.as_nanosecond() as i64,
-            );
-            let parts = walker.event(
-                record.chunk.data,
-                record.binxml_offset as usize,
-                record.binxml_size as usize,
-            );
-            let parts = match parts {
-                Ok(parts) => Ok(parts),
-                Err(_) => {
-                    let rendered = record.into_xml()?;
-                    event_xml::parse_event_parts(&rendered.data)
-                }
-            };
-            Ok(finish(parts, record_id, header_time, offset, path.clone()))
+    for record in chunk.iter() {
+        let record = match record {
+            Ok(record) if record.recovered => continue,
+            Ok(record) => record,
+            Err(e) => {
+                out.items.push(Item::Failed(e));
+                continue;
+            }
+        };
+        let record_id = record.event_record_id;
+        let offset = base.map_or(0, |chunk| {
+            chunk + record.binxml_offset.saturating_sub(RECORD_HEADER_BYTES)
         });
-    items.extend(records);
+        let header_time = chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(
+            record.timestamp.as_nanosecond() as i64,
+        );
+        let walked = walker.read(
+            record.chunk.data,
+            record.binxml_offset as usize,
+            record.binxml_size as usize,
+            builder,
+        );
+        let has_time = match walked {
+            Ok(has_time) => has_time,
+            Err(_) => {
+                let rendered = match record.into_xml() {
+                    Ok(rendered) => rendered,
+                    Err(e) => {
+                        out.items.push(Item::Failed(e));
+                        continue;
+                    }
+                };
+                match event_xml::parse_event_parts(&rendered.data) {
+                    Ok((event, has_time)) => {
+                        *builder.event_mut() = event;
+                        has_time
+                    }
+                    Err(reason) => {
+                        out.items.push(Item::Lost(record_id, offset, reason));
+                        continue;
+                    }
+                }
+            }
+        };
+        let event = builder.event_mut();
+        complete(event, has_time, record_id, header_time, offset, how.path);
+        out.push_event(event, how.lines);
+    }
 }
 
 /// The records of an intact chunk (both checksums right, every record where
@@ -278,9 +365,10 @@ fn chunk_items(
 fn walk_chunk(
     data: &EvtxChunkData,
     base: u64,
-    path: &Option<Arc<str>>,
+    how: &How<'_>,
     walker: &mut Walker,
-    items: &mut ChunkItems,
+    builder: &mut Builder,
+    out: &mut ChunkOut,
 ) -> Option<()> {
     if !data.validate_checksum() {
         return None;
@@ -292,7 +380,7 @@ fn walk_chunk(
         .last_event_record_id
         .checked_sub(header.first_event_record_id)?
         .checked_add(1)?;
-    items.reserve(count.min(1024) as usize);
+    out.items.reserve(count.min(1024) as usize);
     let mut offset = RECORDS_START;
     let mut expected = header.first_event_record_id;
     let le32 = |at: usize| -> Option<u32> {
@@ -317,14 +405,11 @@ fn walk_chunk(
         }
         let header_time = filetime_utc(ticks)?;
         let binxml = offset + RECORD_HEADER_BYTES as usize;
-        let parts = walker.event(bytes, binxml, end - 4 - binxml).ok()?;
-        items.push(Ok(finish(
-            Ok(parts),
-            id,
-            header_time,
-            base + offset as u64,
-            path.clone(),
-        )));
+        let has_time = walker.read(bytes, binxml, end - 4 - binxml, builder).ok()?;
+        let event = builder.event_mut();
+        let at = base + offset as u64;
+        complete(event, has_time, id, header_time, at, how.path);
+        out.push_event(event, how.lines);
         if id == header.last_event_record_id {
             return Some(());
         }
@@ -333,18 +418,17 @@ fn walk_chunk(
     }
 }
 
-/// An event, or (record id, file offset, reason) for a record that rendered
-/// to XML relive cannot read.
-type Mapped = Result<Event, (u64, u64, String)>;
-
-fn finish(
-    parts: Result<(Event, bool), String>,
+/// Completes a record's event in place: the record header's time and id
+/// where the event has none, where it came from, and the VM/HRESULT
+/// extraction.
+fn complete(
+    event: &mut Event,
+    has_time: bool,
     header_record_id: u64,
     header_time: chrono::DateTime<chrono::Utc>,
     offset: u64,
-    path: Option<Arc<str>>,
-) -> Mapped {
-    let (mut event, has_time) = parts.map_err(|e| (header_record_id, offset, e))?;
+    path: &Option<Arc<str>>,
+) {
     if !has_time {
         // Some records render without System/TimeCreated; the record header has a time.
         event.timestamp = header_time;
@@ -353,12 +437,11 @@ fn finish(
         event.record_id = Some(header_record_id);
     }
     event.origin = Origin {
-        path,
+        path: path.clone(),
         offset,
         format: Some(Format::Evtx),
     };
-    extract::enrich(&mut event);
-    Ok(event)
+    extract::enrich(event);
 }
 
 #[cfg(test)]
@@ -488,10 +571,28 @@ mod tests {
                 continue; // unused space at the end of the file
             };
             chunks += 1;
-            let mut items = Vec::new();
+            let mut out = ChunkOut::default();
             let mut walker = Walker::default();
-            if walk_chunk(&chunk, 0, &None, &mut walker, &mut items).is_some() {
-                assert!(!items.is_empty() && items.iter().all(|i| matches!(i, Ok(Ok(_)))));
+            let how = How {
+                offsets: &ChunkOffsets::new(),
+                settings: &Arc::new(ParserSettings::new()),
+                path: &None,
+                own: true,
+                lines: false,
+            };
+            if walk_chunk(
+                &chunk,
+                0,
+                &how,
+                &mut walker,
+                &mut Builder::default(),
+                &mut out,
+            )
+            .is_some()
+            {
+                assert!(
+                    !out.items.is_empty() && out.items.iter().all(|i| matches!(i, Item::Event(_)))
+                );
                 // Its templates ran compiled, not token by token.
                 assert!(walker.compiled_templates() > 0);
                 walked += 1;
@@ -501,6 +602,63 @@ mod tests {
             walked * 10 >= chunks * 9,
             "{walked} of {chunks} chunks walked"
         );
+    }
+
+    /// A sink that takes JSON lines gets, line for line, what the events
+    /// handed on whole serialize to: written on the workers for most, whole
+    /// (and written by the sink) for the ones the VM-id resolver holds.
+    #[test]
+    fn json_lines_written_on_the_workers_equal_the_events_written_whole() {
+        #[derive(Default)]
+        struct Lines {
+            lines: Vec<String>,
+            heads: Vec<(chrono::DateTime<chrono::Utc>, String)>,
+            from_workers: usize,
+        }
+        impl crate::Sink for Lines {
+            fn event(&mut self, event: Event) {
+                self.lines.push(event.to_json());
+                self.heads.push((event.timestamp, event.host.to_string()));
+            }
+            fn error(&mut self, _: crate::RecordError) {}
+            fn wants_lines(&self) -> bool {
+                true
+            }
+            fn event_line(&mut self, head: &EventHead, json: &[u8]) {
+                self.lines.push(String::from_utf8(json.to_vec()).unwrap());
+                self.heads.push((head.timestamp, head.host.to_string()));
+                self.from_workers += 1;
+            }
+        }
+        let (mut total, mut from_workers, mut whole) = (0, 0, 0);
+        for entry in std::fs::read_dir(samples()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "evtx") {
+                continue;
+            }
+            let opts = crate::ParseOptions::default();
+            let mut events = crate::ParseOutput::default();
+            crate::parse_path(&path, &opts, &mut events);
+            let mut lines = Lines::default();
+            crate::parse_path(&path, &opts, &mut lines);
+            assert_eq!(events.events.len(), lines.lines.len(), "{}", path.display());
+            for (i, event) in events.events.iter().enumerate() {
+                assert_eq!(event.to_json(), lines.lines[i], "{}", path.display());
+                assert_eq!(
+                    (event.timestamp, event.host.to_string()),
+                    lines.heads[i],
+                    "{}",
+                    path.display()
+                );
+            }
+            total += lines.lines.len();
+            from_workers += lines.from_workers;
+            whole += lines.lines.len() - lines.from_workers;
+        }
+        // Both paths ran: most lines came from the workers, and the Hyper-V
+        // events without a VM id came whole.
+        assert!(from_workers * 10 >= total * 9, "{from_workers} of {total}");
+        assert!(whole > 0);
     }
 
     /// Damaged BinXML never panics the walker: real chunks with bytes
