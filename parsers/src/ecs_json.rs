@@ -4,7 +4,10 @@
 //! one per event. Strings are escaped eight bytes at a time: a word with no
 //! quote, backslash or control byte is copied as it is.
 
-use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::event::{ecs, Event};
 
@@ -60,7 +63,7 @@ pub(crate) fn write_event(event: &Event, out: &mut Vec<u8>) {
     out.push(b'"');
     if let Some(path) = &event.origin.path {
         out.extend_from_slice(b",\"file\":{\"path\":");
-        write_str(path, out);
+        write_path(path, out);
         out.push(b'}');
     }
     out.extend_from_slice(b",\"offset\":");
@@ -89,16 +92,42 @@ pub(crate) fn write_event(event: &Event, out: &mut Vec<u8>) {
     out.extend_from_slice(b"}}");
 }
 
+thread_local! {
+    /// The last file path written and its JSON: the events of a file all
+    /// carry the same one.
+    static LAST_PATH: RefCell<(Option<Arc<str>>, Vec<u8>)> =
+        const { RefCell::new((None, Vec::new())) };
+}
+
+fn write_path(path: &Arc<str>, out: &mut Vec<u8>) {
+    LAST_PATH.with(|last| {
+        let Ok(mut last) = last.try_borrow_mut() else {
+            return write_str(path, out);
+        };
+        let (cached, json) = &mut *last;
+        if !cached.as_ref().is_some_and(|c| Arc::ptr_eq(c, path)) {
+            json.clear();
+            write_str(path, json);
+            *cached = Some(path.clone());
+        }
+        out.extend_from_slice(json);
+    })
+}
+
 /// RFC 3339 in UTC with nine fraction digits and a `Z`, as chrono's
 /// `to_rfc3339_opts(SecondsFormat::Nanos, true)` writes it.
 pub(crate) fn write_rfc3339(time: DateTime<Utc>, out: &mut Vec<u8>) {
-    let year = time.year();
-    let nanos = time.nanosecond();
-    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
-        // Years chrono writes with a sign, and leap seconds: rare, left to chrono.
+    let nanos = time.timestamp_subsec_nanos();
+    let seconds = time.timestamp();
+    // 0000-01-01 .. 9999-12-31 (chrono writes other years with a sign),
+    // and no leap second: else left to chrono.
+    if !(-62_167_219_200..253_402_300_800).contains(&seconds) || nanos >= 1_000_000_000 {
         out.extend_from_slice(time.to_rfc3339_opts(SecondsFormat::Nanos, true).as_bytes());
         return;
     }
+    let days = seconds.div_euclid(86_400);
+    let of_day = seconds.rem_euclid(86_400) as u32;
+    let (year, month, day) = civil_from_days(days);
     let mut text = *b"0000-00-00T00:00:00.000000000Z";
     let mut put = |at: usize, digits: usize, mut value: u32| {
         for i in (at..at + digits).rev() {
@@ -107,13 +136,28 @@ pub(crate) fn write_rfc3339(time: DateTime<Utc>, out: &mut Vec<u8>) {
         }
     };
     put(0, 4, year as u32);
-    put(5, 2, time.month());
-    put(8, 2, time.day());
-    put(11, 2, time.hour());
-    put(14, 2, time.minute());
-    put(17, 2, time.second());
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, of_day / 3600);
+    put(14, 2, of_day / 60 % 60);
+    put(17, 2, of_day % 60);
     put(20, 9, nanos);
     out.extend_from_slice(&text);
+}
+
+/// The proleptic Gregorian date of a day count from 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// A JSON string literal, escaped as `serde_json` escapes it: `"`, `\` and
@@ -242,8 +286,26 @@ mod tests {
                 time.to_rfc3339_opts(SecondsFormat::Nanos, true)
             );
         }
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..100_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let seconds = (seed % 320_000_000_000) as i64 - 62_200_000_000;
+            let time =
+                DateTime::from_timestamp(seconds, (seed >> 34) as u32 % 1_000_000_000).unwrap();
+            let mut ours = Vec::new();
+            write_rfc3339(time, &mut ours);
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                time.to_rfc3339_opts(SecondsFormat::Nanos, true)
+            );
+        }
         for seconds in [
-            -62_198_755_200i64 - 86_400,
+            -62_167_219_200i64,
+            -62_167_219_201,
+            253_402_300_799,
+            -62_198_755_200 - 86_400,
             253_402_300_800,
             1_000_000_000_000,
         ] {

@@ -22,6 +22,8 @@
 //! caller renders the record through the crate instead. A unit test in
 //! `format::evtx` holds the two paths equal on every real sample.
 
+mod plan;
+
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -65,6 +67,9 @@ impl Hasher for OffsetHasher {
     fn write_u32(&mut self, n: u32) {
         self.0 = u64::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 /// One substitution value: its type and where its bytes are in the chunk.
@@ -99,6 +104,14 @@ struct Frame {
     len: usize,
 }
 
+/// A template instance read: its definition (offset, body) and values.
+struct Instance {
+    def: u32,
+    body: usize,
+    end: usize,
+    frame: Frame,
+}
+
 /// Walks the records of one chunk; decoded names are kept for the chunk
 /// (a fresh walker per chunk: the caller's closure is cloned per chunk).
 #[derive(Debug, Default, Clone)]
@@ -119,6 +132,19 @@ pub(crate) struct Walker {
     ops: Vec<Op>,
     op_attrs: Vec<Attr>,
     op_parts: Vec<Part>,
+    /// Plans by template definition offset and where it is used (`plan`;
+    /// `None`: one that runs its ops).
+    plans: HashMap<u64, Option<(usize, usize)>, BuildHasherDefault<OffsetHasher>>,
+    acts: Vec<plan::Act>,
+    act_parts: Vec<Part>,
+    /// Names of the elements open around a plan's substitutions.
+    act_names: Vec<u32>,
+    plan_strings: Vec<CompactString>,
+    /// Text a plan reads.
+    text: String,
+    /// Records read by a plan (tests check plans are used).
+    #[cfg(test)]
+    planned: usize,
 }
 
 /// One step of a compiled template definition: its tokens with the names
@@ -491,6 +517,11 @@ impl Walker {
         self.ops.clear();
         self.op_attrs.clear();
         self.op_parts.clear();
+        self.plans.clear();
+        self.acts.clear();
+        self.act_parts.clear();
+        self.act_names.clear();
+        self.plan_strings.clear();
         self.recent.iter_mut().for_each(|slot| *slot = (0, 0));
     }
 
@@ -593,6 +624,25 @@ impl Walker {
         depth: u32,
         builder: &mut Builder,
     ) -> Result<()> {
+        let base = self.values.len();
+        let instance = self.instance(c)?;
+        let frame = instance.frame;
+        let scope = Scope {
+            frame: Some(frame),
+            depth: depth + 1,
+        };
+        let (def, body, end) = (instance.def, instance.body, instance.end);
+        let result = match self.program(c.data, def, body, end) {
+            Some(ops) => self.planned_or_run(c.data, def, ops, scope, frame, builder),
+            None => self.walk(c.data, body, end, scope, builder),
+        };
+        self.values.truncate(base);
+        result
+    }
+
+    /// Reads a template instance at the cursor (after its token): its
+    /// values go to `values` (the returned frame), its definition is found.
+    fn instance(&mut self, c: &mut Cursor<'_>) -> Result<Instance> {
         c.u8()?;
         let _template_id = c.u32()?;
         let def = c.u32()? as usize;
@@ -627,17 +677,44 @@ impl Walker {
         let body = header.pos;
         let end = body.checked_add(size).filter(|&e| e <= c.data.len());
         let end = end.ok_or(GiveUp("template past the chunk"))?;
-        let frame = Frame { base, len: count };
-        let scope = Scope {
-            frame: Some(frame),
-            depth: depth + 1,
-        };
-        let result = match self.program(c.data, def as u32, body, end) {
-            Some(ops) => self.run(c.data, ops, scope, builder),
-            None => self.walk(c.data, body, end, scope, builder),
-        };
-        self.values.truncate(base);
-        result
+        Ok(Instance {
+            def: def as u32,
+            body,
+            end,
+            frame: Frame { base, len: count },
+        })
+    }
+
+    /// A record's root template runs its plan; any other, or a record the
+    /// plan does not take, runs its ops.
+    fn planned_or_run(
+        &mut self,
+        data: &[u8],
+        def: u32,
+        ops: (usize, usize),
+        scope: Scope,
+        frame: Frame,
+        builder: &mut Builder,
+    ) -> Result<()> {
+        if builder.is_fresh() {
+            if let Some(plan) = self.plan(data, def, None, ops) {
+                if self.execute(data, plan, frame, scope, builder)? {
+                    #[cfg(test)]
+                    {
+                        self.planned += 1;
+                    }
+                    return Ok(());
+                }
+                builder.reset();
+            }
+        }
+        self.run(data, ops, scope, builder)
+    }
+
+    /// How many records a plan read.
+    #[cfg(test)]
+    pub(crate) fn planned_records(&self) -> usize {
+        self.planned
     }
 
     /// The ops of the template definition at `def` (body `body..end`),

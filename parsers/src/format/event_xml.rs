@@ -234,6 +234,18 @@ enum Section {
     Other,
 }
 
+/// The section an element directly under `<Event>` opens.
+fn section_of(name: &str) -> Section {
+    match name {
+        "System" => Section::System,
+        "EventData" => Section::EventData,
+        "UserData" => Section::UserData,
+        "RenderingInfo" => Section::RenderingInfo,
+        "ProcessingErrorData" | "DebugData" => Section::EventData,
+        _ => Section::Other,
+    }
+}
+
 fn attr(e: &BytesStart<'_>, name: &str) -> Option<String> {
     e.attributes().flatten().find_map(|a| {
         (a.key.local_name().as_ref() == name).then(|| {
@@ -362,6 +374,60 @@ impl Builder {
         *numeric_level = None;
     }
 
+    /// True before the first element (nothing read since the reset).
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.stack.is_empty() && !self.saw_event
+    }
+
+    /// A plan (`format::binxml`) reads the event: it sets the fields
+    /// itself, through the calls below, as reading the elements would.
+    pub(crate) fn plan_started(&mut self) {
+        self.saw_event = true;
+    }
+
+    /// The event had `System/TimeCreated` (a plan read it).
+    pub(crate) fn saw_time(&mut self) {
+        self.saw_time = true;
+    }
+
+    /// `System/Level` (a plan read it).
+    pub(crate) fn set_level(&mut self, level: Option<Level>) {
+        self.numeric_level = level;
+    }
+
+    /// The number of the next unnamed `EventData/Data` (`paramN`).
+    pub(crate) fn next_unnamed(&mut self) -> u32 {
+        self.unnamed += 1;
+        self.unnamed
+    }
+
+    /// Set up as inside the elements `open` (root first), for a plan to
+    /// read an embedded fragment there with [`Builder::start`] and
+    /// [`Builder::end`].
+    pub(crate) fn enter<'n>(&mut self, open: impl Iterator<Item = &'n str>) {
+        self.stack.clear();
+        self.stack.extend(open.map(CompactString::from));
+        self.section = match self.stack.get(1) {
+            Some(name) => section_of(name),
+            None => Section::None,
+        };
+        self.text.clear();
+        self.data_name = None;
+    }
+
+    /// Back from [`Builder::enter`]: the elements read in between must have
+    /// closed (`depth` still open).
+    pub(crate) fn leave(&mut self, depth: usize) -> Result<(), String> {
+        if self.stack.len() != depth {
+            return Err("unbalanced fragment".into());
+        }
+        self.stack.clear();
+        self.section = Section::None;
+        self.text.clear();
+        self.data_name = None;
+        Ok(())
+    }
+
     /// The event built (complete after [`Builder::finish`]).
     pub(crate) fn event_mut(&mut self) -> &mut Event {
         &mut self.event
@@ -390,14 +456,7 @@ impl Builder {
             }
             self.saw_event = true;
         } else if depth == 1 {
-            self.section = match name {
-                "System" => Section::System,
-                "EventData" => Section::EventData,
-                "UserData" => Section::UserData,
-                "RenderingInfo" => Section::RenderingInfo,
-                "ProcessingErrorData" | "DebugData" => Section::EventData,
-                _ => Section::Other,
-            };
+            self.section = section_of(name);
         } else if self.section == Section::System && depth == 2 {
             match name {
                 "Provider" => {
