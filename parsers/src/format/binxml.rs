@@ -217,12 +217,13 @@ fn le_u64(b: &[u8]) -> u64 {
 /// carry, and unpaired surrogates, give up (the crate's rendering decides
 /// what they become).
 fn push_utf16(out: &mut String, bytes: &[u8]) -> Result<()> {
-    let units = bytes.chunks_exact(2).map(le_u16).take_while(|&u| u != 0);
-    // Most text is printable ASCII: copy it without decoding.
-    if units.clone().all(|u| (0x20..0x7f).contains(&u)) {
-        out.extend(units.map(|u| u as u8 as char));
+    // Most text is printable ASCII: copied a block at a time, undecoded.
+    let before = out.len();
+    if push_ascii_utf16(out, bytes) {
         return Ok(());
     }
+    out.truncate(before);
+    let units = bytes.chunks_exact(2).map(le_u16).take_while(|&u| u != 0);
     let mut last_cr = false;
     for c in char::decode_utf16(units) {
         let c = c.map_err(|_| GiveUp("unpaired surrogate"))?;
@@ -242,6 +243,34 @@ fn push_utf16(out: &mut String, bytes: &[u8]) -> Result<()> {
         last_cr = false;
     }
     Ok(())
+}
+
+/// UTF-16LE text up to its first NUL appended when it is all printable
+/// ASCII; `false` (and part of it maybe appended) when it is not.
+fn push_ascii_utf16(out: &mut String, bytes: &[u8]) -> bool {
+    let mut block = [0u8; 64];
+    for units in bytes.chunks(block.len() * 2) {
+        let mut n = 0;
+        let mut nul = false;
+        for unit in units.chunks_exact(2) {
+            match (unit[0], unit[1]) {
+                (0, 0) => {
+                    nul = true;
+                    break;
+                }
+                (b @ 0x20..=0x7e, 0) => {
+                    block[n] = b;
+                    n += 1;
+                }
+                _ => return false,
+            }
+        }
+        out.push_str(std::str::from_utf8(&block[..n]).unwrap_or_default());
+        if nul {
+            break;
+        }
+    }
+    true
 }
 
 fn hex_upper(out: &mut String, bytes: &[u8]) {
@@ -698,7 +727,10 @@ impl Walker {
     ) -> Result<()> {
         if builder.is_fresh() {
             if let Some(plan) = self.plan(data, def, None, ops) {
-                if self.execute(data, plan, frame, scope, builder)? {
+                let mut text = std::mem::take(&mut self.text);
+                let planned = self.execute(data, plan, frame, scope, builder, &mut text);
+                self.text = text;
+                if planned? {
                     #[cfg(test)]
                     {
                         self.planned += 1;

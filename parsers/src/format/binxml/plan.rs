@@ -379,16 +379,16 @@ impl Walker {
         frame: Frame,
         scope: Scope,
         builder: &mut Builder,
+        text: &mut String,
     ) -> Result<bool> {
         builder.plan_started();
         let mut i = from;
         while i < to {
-            let act = self.acts[i];
             if let Act::Sub {
                 index,
                 optional,
                 open,
-            } = act
+            } = self.acts[i]
             {
                 let Some(value) = (index < frame.len).then(|| self.values[frame.base + index])
                 else {
@@ -405,7 +405,7 @@ impl Walker {
                 if value.ty == 0x21 {
                     // An embedded fragment: its elements go where the
                     // substitution is. One template instance runs its plan.
-                    match self.nested(data, value, i, scope, builder)? {
+                    match self.nested(data, value, i, scope, builder, text)? {
                         Some(true) => {
                             i += 1;
                             continue;
@@ -431,10 +431,7 @@ impl Walker {
                 i += 1;
                 continue;
             }
-            let mut text = std::mem::take(&mut self.text);
-            let step = self.act(data, act, frame, builder, &mut text);
-            self.text = text;
-            match step? {
+            match self.act(data, i, frame, builder, text)? {
                 Step::Next => i += 1,
                 Step::Jump(to) => i = to,
                 Step::Unplanned => return Ok(false),
@@ -453,6 +450,7 @@ impl Walker {
         act: usize,
         scope: Scope,
         builder: &mut Builder,
+        text: &mut String,
     ) -> Result<Option<bool>> {
         let end = value.start + value.len;
         let mut c = Cursor {
@@ -470,11 +468,12 @@ impl Walker {
             return Err(GiveUp("nesting"));
         }
         let base = self.values.len();
-        let result = self.nested_instance(data, &mut c, end, act, scope, builder);
+        let result = self.nested_instance(data, &mut c, end, act, scope, builder, text);
         self.values.truncate(base);
         result
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn nested_instance(
         &mut self,
         data: &[u8],
@@ -483,6 +482,7 @@ impl Walker {
         act: usize,
         scope: Scope,
         builder: &mut Builder,
+        text: &mut String,
     ) -> Result<Option<bool>> {
         let instance = self.instance(c)?;
         // Nothing but the end of the fragment may follow.
@@ -499,7 +499,7 @@ impl Walker {
             frame: Some(instance.frame),
             depth: scope.depth + 2,
         };
-        self.execute(data, plan, instance.frame, scope, builder)
+        self.execute(data, plan, instance.frame, scope, builder, text)
             .map(Some)
     }
 
@@ -507,14 +507,14 @@ impl Walker {
     fn act(
         &self,
         data: &[u8],
-        act: Act,
+        act: usize,
         frame: Frame,
         builder: &mut Builder,
         text: &mut String,
     ) -> Result<Step> {
         let values = &self.values[frame.base..frame.base + frame.len];
         {
-            match act {
+            match self.acts[act] {
                 Act::Sub { .. } => {}
                 Act::SkipIfNull { dependency, to } => {
                     if values
@@ -566,6 +566,9 @@ impl Walker {
                 }
                 Act::Time(None) => {}
                 Act::Security(src) => {
+                    if not_a_vm_sid(src, self, data, frame)? {
+                        return Ok(Step::Next);
+                    }
                     text.clear();
                     if attr_value(src, self, data, frame, text)? {
                         if let Some(vm_id) = vm_id_from_user(text) {
@@ -660,6 +663,33 @@ enum Step {
     Jump(usize),
     /// A value the plan does not take.
     Unplanned,
+}
+
+/// True when the user attribute is one SID value that is not a VM's
+/// (`S-1-5-83-…`), so it names no VM id and need not be rendered; its size
+/// is checked as rendering checks it.
+fn not_a_vm_sid(src: Src, walker: &Walker, data: &[u8], frame: Frame) -> Result<bool> {
+    let Src::Attr(attr) = src else {
+        return Ok(false);
+    };
+    let [Part::Sub { index, .. }] = walker.op_parts[attr.parts.0..attr.parts.1] else {
+        return Ok(false);
+    };
+    if index >= frame.len {
+        return Ok(false);
+    }
+    let value = walker.values[frame.base + index];
+    if value.ty != 0x13 {
+        return Ok(false);
+    }
+    let b = &data[value.start..value.start + value.len];
+    let [revision, count, 0, 0, 0, 0, 0, authority, ref subs @ ..] = *b else {
+        return Ok(false);
+    };
+    if subs.len() < usize::from(count) * 4 {
+        return Err(GiveUp("short SID"));
+    }
+    Ok(revision != 1 || authority != 5 || count < 2 || subs[..4] != [83, 0, 0, 0])
 }
 
 /// Replaces a string's text, keeping its allocation.
