@@ -21,7 +21,9 @@ pub(crate) fn write_event(event: &Event, out: &mut Vec<u8>) {
     let id = number.format(event.event_id).as_bytes();
     out.extend_from_slice(id);
     out.extend_from_slice(b"\"},\"host\":{\"name\":");
+    let host = out.len();
     write_str(&event.host, out);
+    let host = host..out.len();
     out.extend_from_slice(b"},\"winlog\":{\"channel\":");
     write_str(&event.channel, out);
     out.extend_from_slice(b",\"provider_name\":");
@@ -33,7 +35,7 @@ pub(crate) fn write_event(event: &Event, out: &mut Vec<u8>) {
         out.extend_from_slice(number.format(record_id).as_bytes());
     }
     out.extend_from_slice(b",\"computer_name\":");
-    write_str(&event.host, out);
+    out.extend_from_within(host);
     out.extend_from_slice(b",\"event_data\":{");
     let mut first = true;
     let mut field = |name: &str, value: &str, out: &mut Vec<u8>| {
@@ -127,22 +129,48 @@ pub(crate) fn write_rfc3339(time: DateTime<Utc>, out: &mut Vec<u8>) {
     }
     let days = seconds.div_euclid(86_400);
     let of_day = seconds.rem_euclid(86_400) as u32;
-    let (year, month, day) = civil_from_days(days);
     let mut text = *b"0000-00-00T00:00:00.000000000Z";
-    let mut put = |at: usize, digits: usize, mut value: u32| {
-        for i in (at..at + digits).rev() {
-            text[i] = b'0' + (value % 10) as u8;
-            value /= 10;
+    // Events come in time order: the date is mostly the last one's.
+    let date = LAST_DATE.with(|last| {
+        let (day, date) = last.get();
+        if day == days {
+            return date;
         }
-    };
-    put(0, 4, year as u32);
-    put(5, 2, month);
-    put(8, 2, day);
-    put(11, 2, of_day / 3600);
-    put(14, 2, of_day / 60 % 60);
-    put(17, 2, of_day % 60);
-    put(20, 9, nanos);
+        let (year, month, day) = civil_from_days(days);
+        let mut date = *b"0000-00-00";
+        let year = year as u32;
+        put2(&mut date, 0, year / 100);
+        put2(&mut date, 2, year % 100);
+        put2(&mut date, 5, month);
+        put2(&mut date, 8, day);
+        last.set((days, date));
+        date
+    });
+    text[..10].copy_from_slice(&date);
+    put2(&mut text, 11, of_day / 3600);
+    put2(&mut text, 14, of_day / 60 % 60);
+    put2(&mut text, 17, of_day % 60);
+    text[20] = b'0' + (nanos / 100_000_000) as u8;
+    let nanos = nanos % 100_000_000;
+    put2(&mut text, 21, nanos / 1_000_000);
+    put2(&mut text, 23, nanos / 10_000 % 100);
+    put2(&mut text, 25, nanos / 100 % 100);
+    put2(&mut text, 27, nanos % 100);
     out.extend_from_slice(&text);
+}
+
+thread_local! {
+    /// The day (since 1970) last written and its `YYYY-MM-DD`.
+    static LAST_DATE: std::cell::Cell<(i64, [u8; 10])> =
+        const { std::cell::Cell::new((i64::MIN, [0; 10])) };
+}
+
+/// Two decimal digits of `value` (below 100) at `at`.
+fn put2(text: &mut [u8], at: usize, value: u32) {
+    const PAIRS: &[u8; 200] = b"00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
+    let i = (value as usize % 100) * 2;
+    text[at] = PAIRS[i];
+    text[at + 1] = PAIRS[i + 1];
 }
 
 /// The proleptic Gregorian date of a day count from 1970-01-01 (Howard

@@ -319,13 +319,18 @@ fn sid(out: &mut String, b: &[u8]) -> Result<()> {
 /// 9999; outside that the crate's own arithmetic decides what it renders,
 /// so callers leave those to it.
 pub(crate) fn filetime_utc(ticks: u64) -> Option<chrono::DateTime<chrono::Utc>> {
-    let since_unix = ticks
-        .checked_sub(FILETIME_UNIX_EPOCH)
-        .filter(|&t| t < YEAR_10000)?;
+    let since_unix = filetime_since_unix(ticks)?;
     chrono::DateTime::from_timestamp(
         (since_unix / 10_000_000) as i64,
         (since_unix % 10_000_000) as u32 * 100,
     )
+}
+
+/// A FILETIME's ticks since 1970, when it is within [`filetime_utc`]'s range.
+pub(crate) fn filetime_since_unix(ticks: u64) -> Option<u64> {
+    ticks
+        .checked_sub(FILETIME_UNIX_EPOCH)
+        .filter(|&t| t < YEAR_10000)
 }
 
 /// A FILETIME as the crate renders it: `YYYY-MM-DDTHH:MM:SS.fffffffZ`.
@@ -432,10 +437,17 @@ struct LazyAttrs<'w> {
 impl LazyAttrs<'_> {
     fn render(&self, attr: &Attr) -> Result<String> {
         let mut out = String::new();
+        self.render_into(attr, &mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the attribute's value to `out`.
+    fn render_into(&self, attr: &Attr, out: &mut String) -> Result<()> {
+        let from = out.len();
         for part in &self.parts[attr.parts.0..attr.parts.1] {
             match *part {
                 Part::Text { start, units } => {
-                    push_utf16(&mut out, &self.data[start..start + units * 2])?
+                    push_utf16(out, &self.data[start..start + units * 2])?
                 }
                 Part::Char(c) => {
                     out.push(char::from_u32(u32::from(c)).ok_or(GiveUp("char ref"))?);
@@ -455,7 +467,7 @@ impl LazyAttrs<'_> {
                         return Err(GiveUp("array or BinXML in an attribute"));
                     }
                     render(
-                        &mut out,
+                        out,
                         value.ty,
                         &self.data[value.start..value.start + value.len],
                     )?;
@@ -463,10 +475,10 @@ impl LazyAttrs<'_> {
             }
         }
         // An attribute value normalizes whitespace when read back.
-        if out.contains(['\n', '\t']) {
+        if out[from..].contains(['\n', '\t']) {
             return Err(GiveUp("whitespace in an attribute"));
         }
-        Ok(out)
+        Ok(())
     }
 }
 

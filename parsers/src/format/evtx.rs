@@ -18,7 +18,7 @@ use evtx::{EvtxChunkData, EvtxParser, ParserSettings};
 use crate::error::Reason;
 use crate::event::{Event, EventHead, Origin};
 use crate::extract;
-use crate::format::binxml::{filetime_utc, Walker};
+use crate::format::binxml::{filetime_since_unix, filetime_utc, Walker};
 use crate::format::event_xml::{self, Builder};
 use crate::{resolve, Ctx, Format};
 
@@ -352,7 +352,7 @@ fn chunk_items(
             }
         };
         let event = builder.event_mut();
-        complete(event, has_time, record_id, header_time, offset, how.path);
+        complete(event, has_time, record_id, || header_time, offset, how.path);
         out.push_event(event, how.lines);
     }
 }
@@ -403,11 +403,13 @@ fn walk_chunk(
         if le32(end - 4)? as usize != size {
             return None;
         }
-        let header_time = filetime_utc(ticks)?;
+        // A record time outside 1970-9999 leaves the chunk to the crate.
+        filetime_since_unix(ticks)?;
         let binxml = offset + RECORD_HEADER_BYTES as usize;
         let has_time = walker.read(bytes, binxml, end - 4 - binxml, builder).ok()?;
         let event = builder.event_mut();
         let at = base + offset as u64;
+        let header_time = || filetime_utc(ticks).unwrap_or_default();
         complete(event, has_time, id, header_time, at, how.path);
         out.push_event(event, how.lines);
         if id == header.last_event_record_id {
@@ -425,13 +427,13 @@ fn complete(
     event: &mut Event,
     has_time: bool,
     header_record_id: u64,
-    header_time: chrono::DateTime<chrono::Utc>,
+    header_time: impl FnOnce() -> chrono::DateTime<chrono::Utc>,
     offset: u64,
     path: &Option<Arc<str>>,
 ) {
     if !has_time {
         // Some records render without System/TimeCreated; the record header has a time.
-        event.timestamp = header_time;
+        event.timestamp = header_time();
     }
     if event.record_id.is_none() {
         event.record_id = Some(header_record_id);

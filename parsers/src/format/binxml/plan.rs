@@ -595,6 +595,25 @@ impl Walker {
                             return Ok(Step::Next);
                         }
                     }
+                    // A `Data`'s name, read at its start as the builder reads it.
+                    let field = match target {
+                        Target::Data {
+                            name,
+                            data: is_data,
+                            element,
+                        } => {
+                            text.clear();
+                            Some(if attr_value(name, self, data, frame, text)? {
+                                CompactString::from(text.as_str())
+                            } else if is_data {
+                                let n = builder.next_unnamed();
+                                compact_str::format_compact!("param{n}")
+                            } else {
+                                self.names[element as usize].clone()
+                            })
+                        }
+                        _ => None,
+                    };
                     text.clear();
                     for &part in parts {
                         if !content(data, values, part, text)? {
@@ -613,20 +632,10 @@ impl Walker {
                         Target::RecordId => builder.event_mut().record_id = value.parse().ok(),
                         Target::Channel => set(&mut builder.event_mut().channel, value),
                         Target::Computer => set(&mut builder.event_mut().host, value),
-                        Target::Data {
-                            name,
-                            data: is_data,
-                            element,
-                        } => {
-                            let field = match self.attr_text(name, data, frame)? {
-                                Some(field) => field,
-                                None if is_data => {
-                                    let n = builder.next_unnamed();
-                                    compact_str::format_compact!("param{n}")
-                                }
-                                None => self.names[element as usize].clone(),
-                            };
-                            builder.event_mut().data.insert(field, value);
+                        Target::Data { .. } => {
+                            if let Some(field) = field {
+                                builder.event_mut().data.insert(field, value);
+                            }
                         }
                         Target::User(name) => {
                             let name = &self.names[name as usize];
@@ -640,20 +649,6 @@ impl Walker {
             }
         }
         Ok(Step::Next)
-    }
-}
-
-impl Walker {
-    /// An attribute's value as the builder reads it (absent or empty: `None`).
-    fn attr_text(&self, src: Src, data: &[u8], frame: Frame) -> Result<Option<CompactString>> {
-        match src {
-            Src::Absent => Ok(None),
-            Src::Const(i) => Ok(Some(self.plan_strings[i as usize].clone())),
-            Src::Attr(_) => {
-                let mut text = String::new();
-                Ok(attr_value(src, self, data, frame, &mut text)?.then(|| text.into()))
-            }
-        }
     }
 }
 
@@ -771,9 +766,9 @@ fn attr_value(
                 frame: Some(frame),
                 failed: None,
             };
-            let text = lazy.render(&attr)?;
-            out.push_str(&text);
-            Ok(!text.is_empty())
+            let from = out.len();
+            lazy.render_into(&attr, out)?;
+            Ok(out.len() > from)
         }
     }
 }
