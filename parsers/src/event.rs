@@ -210,7 +210,7 @@ pub struct Event {
     pub origin: Origin,
 }
 
-/// What a sink that takes events as their ECS JSON lines ([`crate::Sink::event_line`])
+/// What a sink that takes events as their ECS JSON lines ([`crate::Sink::event_lines`])
 /// still gets of each one besides the line: enough to count and summarize
 /// them, and for the VM-id resolver to learn from them.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -103,15 +103,16 @@ pub trait Sink {
     /// ([`Event::write_json`]) and needs nothing more of it than its
     /// [`EventHead`]. A parser that works on several threads (EVTX) then
     /// writes the lines there and hands them on through
-    /// [`Sink::event_line`]; [`Sink::event`] still gets the events it
+    /// [`Sink::event_lines`]; [`Sink::event`] still gets the events it
     /// holds whole (those whose VM id is inferred in file order).
     fn wants_lines(&self) -> bool {
         false
     }
-    /// An event as its ECS JSON line (`json`, no newline) and its head.
-    /// Called only on a sink whose [`Sink::wants_lines`] is true.
-    fn event_line(&mut self, head: &EventHead, json: &[u8]) {
-        let _ = (head, json);
+    /// Consecutive events as their ECS JSON lines: `lines` holds one line
+    /// per head, in the same order, each ending in a newline. Called only
+    /// on a sink whose [`Sink::wants_lines`] is true.
+    fn event_lines(&mut self, heads: &[EventHead], lines: &[u8]) {
+        let _ = (heads, lines);
     }
 }
 
@@ -220,18 +221,35 @@ impl<'a> Ctx<'a> {
         self.hand_on_ready();
     }
 
-    /// Hands on an event already written as its JSON line (by a worker
-    /// thread, for a sink that [`Sink::wants_lines`]; never an event whose
-    /// VM id the resolver could fill in), through the VM-id resolver.
-    pub(crate) fn emit_line(&mut self, head: EventHead, json: &[u8]) {
-        self.summary.events += 1;
-        if self.resolver.passes(&head) {
-            self.resolver.seen(&head);
-            self.sink.event_line(&head, json);
-            return;
+    /// An event already written as its JSON line (by a worker thread, for
+    /// a sink that [`Sink::wants_lines`]; never one whose VM id the
+    /// resolver could fill in): true when the VM-id resolver lets it pass
+    /// at once, and it is then counted and the caller hands it on with
+    /// [`Ctx::hand_on_lines`], with the ones before and after it that pass;
+    /// false when the caller must give it to [`Ctx::hold_line`].
+    pub(crate) fn line_passes(&mut self, head: &EventHead) -> bool {
+        if !self.resolver.passes(head) {
+            return false;
         }
+        self.summary.events += 1;
+        self.resolver.seen(head);
+        true
+    }
+
+    /// Hands on events that passed [`Ctx::line_passes`], their lines back
+    /// to back (each ending in a newline).
+    pub(crate) fn hand_on_lines(&mut self, heads: &[EventHead], lines: &[u8]) {
+        if !heads.is_empty() {
+            self.sink.event_lines(heads, lines);
+        }
+    }
+
+    /// Holds back an event written as its line (ending in a newline) that
+    /// did not pass [`Ctx::line_passes`].
+    pub(crate) fn hold_line(&mut self, head: EventHead, line: &[u8]) {
+        self.summary.events += 1;
         self.resolver
-            .push(resolve::Held::Line(head, json.to_vec()), &mut self.ready);
+            .push(resolve::Held::Line(head, line.to_vec()), &mut self.ready);
         self.hand_on_ready();
     }
 
@@ -239,7 +257,9 @@ impl<'a> Ctx<'a> {
         for held in self.ready.drain(..) {
             match held {
                 resolve::Held::Event(event) => self.sink.event(event),
-                resolve::Held::Line(head, json) => self.sink.event_line(&head, &json),
+                resolve::Held::Line(head, line) => {
+                    self.sink.event_lines(std::slice::from_ref(&head), &line)
+                }
             }
         }
     }

@@ -167,15 +167,13 @@ impl<W: Write> Sink for Printer<W> {
         self.json
     }
 
-    fn event_line(&mut self, head: &EventHead, json: &[u8]) {
-        self.totals
-            .count(head.timestamp, head.zone_assumed, &head.host);
+    fn event_lines(&mut self, heads: &[EventHead], lines: &[u8]) {
+        for head in heads {
+            self.totals
+                .count(head.timestamp, head.zone_assumed, &head.host);
+        }
         if self.io_error.is_none() {
-            if let Err(e) = self
-                .out
-                .write_all(json)
-                .and_then(|()| self.out.write_all(b"\n"))
-            {
+            if let Err(e) = self.out.write_all(lines) {
                 self.io_error = Some(e);
             }
         }
@@ -203,7 +201,9 @@ pub fn run(args: ParseArgs) -> anyhow::Result<ExitCode> {
     let files = expand_paths(&settings.paths)?;
     let stdout = io::stdout();
     let mut printer = Printer {
-        out: BufWriter::with_capacity(256 * 1024, stdout.lock()),
+        // Blocks of lines from EVTX workers (a chunk's, ~100 KiB) are larger:
+        // they go straight to stdout, not through the buffer.
+        out: BufWriter::with_capacity(64 * 1024, stdout.lock()),
         json: settings.json,
         totals: Totals::default(),
         line: Vec::with_capacity(4096),

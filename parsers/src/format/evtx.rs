@@ -86,15 +86,19 @@ fn describe(error: &EvtxError) -> String {
 #[derive(Default)]
 struct ChunkOut {
     items: Vec<Item>,
-    /// The JSON lines of the [`Item::Line`]s, back to back.
+    /// The JSON lines of the [`Item::Line`]s, back to back, each ending in
+    /// a newline.
     json: Vec<u8>,
+    /// Heads of lines handed on together (kept for its room).
+    heads: Vec<EventHead>,
 }
 
 enum Item {
     /// An event handed on whole.
     Event(Box<Event>),
     /// An event written as its ECS JSON line, for a sink that wants lines:
-    /// its head and where its line ends in [`ChunkOut::json`].
+    /// its head and where its line (newline included) ends in
+    /// [`ChunkOut::json`].
     Line(EventHead, usize),
     /// A record that rendered to XML relive cannot read: record id, file
     /// offset, reason.
@@ -107,6 +111,7 @@ impl ChunkOut {
     fn clear(&mut self) {
         self.items.clear();
         self.json.clear();
+        self.heads.clear();
     }
 
     /// Adds a record's event, leaving `event` to be reused: with `lines`
@@ -117,6 +122,7 @@ impl ChunkOut {
         let hyperv = resolve::is_hyperv(event);
         let item = if lines && !resolve::is_candidate(event, hyperv) {
             event.write_json(&mut self.json);
+            self.json.push(b'\n');
             Item::Line(EventHead::take(event, hyperv), self.json.len())
         } else {
             Item::Event(Box::new(std::mem::take(event)))
@@ -231,16 +237,32 @@ pub(crate) fn parse<R: Read + Seek + Send + 'static>(mut reader: R, ctx: &mut Ct
     });
 }
 
-/// Hands on what a worker made of a chunk, emptying it.
+/// Hands on what a worker made of a chunk, emptying it: lines the VM-id
+/// resolver lets pass go on in runs, as one block each.
 fn emit(out: &mut ChunkOut, ctx: &mut Ctx<'_>) {
-    let mut start = 0;
-    for item in out.items.drain(..) {
-        match item {
-            Item::Event(event) => ctx.emit_complete(*event),
-            Item::Line(head, end) => {
-                ctx.emit_line(head, &out.json[start..end]);
-                start = end;
+    let ChunkOut { items, json, heads } = out;
+    // `heads` pass with their lines json[run..end].
+    let (mut run, mut end) = (0, 0);
+    for item in items.drain(..) {
+        let start = end;
+        if let Item::Line(head, line_end) = item {
+            end = line_end;
+            if ctx.line_passes(&head) {
+                heads.push(head);
+                continue;
             }
+            ctx.hand_on_lines(heads, &json[run..start]);
+            heads.clear();
+            ctx.hold_line(head, &json[start..end]);
+            run = end;
+            continue;
+        }
+        ctx.hand_on_lines(heads, &json[run..start]);
+        heads.clear();
+        run = end;
+        match item {
+            Item::Line(..) => {}
+            Item::Event(event) => ctx.emit_complete(*event),
             Item::Lost(record_id, offset, reason) => ctx.error(
                 offset,
                 None,
@@ -252,6 +274,8 @@ fn emit(out: &mut ChunkOut, ctx: &mut Ctx<'_>) {
             }
         }
     }
+    ctx.hand_on_lines(heads, &json[run..end]);
+    heads.clear();
     out.clear();
 }
 
@@ -633,10 +657,16 @@ mod tests {
             fn wants_lines(&self) -> bool {
                 true
             }
-            fn event_line(&mut self, head: &EventHead, json: &[u8]) {
-                self.lines.push(String::from_utf8(json.to_vec()).unwrap());
-                self.heads.push((head.timestamp, head.host.to_string()));
-                self.from_workers += 1;
+            fn event_lines(&mut self, heads: &[EventHead], lines: &[u8]) {
+                let text = std::str::from_utf8(lines).unwrap();
+                let lines: Vec<&str> = text.split_terminator('\n').collect();
+                assert!(text.ends_with('\n'));
+                assert_eq!(lines.len(), heads.len());
+                for (head, line) in heads.iter().zip(lines) {
+                    self.lines.push(line.to_string());
+                    self.heads.push((head.timestamp, head.host.to_string()));
+                    self.from_workers += 1;
+                }
             }
         }
         let (mut total, mut from_workers, mut whole) = (0, 0, 0);
