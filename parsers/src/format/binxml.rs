@@ -139,6 +139,7 @@ pub(crate) struct Walker {
     act_parts: Vec<Part>,
     /// Names of the elements open around a plan's substitutions.
     act_names: Vec<u32>,
+    act_subs: Vec<plan::SubCheck>,
     plan_strings: Vec<CompactString>,
     /// Text a plan reads.
     text: String,
@@ -562,6 +563,7 @@ impl Walker {
         self.acts.clear();
         self.act_parts.clear();
         self.act_names.clear();
+        self.act_subs.clear();
         self.plan_strings.clear();
         self.recent.iter_mut().for_each(|slot| *slot = (0, 0));
     }

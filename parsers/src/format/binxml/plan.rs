@@ -68,13 +68,11 @@ pub(super) enum Act {
     /// Text the builder reads and then drops (a child element starts):
     /// rendered for the checks the walk makes.
     Check(Part),
-    /// A substitution in an element whose text nothing keeps: checked as
-    /// the walk checks it; embedded BinXML is walked into the builder, set
-    /// up as inside the elements open there (`act_names` range).
-    Sub {
-        index: usize,
-        optional: bool,
-        open: (u32, u32),
+    /// Substitutions in elements whose text nothing keeps, one after the
+    /// other (`act_subs` range).
+    Subs {
+        from: u32,
+        to: u32,
     },
     Provider {
         name: Src,
@@ -87,6 +85,16 @@ pub(super) enum Act {
         target: Target,
         parts: (u32, u32),
     },
+}
+
+/// A substitution in an element whose text nothing keeps: checked as the
+/// walk checks it; embedded BinXML is walked into the builder, set up as
+/// inside the elements open there (`act_names` range).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SubCheck {
+    index: usize,
+    optional: bool,
+    open: (u32, u32),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -117,9 +125,9 @@ fn refuse(why: &'static str) -> GiveUp {
 impl Walker {
     /// The plan of the template definition at `def` (ops `ops`), made on
     /// first use in the chunk; `None`: the ops run instead. `within`: the
-    /// [`Act::Sub`] (act index) whose embedded fragment is an instance of
-    /// it, which says which elements are open around it; `None`: the
-    /// record's root template.
+    /// [`SubCheck`] (index in `act_subs`) whose embedded fragment is an
+    /// instance of it, which says which elements are open around it;
+    /// `None`: the record's root template.
     pub(super) fn plan(
         &mut self,
         data: &[u8],
@@ -127,18 +135,16 @@ impl Walker {
         within: Option<usize>,
         ops: (usize, usize),
     ) -> Option<(usize, usize)> {
-        let key = u64::from(def) << 32 | within.map_or(0, |act| act as u64 + 1);
+        let key = u64::from(def) << 32 | within.map_or(0, |sub| sub as u64 + 1);
         if let Some(&plan) = self.plans.get(&key) {
             return plan;
         }
-        let open = match within.map(|act| self.acts[act]) {
-            Some(Act::Sub { open, .. }) => open,
-            _ => (0, 0),
-        };
-        let (acts, parts, names, strings) = (
+        let open = within.map_or((0, 0), |sub| self.act_subs[sub].open);
+        let (acts, parts, names, subs, strings) = (
             self.acts.len(),
             self.act_parts.len(),
             self.act_names.len(),
+            self.act_subs.len(),
             self.plan_strings.len(),
         );
         let plan = match self.make_plan(data, ops, open) {
@@ -147,6 +153,7 @@ impl Walker {
                 self.acts.truncate(acts);
                 self.act_parts.truncate(parts);
                 self.act_names.truncate(names);
+                self.act_subs.truncate(subs);
                 self.plan_strings.truncate(strings);
                 None
             }
@@ -195,7 +202,7 @@ impl Walker {
         within: (u32, u32),
     ) -> Result<()> {
         // The elements open around the template (none for a root one): their
-        // text is not kept (else no `Act::Sub` would stand there).
+        // text is not kept (else no `SubCheck` would stand there).
         let mut open: Vec<Open> = self.act_names[within.0 as usize..within.1 as usize]
             .iter()
             .map(|&name| Open {
@@ -218,6 +225,9 @@ impl Walker {
             None => Section::None,
         };
         let mut saw_root = context > 0;
+        // Acts before this one may not take more substitutions: a skip
+        // lands here.
+        let mut floor = 0;
         for i in from..to {
             match self.ops[i] {
                 Op::Start {
@@ -314,15 +324,17 @@ impl Walker {
                         parts: Vec::new(),
                         skip,
                     });
-                    if empty {
-                        self.close(&mut open, &mut section);
+                    if empty && self.close(&mut open, &mut section) {
+                        floor = self.acts.len();
                     }
                 }
                 Op::End => {
                     if open.len() <= context {
                         return Err(refuse("unbalanced"));
                     }
-                    self.close(&mut open, &mut section);
+                    if self.close(&mut open, &mut section) {
+                        floor = self.acts.len();
+                    }
                 }
                 Op::Content(part) => match open.last_mut() {
                     Some(top) if top.wants => top.parts.push(part),
@@ -331,11 +343,20 @@ impl Walker {
                             let from = self.act_names.len() as u32;
                             self.act_names.extend(open.iter().map(|o| o.name));
                             let to = self.act_names.len() as u32;
-                            self.acts.push(Act::Sub {
+                            self.act_subs.push(SubCheck {
                                 index,
                                 optional,
                                 open: (from, to),
                             });
+                            let sub = self.act_subs.len() as u32;
+                            let last = self.acts.len().checked_sub(1).filter(|&l| l >= floor);
+                            match last.map(|l| &mut self.acts[l]) {
+                                Some(Act::Subs { to, .. }) if *to + 1 == sub => *to = sub,
+                                _ => self.acts.push(Act::Subs {
+                                    from: sub - 1,
+                                    to: sub,
+                                }),
+                            }
                         }
                     }
                 },
@@ -347,10 +368,10 @@ impl Walker {
         Ok(())
     }
 
-    /// The innermost open element ends.
-    fn close(&mut self, open: &mut Vec<Open>, section: &mut Section) {
+    /// The innermost open element ends. True when a skip now lands after it.
+    fn close(&mut self, open: &mut Vec<Open>, section: &mut Section) -> bool {
         let Some(element) = open.pop() else {
-            return;
+            return false;
         };
         if let Some(target) = element.target {
             let from = self.act_parts.len() as u32;
@@ -358,15 +379,17 @@ impl Walker {
             let parts = (from, self.act_parts.len() as u32);
             self.acts.push(Act::Field { target, parts });
         }
-        if let Some(skip) = element.skip {
-            let end = self.acts.len() as u32;
-            if let Act::SkipIfNull { to, .. } = &mut self.acts[skip] {
-                *to = end;
-            }
-        }
         if open.len() == 1 {
             *section = Section::None;
         }
+        let Some(skip) = element.skip else {
+            return false;
+        };
+        let end = self.acts.len() as u32;
+        if let Act::SkipIfNull { to, .. } = &mut self.acts[skip] {
+            *to = end;
+        }
+        true
     }
 
     /// Runs a plan with a template instance's values into a fresh builder.
@@ -384,49 +407,11 @@ impl Walker {
         builder.plan_started();
         let mut i = from;
         while i < to {
-            if let Act::Sub {
-                index,
-                optional,
-                open,
-            } = self.acts[i]
-            {
-                let Some(value) = (index < frame.len).then(|| self.values[frame.base + index])
-                else {
-                    i += 1;
-                    continue;
-                };
-                if optional && optional_empty(&value) {
-                    i += 1;
-                    continue;
-                }
-                if value.ty & 0x80 != 0 {
-                    return Err(GiveUp("array substitution"));
-                }
-                if value.ty == 0x21 {
-                    // An embedded fragment: its elements go where the
-                    // substitution is. One template instance runs its plan.
-                    match self.nested(data, value, i, scope, builder, text)? {
-                        Some(true) => {
-                            i += 1;
-                            continue;
-                        }
-                        Some(false) => return Ok(false),
-                        None => {}
+            if let Act::Subs { from, to } = self.acts[i] {
+                for sub in from as usize..to as usize {
+                    if !self.sub_check(data, sub, frame, scope, builder, text)? {
+                        return Ok(false);
                     }
-                    let open = &self.act_names[open.0 as usize..open.1 as usize];
-                    let depth = open.len();
-                    builder.enter(open.iter().map(|&n| self.names[n as usize].as_str()));
-                    self.walk(
-                        data,
-                        value.start,
-                        value.start + value.len,
-                        Scope {
-                            frame: None,
-                            depth: scope.depth + 1,
-                        },
-                        builder,
-                    )?;
-                    builder.leave(depth).map_err(|_| GiveUp("structure"))?;
                 }
                 i += 1;
                 continue;
@@ -440,19 +425,72 @@ impl Walker {
         Ok(true)
     }
 
-    /// An embedded fragment (`value`, at the [`Act::Sub`] `act`) that is one
+    /// One [`SubCheck`]; `Ok(false)`: the plan cannot go on.
+    fn sub_check(
+        &mut self,
+        data: &[u8],
+        sub: usize,
+        frame: Frame,
+        scope: Scope,
+        builder: &mut Builder,
+        text: &mut String,
+    ) -> Result<bool> {
+        let SubCheck {
+            index,
+            optional,
+            open,
+        } = self.act_subs[sub];
+        if index >= frame.len {
+            return Ok(true);
+        }
+        let value = self.values[frame.base + index];
+        if optional && optional_empty(&value) {
+            return Ok(true);
+        }
+        if value.ty & 0x80 != 0 {
+            return Err(GiveUp("array substitution"));
+        }
+        if value.ty != 0x21 {
+            return Ok(true);
+        }
+        // An embedded fragment: its elements go where the substitution is.
+        // One template instance runs its plan.
+        if let Some(planned) = self.nested(data, value, sub, scope, builder, text)? {
+            return Ok(planned);
+        }
+        let open = &self.act_names[open.0 as usize..open.1 as usize];
+        let depth = open.len();
+        builder.enter(open.iter().map(|&n| self.names[n as usize].as_str()));
+        self.walk(
+            data,
+            value.start,
+            value.start + value.len,
+            Scope {
+                frame: None,
+                depth: scope.depth + 1,
+            },
+            builder,
+        )?;
+        builder.leave(depth).map_err(|_| GiveUp("structure"))?;
+        Ok(true)
+    }
+
+    /// An embedded fragment (`value`, at the [`SubCheck`] `sub`) that is one
     /// template instance, run by its plan. `None`: any other fragment, or
     /// one without a plan, which the caller walks.
     fn nested(
         &mut self,
         data: &[u8],
         value: Value,
-        act: usize,
+        sub: usize,
         scope: Scope,
         builder: &mut Builder,
         text: &mut String,
     ) -> Result<Option<bool>> {
         let end = value.start + value.len;
+        if value.len < 5 {
+            return Ok(None);
+        }
         let mut c = Cursor {
             data,
             pos: value.start,
@@ -468,7 +506,7 @@ impl Walker {
             return Err(GiveUp("nesting"));
         }
         let base = self.values.len();
-        let result = self.nested_instance(data, &mut c, end, act, scope, builder, text);
+        let result = self.nested_instance(data, &mut c, end, sub, scope, builder, text);
         self.values.truncate(base);
         result
     }
@@ -479,7 +517,7 @@ impl Walker {
         data: &[u8],
         c: &mut Cursor<'_>,
         end: usize,
-        act: usize,
+        sub: usize,
         scope: Scope,
         builder: &mut Builder,
         text: &mut String,
@@ -492,7 +530,7 @@ impl Walker {
         let Some(ops) = self.program(data, instance.def, instance.body, instance.end) else {
             return Ok(None);
         };
-        let Some(plan) = self.plan(data, instance.def, Some(act), ops) else {
+        let Some(plan) = self.plan(data, instance.def, Some(sub), ops) else {
             return Ok(None);
         };
         let scope = Scope {
@@ -503,7 +541,7 @@ impl Walker {
             .map(Some)
     }
 
-    /// One act (but [`Act::Sub`]).
+    /// One act (but [`Act::Subs`]).
     fn act(
         &self,
         data: &[u8],
@@ -515,7 +553,7 @@ impl Walker {
         let values = &self.values[frame.base..frame.base + frame.len];
         {
             match self.acts[act] {
-                Act::Sub { .. } => {}
+                Act::Subs { .. } => {}
                 Act::SkipIfNull { dependency, to } => {
                     if values
                         .get(usize::from(dependency))
