@@ -114,9 +114,12 @@ fn cpu_model() -> String {
 
 // ---- EVTX ------------------------------------------------------------------
 
-fn time_command(program: &Path, args: &[&str], runs: usize) -> Option<Duration> {
-    let mut times = Vec::new();
-    for _ in 0..runs {
+/// Times commands (output to /dev/null) taking turns, after one untimed
+/// run each, so both see the same machine (this one is shared and its
+/// speed drifts); the median of `runs` each, `None` for one that is
+/// missing or fails.
+fn time_commands(commands: &[Option<(PathBuf, Vec<&str>)>], runs: usize) -> Vec<Option<Duration>> {
+    let run = |program: &Path, args: &[&str]| -> Option<Duration> {
         let start = Instant::now();
         let status = Command::new(program)
             .args(args)
@@ -129,10 +132,34 @@ fn time_command(program: &Path, args: &[&str], runs: usize) -> Option<Duration> 
             eprintln!("{} exited with {status}", program.display());
             return None;
         }
-        times.push(elapsed);
+        Some(elapsed)
+    };
+    let mut times: Vec<Option<Vec<Duration>>> = commands
+        .iter()
+        .map(|c| {
+            let (program, args) = c.as_ref()?;
+            run(program, args).map(|_| Vec::new())
+        })
+        .collect();
+    for _ in 0..runs {
+        for (command, times) in commands.iter().zip(times.iter_mut()) {
+            let (Some((program, args)), Some(list)) = (command, times.as_mut()) else {
+                continue;
+            };
+            match run(program, args) {
+                Some(d) => list.push(d),
+                None => *times = None,
+            }
+        }
     }
-    times.sort();
-    Some(times[times.len() / 2])
+    times
+        .into_iter()
+        .map(|t| {
+            let mut t = t?;
+            t.sort();
+            t.get(t.len() / 2).copied()
+        })
+        .collect()
 }
 
 fn find_binary(env: &str, candidates: &[PathBuf]) -> Option<PathBuf> {
@@ -142,12 +169,15 @@ fn find_binary(env: &str, candidates: &[PathBuf]) -> Option<PathBuf> {
     candidates.iter().find(|p| p.is_file()).cloned()
 }
 
+/// Runs of each command in the EVTX comparison.
+const RUNS: usize = 21;
+
 fn evtx_bench() {
     let file = shared().join("samples-real/evtx/dfirmuseum-win2012r2-stolenszechuan__System.evtx");
     let records = 60_189.0;
     let mb = std::fs::metadata(&file).map_or(0.0, |m| m.len() as f64 / 1e6);
     println!(
-        "\n== EVTX: {} ({mb:.1} MB, {records} records), median of 5 runs",
+        "\n== EVTX: {} ({mb:.1} MB, {records} records), median of {RUNS} runs taking turns",
         file.display()
     );
     let target = std::env::var("CARGO_TARGET_DIR")
@@ -163,8 +193,14 @@ fn evtx_bench() {
         ],
     );
     let path = file.to_str().unwrap();
-    let ours = relive.and_then(|bin| time_command(&bin, &["parse", "--json", path], 5));
-    let theirs = evtx_dump.and_then(|bin| time_command(&bin, &["-o", "jsonl", path], 5));
+    let timed = time_commands(
+        &[
+            relive.map(|bin| (bin, vec!["parse", "--json", path])),
+            evtx_dump.map(|bin| (bin, vec!["-o", "jsonl", path])),
+        ],
+        RUNS,
+    );
+    let (ours, theirs) = (timed[0], timed[1]);
     // In-process: parsing and normalization only, no JSON output; the
     // first run (cold allocator) and the median of 5.
     let mut count = Count {

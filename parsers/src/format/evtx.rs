@@ -8,8 +8,8 @@
 //! leaves alone is rendered to XML by the crate and read back, and each
 //! record or chunk the crate cannot read is reported with its position.
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Seek, SeekFrom};
+use std::collections::BTreeMap;
+use std::io::{Read, Seek};
 use std::sync::{mpsc, Arc, Mutex};
 
 use evtx::err::EvtxError;
@@ -30,30 +30,6 @@ const RECORD_HEADER_BYTES: u64 = 24;
 /// Where a chunk's first record starts (after the header and its string
 /// and template tables).
 const RECORDS_START: usize = 512;
-
-/// File offset of every chunk with a valid header, keyed by the chunk's first
-/// record number and first record id, so a record can say where it is in
-/// the file (the crate keeps chunk numbers to itself).
-type ChunkOffsets = HashMap<(u64, u64), u64>;
-
-fn chunk_offsets<R: Read + Seek>(reader: &mut R) -> std::io::Result<ChunkOffsets> {
-    let len = reader.seek(SeekFrom::End(0))?;
-    let mut offsets = HashMap::new();
-    let mut offset = HEADER_BYTES;
-    let mut head = [0u8; 40];
-    while offset + CHUNK_BYTES <= len {
-        reader.seek(SeekFrom::Start(offset))?;
-        reader.read_exact(&mut head)?;
-        if &head[..8] == b"ElfChnk\0" {
-            let number = u64::from_le_bytes(head[8..16].try_into().unwrap_or_default());
-            let id = u64::from_le_bytes(head[24..32].try_into().unwrap_or_default());
-            offsets.insert((number, id), offset);
-        }
-        offset += CHUNK_BYTES;
-    }
-    reader.seek(SeekFrom::Start(0))?;
-    Ok(offsets)
-}
 
 /// Where in the file an evtx error points, when it says.
 fn error_offset(error: &EvtxError) -> u64 {
@@ -148,8 +124,7 @@ fn own_iteration() -> bool {
 /// Parses an EVTX file into events. The crate reads the chunks in order on
 /// this thread; worker threads normalize them (`evtx_threads`, 0 = one per
 /// core) and the results are handed on in chunk order.
-pub(crate) fn parse<R: Read + Seek + Send + 'static>(mut reader: R, ctx: &mut Ctx<'_>) {
-    let offsets = chunk_offsets(&mut reader).unwrap_or_default();
+pub(crate) fn parse<R: Read + Seek + Send + 'static>(reader: R, ctx: &mut Ctx<'_>) {
     let parser = match EvtxParser::from_read_seek(reader) {
         Ok(parser) => parser,
         Err(e) => {
@@ -170,7 +145,7 @@ pub(crate) fn parse<R: Read + Seek + Send + 'static>(mut reader: R, ctx: &mut Ct
     let path: Option<Arc<str>> = ctx.path.clone();
     let own = own_iteration();
     let lines = ctx.wants_lines();
-    let (offsets, settings, path) = (&offsets, &settings, &path);
+    let (settings, path) = (&settings, &path);
     std::thread::scope(|scope| {
         let (jobs, queue) = mpsc::sync_channel::<(u64, evtx::err::Result<EvtxChunkData>)>(threads);
         let queue = Arc::new(Mutex::new(queue));
@@ -194,7 +169,6 @@ pub(crate) fn parse<R: Read + Seek + Send + 'static>(mut reader: R, ctx: &mut Ct
                         .and_then(|mut s| s.pop())
                         .unwrap_or_default();
                     let how = How {
-                        offsets,
                         settings,
                         path,
                         own,
@@ -281,7 +255,6 @@ fn emit(out: &mut ChunkOut, ctx: &mut Ctx<'_>) {
 
 /// What a worker needs besides the chunk.
 struct How<'a> {
-    offsets: &'a ChunkOffsets,
     settings: &'a Arc<ParserSettings>,
     path: &'a Option<Arc<str>>,
     /// Walk intact chunks' records here (tests turn it off).
@@ -304,23 +277,15 @@ fn chunk_items(
         Ok(data) => data,
         Err(e) => return out.items.push(Item::Failed(e)),
     };
-    let header = &data.header;
-    let base = how
-        .offsets
-        .get(&(
-            header.first_event_record_number,
-            header.first_event_record_id,
-        ))
-        .copied();
+    // The crate says which chunk of the file it read: where its bytes are.
+    let base = data.number.map(|n| HEADER_BYTES + n * CHUNK_BYTES);
     walker.reset();
     if how.own && walk_chunk(&data, base.unwrap_or(0), how, walker, builder, out).is_some() {
         return;
     }
     out.clear();
     walker.reset();
-    let chunk_id = data
-        .number
-        .unwrap_or_else(|| base.map_or(0, |b| b.saturating_sub(HEADER_BYTES) / CHUNK_BYTES));
+    let chunk_id = data.number.unwrap_or(0);
     let mut chunk = match data.parse(how.settings.clone()) {
         Ok(chunk) => chunk,
         Err(e) => {
@@ -600,7 +565,6 @@ mod tests {
             let mut out = ChunkOut::default();
             let mut walker = Walker::default();
             let how = How {
-                offsets: &ChunkOffsets::new(),
                 settings: &Arc::new(ParserSettings::new()),
                 path: &None,
                 own: true,
