@@ -222,6 +222,10 @@ pub(crate) fn write_str(text: &str, out: &mut Vec<u8>) {
         let end = (i + 8).min(bytes.len());
         while i < end {
             let byte = bytes[i];
+            if byte >= 0x20 && byte != b'"' && byte != b'\\' {
+                i += 1;
+                continue;
+            }
             let escape: &[u8] = match byte {
                 b'"' => b"\\\"",
                 b'\\' => b"\\\\",

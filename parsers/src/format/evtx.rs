@@ -121,9 +121,9 @@ fn own_iteration() -> bool {
     true
 }
 
-/// Parses an EVTX file into events. The crate reads the chunks in order on
-/// this thread; worker threads normalize them (`evtx_threads`, 0 = one per
-/// core) and the results are handed on in chunk order.
+/// Parses an EVTX file into events. Worker threads (`evtx_threads`, 0 = one
+/// per core) take the chunks the crate reads in turn and normalize them;
+/// this thread hands the results on in chunk order.
 pub(crate) fn parse<R: Read + Seek + Send + 'static>(reader: R, ctx: &mut Ctx<'_>) {
     let parser = match EvtxParser::from_read_seek(reader) {
         Ok(parser) => parser,
@@ -146,36 +146,40 @@ pub(crate) fn parse<R: Read + Seek + Send + 'static>(reader: R, ctx: &mut Ctx<'_
     let own = own_iteration();
     let lines = ctx.wants_lines();
     let (settings, path) = (&settings, &path);
+    // Workers take the chunks from the crate's reader themselves, in turn,
+    // each with an empty result list from a pool of `POOL` per worker; the
+    // lists come back once handed on, so workers never run more than that
+    // far ahead of the (ordered) hand-on here.
+    const POOL: usize = 4;
+    let chunks = Mutex::new(parser.chunks().enumerate());
+    let (give, pool) = mpsc::sync_channel::<ChunkOut>(POOL * threads);
+    for _ in 0..POOL * threads {
+        let _ = give.send(ChunkOut::default());
+    }
+    let pool = Mutex::new(pool);
+    let (chunks, pool) = (&chunks, &pool);
     std::thread::scope(|scope| {
-        let (jobs, queue) = mpsc::sync_channel::<(u64, evtx::err::Result<EvtxChunkData>)>(threads);
-        let queue = Arc::new(Mutex::new(queue));
         let (done, results) = mpsc::channel::<(u64, ChunkOut)>();
-        let spare: Arc<Mutex<Vec<ChunkOut>>> = Arc::default();
         for _ in 0..threads {
-            let queue = queue.clone();
             let done = done.clone();
-            let spare = spare.clone();
             scope.spawn(move || {
                 let mut walker = Walker::default();
                 let mut builder = Builder::default();
+                let how = How {
+                    settings,
+                    path,
+                    own,
+                    lines,
+                };
                 loop {
-                    let job = queue.lock().map(|q| q.recv());
-                    let Ok(Ok((seq, chunk))) = job else {
+                    let Some(mut out) = pool.lock().ok().and_then(|p| p.recv().ok()) else {
                         return;
                     };
-                    let mut out = spare
-                        .lock()
-                        .ok()
-                        .and_then(|mut s| s.pop())
-                        .unwrap_or_default();
-                    let how = How {
-                        settings,
-                        path,
-                        own,
-                        lines,
+                    let Some((seq, chunk)) = chunks.lock().ok().and_then(|mut c| c.next()) else {
+                        return;
                     };
                     chunk_items(chunk, &how, &mut walker, &mut builder, &mut out);
-                    if done.send((seq, out)).is_err() {
+                    if done.send((seq as u64, out)).is_err() {
                         return;
                     }
                 }
@@ -185,28 +189,14 @@ pub(crate) fn parse<R: Read + Seek + Send + 'static>(reader: R, ctx: &mut Ctx<'_
         // Results wait here until every chunk before them is handed on.
         let mut waiting: BTreeMap<u64, ChunkOut> = BTreeMap::new();
         let mut next = 0u64;
-        let mut hand_on = |waiting: &mut BTreeMap<u64, ChunkOut>, ctx: &mut Ctx<'_>| {
+        for (seq, out) in results {
+            waiting.insert(seq, out);
             while let Some(mut out) = waiting.remove(&next) {
                 emit(&mut out, ctx);
-                if let Ok(mut spare) = spare.lock() {
-                    spare.push(out);
-                }
                 next += 1;
+                // Back to the pool (a full pool: the workers are done).
+                let _ = give.try_send(out);
             }
-        };
-        for (seq, chunk) in parser.chunks().enumerate() {
-            if jobs.send((seq as u64, chunk)).is_err() {
-                break;
-            }
-            while let Ok((seq, items)) = results.try_recv() {
-                waiting.insert(seq, items);
-            }
-            hand_on(&mut waiting, ctx);
-        }
-        drop(jobs);
-        for (seq, items) in results {
-            waiting.insert(seq, items);
-            hand_on(&mut waiting, ctx);
         }
     });
 }
