@@ -385,9 +385,14 @@ impl Walker {
         let Some(skip) = element.skip else {
             return false;
         };
-        let end = self.acts.len() as u32;
+        let end = self.acts.len();
+        if end == skip + 1 {
+            // Nothing to skip: the element has no acts.
+            self.acts.pop();
+            return false;
+        }
         if let Act::SkipIfNull { to, .. } = &mut self.acts[skip] {
-            *to = end;
+            *to = end as u32;
         }
         true
     }
@@ -641,7 +646,9 @@ impl Walker {
                             element,
                         } => {
                             text.clear();
-                            Some(if attr_value(name, self, data, frame, text)? {
+                            Some(if let Src::Const(i) = name {
+                                self.plan_strings[i as usize].clone()
+                            } else if attr_value(name, self, data, frame, text)? {
                                 CompactString::from(text.as_str())
                             } else if is_data {
                                 let n = builder.next_unnamed();
