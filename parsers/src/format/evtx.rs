@@ -146,59 +146,131 @@ pub(crate) fn parse<R: Read + Seek + Send + 'static>(reader: R, ctx: &mut Ctx<'_
     let own = own_iteration();
     let lines = ctx.wants_lines();
     let (settings, path) = (&settings, &path);
-    // Workers take the chunks from the crate's reader themselves, in turn,
-    // each with an empty result list from a pool of `POOL` per worker; the
-    // lists come back once handed on, so workers never run more than that
-    // far ahead of the (ordered) hand-on here.
+    // The chunks are taken from the crate's reader in turn, each with an
+    // empty result list from a pool of `POOL` per thread; a list comes back
+    // once handed on, so nobody runs more than that far ahead of the
+    // ordered hand-on. `threads - 1` workers take chunks; this thread
+    // hands on, and takes chunks too whenever the next one to hand on is
+    // not ready (never waiting while there is work; two threads on two
+    // cores, not three).
     const POOL: usize = 4;
-    let chunks = Mutex::new(parser.chunks().enumerate());
+    let reader = Mutex::new(Reader {
+        chunks: parser.chunks().enumerate(),
+        taken: 0,
+        exhausted: false,
+    });
     let (give, pool) = mpsc::sync_channel::<ChunkOut>(POOL * threads);
     for _ in 0..POOL * threads {
         let _ = give.send(ChunkOut::default());
     }
     let pool = Mutex::new(pool);
-    let (chunks, pool) = (&chunks, &pool);
+    let (reader, pool) = (&reader, &pool);
+    let how = How {
+        settings,
+        path,
+        own,
+        lines,
+    };
+    let how = &how;
     std::thread::scope(|scope| {
         let (done, results) = mpsc::channel::<(u64, ChunkOut)>();
-        for _ in 0..threads {
+        for _ in 1..threads {
             let done = done.clone();
             scope.spawn(move || {
                 let mut walker = Walker::default();
                 let mut builder = Builder::default();
-                let how = How {
-                    settings,
-                    path,
-                    own,
-                    lines,
-                };
                 loop {
                     let Some(mut out) = pool.lock().ok().and_then(|p| p.recv().ok()) else {
                         return;
                     };
-                    let Some((seq, chunk)) = chunks.lock().ok().and_then(|mut c| c.next()) else {
+                    let Some((seq, chunk)) = take(reader) else {
                         return;
                     };
-                    chunk_items(chunk, &how, &mut walker, &mut builder, &mut out);
-                    if done.send((seq as u64, out)).is_err() {
+                    chunk_items(chunk, how, &mut walker, &mut builder, &mut out);
+                    if done.send((seq, out)).is_err() {
                         return;
                     }
                 }
             });
         }
         drop(done);
+        let mut walker = Walker::default();
+        let mut builder = Builder::default();
         // Results wait here until every chunk before them is handed on.
         let mut waiting: BTreeMap<u64, ChunkOut> = BTreeMap::new();
         let mut next = 0u64;
-        for (seq, out) in results {
-            waiting.insert(seq, out);
+        let mut workers = threads > 1;
+        loop {
+            while let Ok((seq, out)) = results.try_recv() {
+                waiting.insert(seq, out);
+            }
             while let Some(mut out) = waiting.remove(&next) {
                 emit(&mut out, ctx);
                 next += 1;
-                // Back to the pool (a full pool: the workers are done).
                 let _ = give.try_send(out);
+            }
+            let Ok((taken, exhausted)) = reader.lock().map(|r| (r.taken, r.exhausted)) else {
+                break;
+            };
+            if exhausted && next >= taken {
+                break;
+            }
+            // Work rather than wait, when a list is free (a worker waiting
+            // for one holds the pool: then wait for its result instead).
+            if !exhausted {
+                let free = pool.try_lock().ok().and_then(|p| p.try_recv().ok());
+                if let Some(mut out) = free {
+                    match take(reader) {
+                        Some((seq, chunk)) => {
+                            chunk_items(chunk, how, &mut walker, &mut builder, &mut out);
+                            waiting.insert(seq, out);
+                        }
+                        None => {
+                            let _ = give.try_send(out);
+                        }
+                    }
+                    continue;
+                }
+            }
+            if !workers {
+                // Nothing to take and nothing to wait for.
+                break;
+            }
+            match results.recv() {
+                Ok((seq, out)) => {
+                    waiting.insert(seq, out);
+                }
+                Err(_) => workers = false,
             }
         }
     });
+}
+
+/// The crate's chunk reader, shared by the threads that take chunks.
+struct Reader<I> {
+    chunks: I,
+    /// Chunks taken so far (the next one's sequence number).
+    taken: u64,
+    /// The reader has no more chunks.
+    exhausted: bool,
+}
+
+/// Takes the next chunk and its sequence number.
+fn take<I, T>(reader: &Mutex<Reader<I>>) -> Option<(u64, T)>
+where
+    I: Iterator<Item = (usize, T)>,
+{
+    let mut reader = reader.lock().ok()?;
+    match reader.chunks.next() {
+        Some((seq, chunk)) => {
+            reader.taken = seq as u64 + 1;
+            Some((seq as u64, chunk))
+        }
+        None => {
+            reader.exhausted = true;
+            None
+        }
+    }
 }
 
 /// Hands on what a worker made of a chunk, emptying it: lines the VM-id
