@@ -104,6 +104,40 @@ struct Frame {
     len: usize,
 }
 
+/// A small direct-mapped cache keyed by chunk offset.
+#[derive(Debug, Clone)]
+struct Recent<T> {
+    /// (offset + 1, value); 0: empty.
+    slots: [(u32, T); 64],
+}
+
+impl<T: Copy + Default> Default for Recent<T> {
+    fn default() -> Self {
+        Recent {
+            slots: [(0, T::default()); 64],
+        }
+    }
+}
+
+impl<T: Copy + Default> Recent<T> {
+    fn slot(offset: u32) -> usize {
+        (offset as usize >> 2) % 64
+    }
+
+    fn get(&self, offset: u32) -> Option<T> {
+        let (key, value) = self.slots[Self::slot(offset)];
+        (key == offset.wrapping_add(1) && key != 0).then_some(value)
+    }
+
+    fn insert(&mut self, offset: u32, value: T) {
+        self.slots[Self::slot(offset)] = (offset.wrapping_add(1), value);
+    }
+
+    fn clear(&mut self) {
+        self.slots.fill((0, T::default()));
+    }
+}
+
 /// A template instance read: its definition (offset, body) and values.
 struct Instance {
     def: u32,
@@ -129,6 +163,10 @@ pub(crate) struct Walker {
     /// Template definitions of the chunk compiled to ops (by definition
     /// offset; `None`: one the token walk reads instead).
     programs: HashMap<u32, Option<(usize, usize)>, BuildHasherDefault<OffsetHasher>>,
+    /// Direct-mapped caches in front of `programs` and of the root plans
+    /// (a record's two template instances cost two hash lookups else).
+    recent_programs: Recent<Option<(usize, usize)>>,
+    recent_roots: Recent<Option<(usize, usize)>>,
     ops: Vec<Op>,
     op_attrs: Vec<Attr>,
     op_parts: Vec<Part>,
@@ -247,13 +285,32 @@ fn push_utf16(out: &mut String, bytes: &[u8]) -> Result<()> {
 }
 
 /// UTF-16LE text up to its first NUL appended when it is all printable
-/// ASCII; `false` (and part of it maybe appended) when it is not.
+/// ASCII; `false` (and part of it maybe appended) when it is not. Four
+/// code units are tested at a time.
 fn push_ascii_utf16(out: &mut String, bytes: &[u8]) -> bool {
+    const HIGH: u64 = 0xFF00_FF00_FF00_FF00;
+    const LANES: u64 = 0x0001_0001_0001_0001;
     let mut block = [0u8; 64];
     for units in bytes.chunks(block.len() * 2) {
         let mut n = 0;
+        let mut k = 0;
+        // Whole words of four printable units (0x20..=0x7e).
+        while let Some(word) = units.get(k..k + 8) {
+            let w = u64::from_le_bytes([
+                word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
+            ]);
+            // A unit above 0xff, below 0x20 (NUL included) or 0x7f and up.
+            let below = w.wrapping_sub(LANES * 0x20) & (LANES << 15);
+            let above = w.wrapping_add(LANES) & (LANES * 0x0180);
+            if w & HIGH != 0 || below != 0 || above != 0 {
+                break;
+            }
+            block[n..n + 4].copy_from_slice(&[word[0], word[2], word[4], word[6]]);
+            n += 4;
+            k += 8;
+        }
         let mut nul = false;
-        for unit in units.chunks_exact(2) {
+        for unit in units[k..].chunks_exact(2) {
             match (unit[0], unit[1]) {
                 (0, 0) => {
                     nul = true;
@@ -556,6 +613,8 @@ impl Walker {
         self.name_index.clear();
         self.names.clear();
         self.programs.clear();
+        self.recent_programs.clear();
+        self.recent_roots.clear();
         self.ops.clear();
         self.op_attrs.clear();
         self.op_parts.clear();
@@ -772,7 +831,11 @@ impl Walker {
         body: usize,
         end: usize,
     ) -> Option<(usize, usize)> {
+        if let Some(program) = self.recent_programs.get(def) {
+            return program;
+        }
         if let Some(&program) = self.programs.get(&def) {
+            self.recent_programs.insert(def, program);
             return program;
         }
         let from = self.ops.len();
@@ -787,6 +850,7 @@ impl Walker {
             }
         };
         self.programs.insert(def, program);
+        self.recent_programs.insert(def, program);
         program
     }
 
@@ -1229,5 +1293,55 @@ impl Walker {
         }
         builder.text(&self.scratch);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reference: every unit decoded, as `push_utf16` does when the
+    /// text is not all printable ASCII.
+    fn decoded(bytes: &[u8]) -> Option<String> {
+        let units = bytes.chunks_exact(2).map(le_u16).take_while(|&u| u != 0);
+        let text: String = char::decode_utf16(units)
+            .collect::<std::result::Result<_, _>>()
+            .ok()?;
+        text.chars()
+            .all(|c| (' '..='~').contains(&c))
+            .then_some(text)
+    }
+
+    /// Four units at a time gives what one at a time gives: every unit
+    /// around the printable range, at every position, with and without a
+    /// NUL after it.
+    #[test]
+    fn ascii_utf16_words_read_as_single_units_do() {
+        let edges = [
+            0x00u16, 0x01, 0x1f, 0x20, 0x41, 0x7e, 0x7f, 0x80, 0xff, 0x100, 0x2041, 0xd800,
+        ];
+        for len in 0..20 {
+            for at in 0..len {
+                for &edge in &edges {
+                    for tail in [None, Some(0u16)] {
+                        let mut units: Vec<u16> =
+                            (0..len).map(|i| 0x61 + (i as u16 % 26)).collect();
+                        units[at] = edge;
+                        units.extend(tail);
+                        units.push(0x62);
+                        let bytes: Vec<u8> = units.iter().flat_map(|u| u.to_le_bytes()).collect();
+                        let mut out = String::from("x");
+                        let ascii = push_ascii_utf16(&mut out, &bytes);
+                        match decoded(&bytes) {
+                            Some(text) => {
+                                assert!(ascii, "{units:x?}");
+                                assert_eq!(out, format!("x{text}"), "{units:x?}");
+                            }
+                            None => assert!(!ascii, "{units:x?}"),
+                        }
+                    }
+                }
+            }
+        }
     }
 }

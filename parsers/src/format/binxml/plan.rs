@@ -135,8 +135,16 @@ impl Walker {
         within: Option<usize>,
         ops: (usize, usize),
     ) -> Option<(usize, usize)> {
+        if within.is_none() {
+            if let Some(plan) = self.recent_roots.get(def) {
+                return plan;
+            }
+        }
         let key = u64::from(def) << 32 | within.map_or(0, |sub| sub as u64 + 1);
         if let Some(&plan) = self.plans.get(&key) {
+            if within.is_none() {
+                self.recent_roots.insert(def, plan);
+            }
             return plan;
         }
         let open = within.map_or((0, 0), |sub| self.act_subs[sub].open);
@@ -159,6 +167,9 @@ impl Walker {
             }
         };
         self.plans.insert(key, plan);
+        if within.is_none() {
+            self.recent_roots.insert(def, plan);
+        }
         plan
     }
 
