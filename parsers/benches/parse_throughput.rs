@@ -2,7 +2,8 @@
 //!
 //! 1. EVTX: events/s of `relive parse --json` against `evtx_dump -o jsonl`
 //!    on the real 16.8 MB Server 2012 R2 System log (both write JSON lines
-//!    to /dev/null, both with their default thread count).
+//!    to /dev/null, both with their default thread count; the two take
+//!    turns, 21 runs each after a warm-up, so both see the same machine).
 //! 2. Text formats: MB/s on one core for generated 1 GiB files of
 //!    cluster.log, Event Viewer text and ECS JSON lines, against a plain
 //!    `regex`-per-line parser that pulls the same fields into owned strings.

@@ -9,6 +9,8 @@
 //! into ops (names resolved, start tags' attributes gathered, where a
 //! left-out element resumes), which each record using it runs with its
 //! values; a definition the compiler does not take is walked token by token.
+//! A record's root template, and one embedded in it, go one step further:
+//! a plan (`plan.rs`) sets the event's fields without the builder.
 //! Text is produced the way the crate renders it (strings up to the first
 //! NUL, lower-case braced GUIDs, `0x` hex, upper-case binary, seven-digit
 //! times) and as an XML reader then sees it (line ends normalized, an empty

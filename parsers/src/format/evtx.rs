@@ -1,6 +1,8 @@
 //! Binary EVTX through the `evtx` crate. The crate reads every chunk with a
-//! valid header (not just the count a dirty file header declares); worker
-//! threads normalize the chunks and the events are handed on in file order.
+//! valid header (not just the count a dirty file header declares); threads
+//! take the chunks in turn and normalize them, and the events are handed on
+//! in file order (for a sink that wants JSON lines, as lines the threads
+//! wrote, a chunk's block at a time).
 //! Records are normalized straight from their BinXML (`format::binxml`); an
 //! intact chunk's records are also found here, without the crate's record
 //! iteration, which builds an IR of each record that nothing here reads.
