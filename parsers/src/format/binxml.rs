@@ -120,24 +120,27 @@ fn plans_on() -> bool {
     true
 }
 
+/// Slots of a [`Recent`] cache.
+const RECENT: usize = 128;
+
 /// A small direct-mapped cache keyed by chunk offset.
 #[derive(Debug, Clone)]
 struct Recent<T> {
     /// (offset + 1, value); 0: empty.
-    slots: [(u32, T); 64],
+    slots: [(u32, T); RECENT],
 }
 
 impl<T: Copy + Default> Default for Recent<T> {
     fn default() -> Self {
         Recent {
-            slots: [(0, T::default()); 64],
+            slots: [(0, T::default()); RECENT],
         }
     }
 }
 
 impl<T: Copy + Default> Recent<T> {
     fn slot(offset: u32) -> usize {
-        (offset as usize >> 2) % 64
+        (offset as usize >> 2) % RECENT
     }
 
     fn get(&self, offset: u32) -> Option<T> {
@@ -168,8 +171,8 @@ struct Instance {
 pub(crate) struct Walker {
     /// Name offset in the chunk -> index in `names`.
     name_index: HashMap<u32, u32, BuildHasherDefault<OffsetHasher>>,
-    /// A direct-mapped cache in front of `name_index`: (offset + 1, index).
-    recent: Vec<(u32, u32)>,
+    /// A direct-mapped cache in front of `name_index`.
+    recent: Recent<u32>,
     /// Local names (any `prefix:` dropped, as an XML reader's local name).
     names: Vec<CompactString>,
     values: Vec<Value>,
@@ -640,7 +643,7 @@ impl Walker {
         self.act_names.clear();
         self.act_subs.clear();
         self.plan_strings.clear();
-        self.recent.iter_mut().for_each(|slot| *slot = (0, 0));
+        self.recent.clear();
     }
 
     /// Normalizes the record whose BinXML is `len` bytes at `start` in the
@@ -687,21 +690,14 @@ impl Walker {
 
     /// Index of the name whose string-table entry is at `offset`.
     fn name(&mut self, data: &[u8], offset: u32) -> Result<u32> {
-        const RECENT: usize = 128;
-        // (Also keeps `offset + 1` from wrapping to the empty key.)
         if offset as usize >= data.len() {
             return Err(GiveUp("name past the chunk"));
         }
-        if self.recent.is_empty() {
-            self.recent.resize(RECENT, (0, 0));
-        }
-        let slot = (offset as usize >> 2) % RECENT;
-        let (key, index) = self.recent[slot];
-        if key == offset.wrapping_add(1) {
+        if let Some(index) = self.recent.get(offset) {
             return Ok(index);
         }
         if let Some(&index) = self.name_index.get(&offset) {
-            self.recent[slot] = (offset.wrapping_add(1), index);
+            self.recent.insert(offset, index);
             return Ok(index);
         }
         let mut c = Cursor {
@@ -718,7 +714,7 @@ impl Walker {
         let index = self.names.len() as u32;
         self.names.push(local(&name).into());
         self.name_index.insert(offset, index);
-        self.recent[slot] = (offset.wrapping_add(1), index);
+        self.recent.insert(offset, index);
         Ok(index)
     }
 
@@ -1266,36 +1262,16 @@ impl Walker {
             Part::Text { start, units } => {
                 push_utf16(&mut self.scratch, &data[start..start + units * 2])?
             }
-            Part::Char(c) => {
-                let c = char::from_u32(u32::from(c)).ok_or(GiveUp("char ref"))?;
-                if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') {
-                    return Err(GiveUp("control character"));
-                }
-                self.scratch.push(c);
-            }
+            Part::Char(c) => self.scratch.push(text_char(c)?),
             Part::Sub { index, optional } => {
-                let Some(frame) = scope.frame.filter(|f| index < f.len) else {
+                let Some(frame) = scope.frame else {
                     return Ok(());
                 };
-                let value = self.values[frame.base + index];
-                if optional && optional_empty(&value) {
+                let Some(value) = frame.content_value(&self.values, index, optional)? else {
                     return Ok(());
-                }
-                if value.ty & 0x80 != 0 {
-                    return Err(GiveUp("array substitution"));
-                }
+                };
                 if value.ty == 0x21 {
-                    // An embedded fragment: its elements go where the substitution is.
-                    return self.walk(
-                        data,
-                        value.start,
-                        value.start + value.len,
-                        Scope {
-                            frame: None,
-                            depth: scope.depth + 1,
-                        },
-                        builder,
-                    );
+                    return self.walk_fragment(data, value, scope, builder);
                 }
                 if !builder.wants_text() {
                     return Ok(());
@@ -1310,6 +1286,56 @@ impl Walker {
         builder.text(&self.scratch);
         Ok(())
     }
+
+    /// An embedded BinXML value: its elements go where the substitution is.
+    fn walk_fragment(
+        &mut self,
+        data: &[u8],
+        value: Value,
+        scope: Scope,
+        builder: &mut Builder,
+    ) -> Result<()> {
+        let scope = Scope {
+            frame: None,
+            depth: scope.depth + 1,
+        };
+        self.walk(data, value.start, value.start + value.len, scope, builder)
+    }
+}
+
+impl Frame {
+    /// Substitution `index` of this instance as content reads it: `None`
+    /// when the instance has no such value or an optional one leaves
+    /// nothing; an array gives up (it repeats its element, which only the
+    /// crate renders).
+    fn content_value(
+        self,
+        values: &[Value],
+        index: usize,
+        optional: bool,
+    ) -> Result<Option<Value>> {
+        if index >= self.len {
+            return Ok(None);
+        }
+        let value = values[self.base + index];
+        if optional && optional_empty(&value) {
+            return Ok(None);
+        }
+        if value.ty & 0x80 != 0 {
+            return Err(GiveUp("array substitution"));
+        }
+        Ok(Some(value))
+    }
+}
+
+/// A character reference in text; control characters XML cannot carry
+/// give up.
+fn text_char(c: u16) -> Result<char> {
+    let c = char::from_u32(u32::from(c)).ok_or(GiveUp("char ref"))?;
+    if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') {
+        return Err(GiveUp("control character"));
+    }
+    Ok(c)
 }
 
 #[cfg(test)]

@@ -223,8 +223,9 @@ fn skip_past_close<R: Read>(
     }
 }
 
+/// Which part of `<Event>` an element is in.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
-enum Section {
+pub(crate) enum Section {
     #[default]
     None,
     System,
@@ -235,7 +236,7 @@ enum Section {
 }
 
 /// The section an element directly under `<Event>` opens.
-fn section_of(name: &str) -> Section {
+pub(crate) fn section_of(name: &str) -> Section {
     match name {
         "System" => Section::System,
         "EventData" => Section::EventData,

@@ -21,12 +21,12 @@
 use compact_str::CompactString;
 
 use super::{
-    optional_empty, push_utf16, render, Attr, Cursor, Frame, GiveUp, LazyAttrs, Op, Part, Result,
-    Scope, Value, Walker, MAX_NESTING,
+    push_utf16, render, text_char, Attr, Cursor, Frame, GiveUp, LazyAttrs, Op, Part, Result, Scope,
+    Value, Walker, MAX_NESTING,
 };
 use crate::event::Level;
 use crate::extract::vm_id_from_user;
-use crate::format::event_xml::{Attrs, Builder};
+use crate::format::event_xml::{section_of, Attrs, Builder, Section};
 
 /// Where an attribute's value comes from.
 #[derive(Debug, Clone, Copy)]
@@ -97,15 +97,6 @@ pub(super) struct SubCheck {
     open: (u32, u32),
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Section {
-    None,
-    System,
-    EventData,
-    UserData,
-    Other,
-}
-
 /// An element open while planning.
 struct Open {
     name: u32,
@@ -116,10 +107,6 @@ struct Open {
     parts: Vec<Part>,
     /// Its `SkipIfNull` act, whose target is set at its end.
     skip: Option<usize>,
-}
-
-fn refuse(why: &'static str) -> GiveUp {
-    GiveUp(why)
 }
 
 impl Walker {
@@ -198,7 +185,7 @@ impl Walker {
         };
         let text = lazy
             .render(&attr)
-            .map_err(|_| refuse("constant attribute"))?;
+            .map_err(|_| GiveUp("constant attribute"))?;
         if text.is_empty() {
             return Ok(Src::Absent);
         }
@@ -226,15 +213,12 @@ impl Walker {
             .collect();
         let context = open.len();
         let mut section = match open.get(1) {
-            Some(o) => match self.names[o.name as usize].as_str() {
-                "System" => Section::System,
-                "EventData" | "ProcessingErrorData" | "DebugData" => Section::EventData,
-                "UserData" => Section::UserData,
-                "RenderingInfo" => return Err(refuse("RenderingInfo")),
-                _ => Section::Other,
-            },
+            Some(o) => section_of(&self.names[o.name as usize]),
             None => Section::None,
         };
+        if section == Section::RenderingInfo {
+            return Err(GiveUp("RenderingInfo"));
+        }
         let mut saw_root = context > 0;
         // Acts before this one may not take more substitutions: a skip
         // lands here.
@@ -255,7 +239,7 @@ impl Walker {
                         // The builder drops its parent's text so far; a
                         // child that may be left out would make that vary.
                         if skip.is_some() && parent.wants {
-                            return Err(refuse("optional child of kept text"));
+                            return Err(GiveUp("optional child of kept text"));
                         }
                         let dropped = std::mem::take(&mut parent.parts);
                         for part in dropped {
@@ -273,19 +257,14 @@ impl Walker {
                     match depth {
                         0 => {
                             if element != "Event" || saw_root {
-                                return Err(refuse("root"));
+                                return Err(GiveUp("root"));
                             }
                             saw_root = true;
                         }
                         1 => {
-                            section = match element {
-                                "System" => Section::System,
-                                "EventData" | "ProcessingErrorData" | "DebugData" => {
-                                    Section::EventData
-                                }
-                                "UserData" => Section::UserData,
-                                "RenderingInfo" => return Err(refuse("RenderingInfo")),
-                                _ => Section::Other,
+                            section = section_of(element);
+                            if section == Section::RenderingInfo {
+                                return Err(GiveUp("RenderingInfo"));
                             }
                         }
                         _ => {}
@@ -341,7 +320,7 @@ impl Walker {
                 }
                 Op::End => {
                     if open.len() <= context {
-                        return Err(refuse("unbalanced"));
+                        return Err(GiveUp("unbalanced"));
                     }
                     if self.close(&mut open, &mut section) {
                         floor = self.acts.len();
@@ -374,7 +353,7 @@ impl Walker {
             }
         }
         if open.len() != context || !saw_root {
-            return Err(refuse("unclosed"));
+            return Err(GiveUp("unclosed"));
         }
         Ok(())
     }
@@ -456,16 +435,9 @@ impl Walker {
             optional,
             open,
         } = self.act_subs[sub];
-        if index >= frame.len {
+        let Some(value) = frame.content_value(&self.values, index, optional)? else {
             return Ok(true);
-        }
-        let value = self.values[frame.base + index];
-        if optional && optional_empty(&value) {
-            return Ok(true);
-        }
-        if value.ty & 0x80 != 0 {
-            return Err(GiveUp("array substitution"));
-        }
+        };
         if value.ty != 0x21 {
             return Ok(true);
         }
@@ -477,16 +449,7 @@ impl Walker {
         let open = &self.act_names[open.0 as usize..open.1 as usize];
         let depth = open.len();
         builder.enter(open.iter().map(|&n| self.names[n as usize].as_str()));
-        self.walk(
-            data,
-            value.start,
-            value.start + value.len,
-            Scope {
-                frame: None,
-                depth: scope.depth + 1,
-            },
-            builder,
-        )?;
+        self.walk_fragment(data, value, scope, builder)?;
         builder.leave(depth).map_err(|_| GiveUp("structure"))?;
         Ok(true)
     }
@@ -580,7 +543,7 @@ impl Walker {
                 }
                 Act::Check(part) => {
                     text.clear();
-                    if !content(data, values, part, text)? {
+                    if !content(data, &self.values, frame, part, text)? {
                         return Ok(Step::Unplanned);
                     }
                 }
@@ -608,8 +571,7 @@ impl Walker {
                         frame: Some(frame),
                         failed: None,
                     };
-                    let name = self.names[attr.name as usize].clone();
-                    let time = lazy.time(&name);
+                    let time = lazy.time(&self.names[attr.name as usize]);
                     if let Some(e) = lazy.failed {
                         return Err(e);
                     }
@@ -672,7 +634,7 @@ impl Walker {
                     };
                     text.clear();
                     for &part in parts {
-                        if !content(data, values, part, text)? {
+                        if !content(data, &self.values, frame, part, text)? {
                             return Ok(Step::Unplanned);
                         }
                     }
@@ -768,26 +730,20 @@ fn unsigned(data: &[u8], value: &Value) -> Option<u64> {
 
 /// A content part as the walk treats it, its text appended to `out`.
 /// `Ok(false)`: embedded BinXML, which the plan does not take here.
-fn content(data: &[u8], values: &[Value], part: Part, out: &mut String) -> Result<bool> {
+fn content(
+    data: &[u8],
+    values: &[Value],
+    frame: Frame,
+    part: Part,
+    out: &mut String,
+) -> Result<bool> {
     match part {
         Part::Text { start, units } => push_utf16(out, &data[start..start + units * 2])?,
-        Part::Char(c) => {
-            let c = char::from_u32(u32::from(c)).ok_or(GiveUp("char ref"))?;
-            if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') {
-                return Err(GiveUp("control character"));
-            }
-            out.push(c);
-        }
+        Part::Char(c) => out.push(text_char(c)?),
         Part::Sub { index, optional } => {
-            let Some(value) = values.get(index) else {
+            let Some(value) = frame.content_value(values, index, optional)? else {
                 return Ok(true);
             };
-            if optional && optional_empty(value) {
-                return Ok(true);
-            }
-            if value.ty & 0x80 != 0 {
-                return Err(GiveUp("array substitution"));
-            }
             if value.ty == 0x21 {
                 return Ok(false);
             }
