@@ -293,6 +293,43 @@ impl Correlator {
         }
     }
 
+    /// Moves the watermark to `watermark` when that is later than where it
+    /// is: buffered events up to it are processed and attempts whose settle
+    /// time it passes are decided, with no event needed (a clock drives the
+    /// engine through this between events).
+    pub fn advance_to(&mut self, watermark: DateTime<Utc>) {
+        if self.clock.is_some_and(|c| watermark <= c) {
+            return;
+        }
+        self.advance(watermark);
+    }
+
+    /// The newest event time pushed so far.
+    pub fn newest(&self) -> Option<DateTime<Utc>> {
+        self.newest
+    }
+
+    /// The timing knobs in use.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// How far around an event its incident can reach: folding, the longest
+    /// chain and the lateness bound (what a warm-up must read back).
+    pub fn reach(&self) -> Duration {
+        self.cfg.fold_window + self.rules.max_timespan + self.cfg.lateness
+    }
+
+    /// The longest timespan of any cause.
+    pub fn max_timespan(&self) -> Duration {
+        self.rules.max_timespan
+    }
+
+    /// The event ids any rule looks at (`None`: some rule looks at any).
+    pub fn event_ids(&self) -> Option<Vec<u32>> {
+        self.rules.event_ids()
+    }
+
     /// Treats every buffered event as on time and decides every open attempt
     /// (end of a batch, or shutdown).
     pub fn flush(&mut self) {
@@ -765,7 +802,13 @@ impl Correlator {
                 evidence.push(m);
             }
         }
-        evidence.sort_by(|x, y| x.ts.cmp(&y.ts).then(x.host.cmp(&y.host)));
+        // A total order, so the evidence list does not depend on the order
+        // events arrived in (a replay after a restart gives the same list).
+        evidence.sort_by(|x, y| {
+            x.ts.cmp(&y.ts)
+                .then(x.host.cmp(&y.host))
+                .then_with(|| evidence_order(&x.evidence, &y.evidence))
+        });
         let source = failure_ev
             .iter()
             .find_map(|m| m.src_named.clone())
@@ -1086,11 +1129,26 @@ fn merge_evidence(into: &mut Vec<Evidence>, more: Vec<Evidence>, cap: usize) {
             into.push(e);
         }
     }
-    into.sort_by_key(|e| e.timestamp);
+    into.sort_by(|x, y| {
+        x.timestamp
+            .cmp(&y.timestamp)
+            .then_with(|| evidence_order(x, y))
+    });
     if into.len() > cap {
         let drop = into.len() - cap;
         into.drain(..drop);
     }
+}
+
+/// Ties between evidence events of the same time: host, channel, event id,
+/// record id, message.
+fn evidence_order(x: &Evidence, y: &Evidence) -> std::cmp::Ordering {
+    x.host
+        .cmp(&y.host)
+        .then(x.channel.cmp(&y.channel))
+        .then(x.event_id.cmp(&y.event_id))
+        .then(x.record_id.cmp(&y.record_id))
+        .then(x.message.cmp(&y.message))
 }
 
 fn group_hosts(group: &Group) -> Vec<CompactString> {

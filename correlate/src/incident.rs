@@ -187,7 +187,13 @@ impl IncidentStore {
             path: self.path.clone(),
             reason: e.to_string(),
         })?;
-        std::fs::write(&tmp, bytes).map_err(io)?;
+        {
+            use std::io::Write as _;
+            let mut file = std::fs::File::create(&tmp).map_err(io)?;
+            file.write_all(&bytes).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
+        pipeline::fault::point("during-store-write");
         std::fs::rename(&tmp, &self.path).map_err(io)?;
         Ok(added)
     }

@@ -7,6 +7,10 @@
 //! - [`engine`]: the streaming matcher ([`Correlator`]) with bounded lateness,
 //!   VM grouping (id, then name, then host-level evidence), most-specific cause
 //!   selection, folding of repeated failures and resolution by success events.
+//! - [`stage`]: the correlator as a pipeline stage ([`CorrelatorStage`]):
+//!   committed events in, a clock as well as events driving decisions,
+//!   [`IncidentChange`]s out to the durable change log ([`changes`]) that
+//!   the incident store and every other consumer follow at their own pace.
 //! - [`incident`]: the [`Incident`] model and its store under `--data`.
 //! - [`kb`]: playbooks (`playbooks/<slug>.toml`): explanation, checks, fix steps.
 #![deny(missing_docs)]
@@ -14,17 +18,21 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub mod changes;
 pub mod detection;
 pub mod engine;
 pub mod incident;
 pub mod kb;
 pub mod rules;
+pub mod stage;
 pub mod yaml;
 
+pub use changes::{ChangeKind, ChangeLog, IncidentChange, Subscription};
 pub use engine::{Config, Correlator, Stats};
 pub use incident::{Evidence, Incident, IncidentStore, Remediation, Status};
 pub use kb::{Knowledge, Playbook};
 pub use rules::RuleSet;
+pub use stage::{Clocking, CorrelatorStage};
 
 /// The rules and playbooks compiled into the binary.
 pub mod shipped {
@@ -87,6 +95,12 @@ pub enum StoreError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Committed events could not be read back for a warm-up.
+    #[error("{0}")]
+    Lookup(String),
+    /// The incident change log failed.
+    #[error(transparent)]
+    Log(#[from] pipeline::WalError),
     /// The file is not valid incident JSON.
     #[error("{}: not an incident file: {reason}", path.display())]
     Corrupt {

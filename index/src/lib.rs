@@ -9,6 +9,9 @@
 //! record id, or a content hash where a format has none) and adding an
 //! event replaces the one with the same key.
 //!
+//! [`stage`] runs the index as a pipeline stage: event batches in, one
+//! commit at a time out, for the correlator.
+//!
 //! Migration metrics live beside it in [`MetricStore`] (Parquet by day)
 //! and [`stats`] computes the analytics over them with polars.
 //!
@@ -32,6 +35,7 @@ mod error;
 pub mod metrics;
 mod query;
 mod schema;
+pub mod stage;
 pub mod stats;
 
 use std::collections::HashMap;
@@ -553,6 +557,35 @@ impl EventIndex {
             hits.push(self.hit(&searcher, address)?);
         }
         Ok(Hits { total, hits })
+    }
+
+    /// The events a search matches, read back from their stored ECS JSON
+    /// (origin file and offset included), newest first, and how many
+    /// matched in all: more than were returned means `limit` cut the rest,
+    /// which the caller must say.
+    pub fn events(&self, request: &SearchRequest) -> Result<(Vec<Event>, usize), IndexError> {
+        let hits = self.search(request)?;
+        let options = parsers::ParseOptions {
+            format: Some(parsers::Format::EcsJson),
+            ..parsers::ParseOptions::default()
+        };
+        let mut events = Vec::with_capacity(hits.hits.len());
+        for hit in &hits.hits {
+            let out = parsers::parse_bytes(hit.json.as_bytes(), &options);
+            let origin = serde_json::from_str::<serde_json::Value>(&hit.json).ok();
+            let log = origin.as_ref().and_then(|v| v.get("log"));
+            for mut event in out.events {
+                if let Some(log) = log {
+                    event.origin.path = log
+                        .pointer("/file/path")
+                        .and_then(|p| p.as_str())
+                        .map(std::sync::Arc::from);
+                    event.origin.offset = log.get("offset").and_then(|o| o.as_u64()).unwrap_or(0);
+                }
+                events.push(event);
+            }
+        }
+        Ok((events, hits.total))
     }
 
     fn hit(&self, searcher: &tantivy::Searcher, address: DocAddress) -> Result<Hit, IndexError> {

@@ -22,11 +22,14 @@ use ingest::agent::{Agent, AgentConfig, WatchSpec};
 /// The allocator the `relive` binary (and so `relive serve`) runs with.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use ingest::{Collector, CollectorOptions, Receivers};
+use ingest::{CollectorOptions, Receivers};
+
+#[path = "../tests/it/indexed.rs"]
+mod indexed;
 
 struct Running {
     runtime: tokio::runtime::Runtime,
-    collector: Collector,
+    collector: indexed::Indexed,
     bound: ingest::server::Bound,
 }
 
@@ -38,21 +41,19 @@ fn start(data: &Path) -> Running {
     receivers.es_bulk.listen = Some(any);
     receivers.otlp.listen = Some(any);
     receivers.lumberjack.enabled = false;
-    let mut options = CollectorOptions::new(data);
+    let options = CollectorOptions::new(data);
     // `RELIVE_BENCH_COMMIT_MS` overrides the commit interval, for A/B runs.
-    if let Some(ms) = std::env::var("RELIVE_BENCH_COMMIT_MS")
+    let commit = std::env::var("RELIVE_BENCH_COMMIT_MS")
         .ok()
         .and_then(|v| v.parse().ok())
-    {
-        options.commit_interval = Duration::from_millis(ms);
-    }
-    let collector = Collector::start(options, None).unwrap();
+        .map_or(Duration::from_millis(250), Duration::from_millis);
+    let collector = indexed::Indexed::start(options, commit);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let sub = collector.submitter();
+    let sub = collector.collector().submitter();
     let bound = runtime.block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
         let bound = ingest::server::start(&receivers, &sub, &mut tasks)
@@ -80,13 +81,25 @@ fn ecs(host: &str, id: u64) -> String {
 }
 
 fn indexed(r: &Running) -> u64 {
-    r.collector.stats().events_indexed.load(Ordering::Acquire)
+    r.collector
+        .collector()
+        .stats()
+        .events_parsed
+        .load(Ordering::Acquire)
 }
 
 fn wait_indexed(r: &Running, n: u64) {
     while indexed(r) < n
-        || r.collector.stats().indexed_seq.load(Ordering::Acquire)
-            < r.collector.stats().durable_seq.load(Ordering::Acquire)
+        || r.collector
+            .collector()
+            .stats()
+            .consumed_seq
+            .load(Ordering::Acquire)
+            < r.collector
+                .collector()
+                .stats()
+                .durable_seq
+                .load(Ordering::Acquire)
     {
         std::thread::sleep(Duration::from_millis(5));
     }

@@ -1,11 +1,16 @@
 //! The collector's durable core: receivers submit records, one writer
 //! thread appends them to the write-ahead log with one sync per group and
-//! only then answers, and one indexer thread reads the log behind it,
-//! parses, indexes, commits and checkpoints.
+//! only then answers, and one parse stage reads the log behind it, parses,
+//! corrects host zones and hands [`EventBatch`]es to whatever sink the
+//! caller wires (the index stage in `relive serve`). Each batch carries an
+//! ack; the last stage downstream calls it, which moves the consumer cursor
+//! (`wal/consumed`); a restart reads the log again from there, and
+//! segments wholly before it are deleted.
 //!
 //! Flow control: the submission queue is bounded, and the writer stops
-//! taking submissions while the indexer is more than
-//! [`CollectorOptions::max_lag_records`] records behind, so a receiver
+//! taking submissions while the parse stage is more than
+//! [`CollectorOptions::max_lag_records`] records behind (it is itself held
+//! back by the bounded queue in front of the next stage), so a receiver
 //! awaiting `submit` slows its sender down (TCP) or answers 429 (HTTP,
 //! through [`Submitter::try_submit`]).
 
@@ -16,6 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parsers::{Event, Metric, ParseOptions, RecordError, Sink};
+use pipeline::EventBatch;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::record::Record;
@@ -25,16 +31,14 @@ use crate::IngestError;
 /// Tuning of the collector core.
 #[derive(Debug, Clone)]
 pub struct CollectorOptions {
-    /// `--data`: the index is in `index/`, metrics in `metrics/`, the log in `wal/`.
+    /// `--data`: the log is in `wal/`, learned host zones in `zones`.
     pub data: PathBuf,
     /// Write-ahead log sizing.
     pub wal: WalOptions,
     /// Submissions waiting for the writer.
     pub queue: usize,
-    /// Records the indexer may fall behind the log before receivers wait.
+    /// Records the parse stage may fall behind the log before receivers wait.
     pub max_lag_records: u64,
-    /// Longest time an indexed event waits for a commit (search latency).
-    pub commit_interval: Duration,
     /// How records are parsed.
     pub parse: ParseOptions,
 }
@@ -47,7 +51,6 @@ impl CollectorOptions {
             wal: WalOptions::default(),
             queue: 256,
             max_lag_records: 4096,
-            commit_interval: Duration::from_millis(250),
             parse: ParseOptions::default(),
         }
     }
@@ -60,18 +63,17 @@ pub struct Stats {
     pub records_durable: AtomicU64,
     /// Sequence number after the last durable record.
     pub durable_seq: AtomicU64,
-    /// Sequence number after the last indexed and committed record.
-    pub indexed_seq: AtomicU64,
-    /// Events added to the index.
-    pub events_indexed: AtomicU64,
-    /// Metric samples stored.
-    pub metrics_stored: AtomicU64,
+    /// Sequence number after the last record the parse stage handed on.
+    pub read_seq: AtomicU64,
+    /// Sequence number after the last record the last stage downstream
+    /// finished (the consumer cursor).
+    pub consumed_seq: AtomicU64,
+    /// Events parsed and handed on.
+    pub events_parsed: AtomicU64,
     /// Records (lines, messages) that did not parse.
     pub parse_errors: AtomicU64,
     /// Submissions refused because the queue was full.
     pub busy: AtomicU64,
-    /// Index commits.
-    pub commits: AtomicU64,
 }
 
 struct Submission {
@@ -155,32 +157,24 @@ impl Submitter {
     }
 }
 
-/// What a commit added: the hook's input.
-#[derive(Debug, Clone, Default)]
-pub struct Committed {
-    /// Events indexed since the previous commit.
-    pub events: u64,
-    /// Earliest and latest event time among them.
-    pub first: Option<chrono::DateTime<chrono::Utc>>,
-    /// See `first`.
-    pub last: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// Called by the indexer after each commit (the binary runs correlation here).
-pub type CommitHook = Box<dyn FnMut(&mut index::EventIndex, &Committed) + Send>;
-
-/// The running core.
+/// The running core: the log writer and the parse stage.
 pub struct Collector {
     submitter: Submitter,
     stop: Arc<AtomicBool>,
     writer: Option<JoinHandle<()>>,
-    indexer: Option<JoinHandle<()>>,
+    parser: Option<JoinHandle<()>>,
 }
 
 impl Collector {
-    /// Opens the log (replaying what was not indexed yet) and the index,
-    /// and starts the writer and indexer threads.
-    pub fn start(options: CollectorOptions, hook: Option<CommitHook>) -> Result<Self, IngestError> {
+    /// Opens the log and starts the writer and the parse stage, which reads
+    /// the log from the consumer cursor (`wal/consumed`: everything before
+    /// it was handled by the last stage downstream), parses, learns and
+    /// corrects host zones, and hands [`EventBatch`]es to `output`; each
+    /// batch's [`pipeline::Ack`] moves the cursor when the last stage calls it.
+    pub fn start(
+        options: CollectorOptions,
+        output: Box<dyn pipeline::Sink<EventBatch>>,
+    ) -> Result<Self, IngestError> {
         let wal_dir = options.data.join("wal");
         let (wal, recovery) = Wal::open(&wal_dir, options.wal)?;
         if let Some(damage) = &recovery.damage {
@@ -189,19 +183,25 @@ impl Collector {
                 "write-ahead log: dropped a torn tail: {damage}"
             );
         }
-        let checkpoint = wal_dir.join("indexed");
-        let indexed = wal::load_u64(&checkpoint).unwrap_or(0).min(wal.next_seq());
-        if wal.next_seq() > indexed {
+        let cursor_path = wal_dir.join(CURSOR_FILE);
+        if !cursor_path.exists() {
+            // Data folders from before the cursor: the indexer's checkpoint.
+            if let Some(old) = wal::load_u64(&wal_dir.join("indexed")) {
+                wal::store_u64(&cursor_path, old)?;
+            }
+        }
+        let cursor = pipeline::Cursor::open(&cursor_path);
+        let consumed = cursor.position().min(wal.next_seq());
+        if wal.next_seq() > consumed {
             tracing::info!(
-                records = wal.next_seq() - indexed,
-                "replaying write-ahead log records not yet indexed"
+                records = wal.next_seq() - consumed,
+                from = consumed,
+                "replaying write-ahead log records not yet handled downstream"
             );
         }
-        let index_dir = options.data.join("index");
-        let index = index::EventIndex::open(&index_dir)?;
         let stats = Arc::new(Stats::default());
         stats.durable_seq.store(wal.next_seq(), Ordering::Release);
-        stats.indexed_seq.store(indexed, Ordering::Release);
+        stats.read_seq.store(consumed, Ordering::Release);
         let (tx, rx) = mpsc::channel(options.queue.max(1));
         let stop = Arc::new(AtomicBool::new(false));
         let writer = {
@@ -213,22 +213,24 @@ impl Collector {
                 .spawn(move || write_loop(wal, rx, &stats, max_lag, &stop))
                 .map_err(IngestError::Thread)?
         };
-        let indexer = {
+        let parser = {
             let stats = stats.clone();
             let stop = stop.clone();
-            let metrics = index::MetricStore::open(&options.data.join("metrics"));
-            let state = Indexer {
-                reader: WalReader::new(&wal_dir, indexed),
+            let zones_path = options.data.join(ZONES_FILE);
+            let mut zones = parsers::time::OffsetLearner::default();
+            load_zones(&zones_path, &mut zones);
+            let state = ParseStage {
+                reader: WalReader::new(&wal_dir, consumed),
                 wal_dir,
-                checkpoint,
-                index,
-                metrics,
+                cursor,
+                zones,
+                zones_path,
                 stats,
-                hook,
+                output,
                 options,
             };
             std::thread::Builder::new()
-                .name("indexer".into())
+                .name("parse".into())
                 .spawn(move || state.run(&stop))
                 .map_err(IngestError::Thread)?
         };
@@ -236,7 +238,7 @@ impl Collector {
             submitter: Submitter { tx, stats },
             stop,
             writer: Some(writer),
-            indexer: Some(indexer),
+            parser: Some(parser),
         })
     }
 
@@ -250,7 +252,9 @@ impl Collector {
         &self.submitter.stats
     }
 
-    /// Stops taking records, indexes what is durable, commits and returns.
+    /// Stops taking records, hands on everything durable, and returns once
+    /// the parse stage has closed its output (downstream stages then drain
+    /// and stop in turn).
     pub fn shutdown(mut self) {
         self.finish();
     }
@@ -266,8 +270,8 @@ impl Collector {
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
-        if let Some(i) = self.indexer.take() {
-            let _ = i.join();
+        if let Some(p) = self.parser.take() {
+            let _ = p.join();
         }
     }
 }
@@ -276,6 +280,39 @@ impl Drop for Collector {
     fn drop(&mut self) {
         self.finish();
     }
+}
+
+/// The consumer cursor's file in `wal/`.
+pub const CURSOR_FILE: &str = "consumed";
+
+/// Learned host offsets under `--data`, one `host seconds` line each.
+pub const ZONES_FILE: &str = "zones";
+
+/// Reads offsets stored by [`store_zones`] into `zones` (nothing when absent).
+pub fn load_zones(path: &Path, zones: &mut parsers::time::OffsetLearner) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    for line in text.lines() {
+        let mut parts = line.split_whitespace();
+        if let (Some(host), Some(Ok(seconds))) = (parts.next(), parts.next().map(str::parse::<i64>))
+        {
+            zones.restore(host, chrono::TimeDelta::seconds(seconds));
+        }
+    }
+}
+
+/// Stores the offsets `zones` has learned (atomically).
+pub fn store_zones(
+    path: &Path,
+    zones: &parsers::time::OffsetLearner,
+) -> Result<(), pipeline::WalError> {
+    let mut lines: Vec<String> = zones
+        .offsets()
+        .map(|(host, offset)| format!("{host} {}\n", offset.num_seconds()))
+        .collect();
+    lines.sort();
+    wal::store_bytes(path, lines.concat().as_bytes())
 }
 
 fn write_loop(
@@ -301,10 +338,11 @@ fn write_loop(
             other => other,
         };
         let Some(first) = first else { return };
-        // Backpressure: wait for the indexer.
+        // Backpressure: wait for the parse stage, which itself waits on
+        // the bounded queue in front of the index.
         while !stop.load(Ordering::Acquire)
             && stats.durable_seq.load(Ordering::Acquire)
-                > stats.indexed_seq.load(Ordering::Acquire) + max_lag
+                > stats.read_seq.load(Ordering::Acquire) + max_lag
         {
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -328,6 +366,7 @@ fn write_loop(
         }
         match wal.append(&bodies) {
             Ok(first_seq) => {
+                pipeline::fault::point("after-wal-sync");
                 let mut next = first_seq;
                 stats
                     .records_durable
@@ -348,41 +387,34 @@ fn write_loop(
     }
 }
 
-struct Indexer {
+struct ParseStage {
     reader: WalReader,
     wal_dir: PathBuf,
-    checkpoint: PathBuf,
-    index: index::EventIndex,
-    metrics: index::MetricStore,
+    cursor: Arc<pipeline::Cursor>,
+    zones: parsers::time::OffsetLearner,
+    zones_path: PathBuf,
     stats: Arc<Stats>,
-    hook: Option<CommitHook>,
+    output: Box<dyn pipeline::Sink<EventBatch>>,
     options: CollectorOptions,
 }
 
-struct IndexSink<'a> {
-    index: &'a mut index::EventIndex,
+/// Collects one batch's events, learning and correcting host zones on the
+/// way (the same learner `relive ingest` uses).
+struct BatchSink<'a> {
+    events: &'a mut Vec<Event>,
     metrics: &'a mut Vec<Metric>,
-    committed: &'a mut Committed,
-    events: u64,
+    zones: &'a mut parsers::time::OffsetLearner,
+    learned: usize,
     errors: u64,
-    failure: Option<index::IndexError>,
 }
 
-impl Sink for IndexSink<'_> {
-    fn event(&mut self, event: Event) {
-        if self.failure.is_some() {
-            return;
-        }
-        match self.index.add(&event) {
-            Ok(()) => {
-                self.events += 1;
-                let c = &mut *self.committed;
-                c.events += 1;
-                c.first = Some(c.first.map_or(event.timestamp, |f| f.min(event.timestamp)));
-                c.last = Some(c.last.map_or(event.timestamp, |l| l.max(event.timestamp)));
-            }
-            Err(e) => self.failure = Some(e),
-        }
+impl Sink for BatchSink<'_> {
+    fn event(&mut self, mut event: Event) {
+        let before = self.zones.offsets().count();
+        self.zones.learn(&event);
+        self.learned += self.zones.offsets().count() - before;
+        self.zones.correct(&mut event);
+        self.events.push(event);
     }
     fn metric(&mut self, metric: Metric) {
         self.metrics.push(metric);
@@ -393,17 +425,21 @@ impl Sink for IndexSink<'_> {
     }
 }
 
-impl Indexer {
+/// A batch is handed on at this many events, or when the log has no more.
+const BATCH_EVENTS: usize = 8192;
+
+impl ParseStage {
     fn run(mut self, stop: &AtomicBool) {
-        let mut pending = 0u64;
-        let mut metrics: Vec<Metric> = Vec::new();
-        let mut committed = Committed::default();
-        let mut last_commit = Instant::now();
+        let mut released = self.cursor.position();
         loop {
             let stopping = stop.load(Ordering::Acquire);
+            let from = self.reader.position();
+            let mut events = Vec::new();
+            let mut metrics = Vec::new();
+            let mut learned = 0;
             let mut read_any = false;
-            let mut batch = 0;
-            while batch < 512 {
+            let read_at = Instant::now();
+            while events.len() < BATCH_EVENTS {
                 let record = match self.reader.next_record() {
                     Ok(Some((_, body))) => Record::decode(body),
                     Ok(None) => break,
@@ -414,84 +450,66 @@ impl Indexer {
                     }
                 };
                 read_any = true;
-                batch += 1;
-                pending += 1;
                 let Some(record) = record else {
                     tracing::warn!("skipped a write-ahead log record that does not decode");
                     continue;
                 };
-                let mut sink = IndexSink {
-                    index: &mut self.index,
+                let mut sink = BatchSink {
+                    events: &mut events,
                     metrics: &mut metrics,
-                    committed: &mut committed,
-                    events: 0,
+                    zones: &mut self.zones,
+                    learned: 0,
                     errors: 0,
-                    failure: None,
                 };
                 crate::record::parse(&record, &self.options.parse, &mut sink);
-                let (events, errors, failure) = (sink.events, sink.errors, sink.failure);
+                learned += sink.learned;
                 self.stats
-                    .events_indexed
-                    .fetch_add(events, Ordering::Relaxed);
-                self.stats.parse_errors.fetch_add(errors, Ordering::Relaxed);
-                if let Some(e) = failure {
-                    tracing::error!("indexing failed: {e}");
+                    .parse_errors
+                    .fetch_add(sink.errors, Ordering::Relaxed);
+            }
+            if learned > 0 {
+                if let Err(e) = store_zones(&self.zones_path, &self.zones) {
+                    tracing::warn!(error = %e, "cannot store the learned host zones");
                 }
             }
-            let due = last_commit.elapsed() >= self.options.commit_interval;
-            if pending > 0
-                && (due
-                    || (!read_any && last_commit.elapsed() >= Duration::from_millis(50))
-                    || stopping)
-            {
-                self.commit(&mut metrics, &mut committed);
-                pending = 0;
-                last_commit = Instant::now();
+            let to = self.reader.position();
+            if read_any {
+                self.stats
+                    .events_parsed
+                    .fetch_add(events.len() as u64, Ordering::Relaxed);
+                self.stats.read_seq.store(to, Ordering::Release);
+                let batch = EventBatch {
+                    from,
+                    to,
+                    events,
+                    metrics,
+                    read_at,
+                    ack: pipeline::Ack::new(self.cursor.clone(), to),
+                };
+                if self.output.send(batch).is_err() {
+                    tracing::error!("the index stage stopped; the parse stage stops too");
+                    return;
+                }
+            }
+            let consumed = self.cursor.position();
+            self.stats.consumed_seq.store(consumed, Ordering::Release);
+            if consumed > released {
+                let durable = self.stats.durable_seq.load(Ordering::Acquire);
+                if let Err(e) = wal::release_before(&self.wal_dir, consumed, durable) {
+                    tracing::warn!("deleting handled write-ahead log segments: {e}");
+                }
+                released = consumed;
             }
             if stopping
                 && !read_any
                 && self.reader.position() >= self.stats.durable_seq.load(Ordering::Acquire)
             {
-                self.commit(&mut metrics, &mut committed);
+                // Dropping the output closes the next stage's input.
                 return;
             }
             if !read_any {
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(Duration::from_millis(2));
             }
-        }
-    }
-
-    fn commit(&mut self, metrics: &mut Vec<Metric>, committed: &mut Committed) {
-        if !metrics.is_empty() {
-            match self.metrics.append(metrics) {
-                Ok(n) => {
-                    self.stats
-                        .metrics_stored
-                        .fetch_add(n as u64, Ordering::Relaxed);
-                }
-                Err(e) => tracing::error!("storing metrics failed: {e}"),
-            }
-            metrics.clear();
-        }
-        if let Err(e) = self.index.commit() {
-            // Not checkpointed: the records are read again after a restart.
-            tracing::error!("index commit failed: {e}");
-            return;
-        }
-        self.stats.commits.fetch_add(1, Ordering::Relaxed);
-        let position = self.reader.position();
-        if let Err(e) = wal::store_u64(&self.checkpoint, position) {
-            tracing::error!("storing the indexer checkpoint failed: {e}");
-            return;
-        }
-        self.stats.indexed_seq.store(position, Ordering::Release);
-        let durable = self.stats.durable_seq.load(Ordering::Acquire);
-        if let Err(e) = wal::release_before(&self.wal_dir, position, durable) {
-            tracing::warn!("deleting indexed write-ahead log segments: {e}");
-        }
-        let done = std::mem::take(committed);
-        if let Some(hook) = self.hook.as_mut() {
-            hook(&mut self.index, &done);
         }
     }
 }

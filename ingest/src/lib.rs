@@ -3,9 +3,10 @@
 //! - The collector's durable core ([`collector`]): receivers submit
 //!   [`record::Record`]s; one writer appends them to the write-ahead log
 //!   ([`wal`], checksummed records, one sync per group) and only then
-//!   acknowledges; one indexer reads the log behind it, parses with
-//!   `parsers`, adds to the `index` (whose dedup key makes a resent batch
-//!   harmless), commits and checkpoints, and deletes indexed segments.
+//!   acknowledges; one parse stage reads the log behind it, parses with
+//!   `parsers`, corrects host zones and hands event batches to the next
+//!   stage (the binary wires the index there; this crate knows no index),
+//!   and deletes segments the last stage has acknowledged.
 //! - The receivers ([`server`]): relive's agent protocol ([`protocol`],
 //!   optionally in TLS), syslog over TCP (octet counting or LF framing,
 //!   per message) and UDP, an Elasticsearch-compatible `_bulk` endpoint
@@ -25,7 +26,9 @@ pub mod protocol;
 pub mod record;
 pub mod server;
 pub mod tls;
-pub mod wal;
+/// The write-ahead log (kept in `pipeline`, shared with the agent's spool
+/// and the incident change log).
+pub use pipeline::wal;
 
 use std::net::SocketAddr;
 
@@ -39,9 +42,6 @@ pub enum IngestError {
     /// The write-ahead log failed.
     #[error(transparent)]
     Wal(#[from] WalError),
-    /// The index failed.
-    #[error(transparent)]
-    Index(#[from] index::IndexError),
     /// A batch could not be made durable.
     #[error("not stored: {0}")]
     Durability(String),

@@ -648,6 +648,13 @@ impl OffsetLearner {
         Some(shift)
     }
 
+    /// Sets a host's offset learned earlier (a collector restoring what it
+    /// learned before a restart).
+    pub fn restore(&mut self, host: &str, offset: chrono::TimeDelta) {
+        self.offsets
+            .insert(CompactString::from(host.to_ascii_lowercase()), offset);
+    }
+
     /// The offsets learned so far, by short host name (local time − UTC).
     pub fn offsets(&self) -> impl Iterator<Item = (&str, chrono::TimeDelta)> {
         self.offsets.iter().map(|(h, d)| (h.as_str(), *d))

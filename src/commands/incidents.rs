@@ -1,5 +1,4 @@
-//! `relive incidents`, `relive explain`, `relive rules`, and the correlation
-//! step of `relive ingest`.
+//! `relive incidents`, `relive explain`, `relive rules`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -7,8 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use chrono::{DateTime, TimeDelta, Utc};
-use correlate::{Config, Incident, IncidentStore, Knowledge, RuleSet, Status};
+use chrono::Utc;
+use correlate::{Incident, IncidentStore, Knowledge, RuleSet, Status};
 
 use crate::cli::{ExplainArgs, IncidentsArgs};
 
@@ -17,63 +16,6 @@ pub fn load_rules(extra: &[PathBuf]) -> anyhow::Result<(Arc<RuleSet>, Arc<Knowle
     let rules = correlate::shipped::rules(extra).context("a rule file is invalid")?;
     let kb = correlate::shipped::knowledge().context("a playbook file is invalid")?;
     Ok((Arc::new(rules), Arc::new(kb)))
-}
-
-/// Correlates the indexed events around `[first, last]` (so chains split
-/// across ingests still join, and a later success resolves an earlier
-/// failure) and stores the incidents. Returns (incidents found, new ones).
-pub fn correlate_window(
-    index: &index::EventIndex,
-    data: &Path,
-    rules: Arc<RuleSet>,
-    kb: Arc<Knowledge>,
-    first: DateTime<Utc>,
-    last: DateTime<Utc>,
-) -> anyhow::Result<(Vec<Incident>, usize)> {
-    let cfg = Config::default();
-    let reach = TimeDelta::from_std(cfg.fold_window + rules.max_timespan + cfg.lateness)
-        .unwrap_or(TimeDelta::hours(2));
-    let query = match rules.event_ids() {
-        Some(ids) if !ids.is_empty() => ids
-            .iter()
-            .map(|id| format!("event_id:{id}"))
-            .collect::<Vec<_>>()
-            .join(" OR "),
-        _ => "*".to_string(),
-    };
-    let request = index::SearchRequest {
-        query,
-        since: Some(first - reach),
-        until: Some(last + reach),
-        limit: 2_000_000,
-    };
-    let hits = index
-        .search(&request)
-        .context("cannot read events back for correlation")?;
-    let mut events = Vec::with_capacity(hits.hits.len());
-    let opts = parsers::ParseOptions {
-        format: Some(parsers::Format::EcsJson),
-        ..parsers::ParseOptions::default()
-    };
-    for hit in &hits.hits {
-        let out = parsers::parse_bytes(hit.json.as_bytes(), &opts);
-        let origin = serde_json::from_str::<serde_json::Value>(&hit.json).ok();
-        for mut event in out.events {
-            if let Some(log) = origin.as_ref().and_then(|v| v.get("log")) {
-                event.origin.path = log
-                    .pointer("/file/path")
-                    .and_then(|p| p.as_str())
-                    .map(Arc::from);
-                event.origin.offset = log.get("offset").and_then(|o| o.as_u64()).unwrap_or(0);
-            }
-            events.push(event);
-        }
-    }
-    let incidents = correlate::correlate_all(rules, kb, cfg, events);
-    let added = IncidentStore::new(data)
-        .upsert(&incidents)
-        .context("cannot store incidents")?;
-    Ok((incidents, added))
 }
 
 /// Runs `relive incidents`.

@@ -12,33 +12,45 @@ use parsers::{Event, Metric, RecordError, Sink};
 use crate::cli::ParseArgs;
 use crate::commands::incidents;
 use crate::commands::parse::{expand_paths, Settings};
+use relive::topology;
 
-struct IndexSink<'a> {
-    index: &'a mut index::EventIndex,
+/// The file source: parsed events, zone-corrected, handed to the pipeline
+/// (`crate::topology`) in batches.
+struct FileSource {
+    output: pipeline::Sender<pipeline::EventBatch>,
+    batch: Vec<Event>,
+    batch_metrics: Vec<Metric>,
     events: u64,
     errors: u64,
     metrics: u64,
     hosts: BTreeMap<String, u64>,
     first: Option<DateTime<Utc>>,
     last: Option<DateTime<Utc>>,
-    failure: Option<index::IndexError>,
+    stopped: bool,
     zones: parsers::time::OffsetLearner,
     shifted: u64,
-    metric_store: index::MetricStore,
-    pending_metrics: Vec<Metric>,
-    new_metrics: usize,
 }
 
-impl IndexSink<'_> {
-    fn flush_metrics(&mut self) {
-        if self.pending_metrics.is_empty() || self.failure.is_some() {
+/// Events per batch handed to the index stage.
+const BATCH: usize = 8192;
+
+impl FileSource {
+    fn flush(&mut self) {
+        if (self.batch.is_empty() && self.batch_metrics.is_empty()) || self.stopped {
             return;
         }
-        match self.metric_store.append(&self.pending_metrics) {
-            Ok(n) => self.new_metrics += n,
-            Err(e) => self.failure = Some(e),
+        use pipeline::Sink as _;
+        let batch = pipeline::EventBatch {
+            from: 0,
+            to: 0,
+            events: std::mem::take(&mut self.batch),
+            metrics: std::mem::take(&mut self.batch_metrics),
+            read_at: std::time::Instant::now(),
+            ack: pipeline::Ack::none(),
+        };
+        if self.output.send(batch).is_err() {
+            self.stopped = true;
         }
-        self.pending_metrics.clear();
     }
 }
 
@@ -71,18 +83,11 @@ fn sniff(path: &Path) -> Option<parsers::Format> {
     parsers::detect(&head[..n])
 }
 
-impl Sink for IndexSink<'_> {
+impl Sink for FileSource {
     fn event(&mut self, mut event: Event) {
-        if self.failure.is_some() {
-            return;
-        }
         self.zones.learn(&event);
         if self.zones.correct(&mut event).is_some() {
             self.shifted += 1;
-        }
-        if let Err(e) = self.index.add(&event) {
-            self.failure = Some(e);
-            return;
         }
         self.events += 1;
         *self.hosts.entry(event.host.to_string()).or_default() += 1;
@@ -94,16 +99,17 @@ impl Sink for IndexSink<'_> {
             self.last
                 .map_or(event.timestamp, |l| l.max(event.timestamp)),
         );
+        self.batch.push(event);
+        if self.batch.len() >= BATCH {
+            self.flush();
+        }
     }
 
     fn metric(&mut self, metric: Metric) {
-        if self.failure.is_some() {
-            return;
-        }
         self.metrics += 1;
-        self.pending_metrics.push(metric);
-        if self.pending_metrics.len() >= 100_000 {
-            self.flush_metrics();
+        self.batch_metrics.push(metric);
+        if self.batch_metrics.len() >= BATCH {
+            self.flush();
         }
     }
 
@@ -134,24 +140,39 @@ pub fn run(args: ParseArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
         files = keyed.into_iter().map(|(_, f)| f).collect();
     }
     let index_dir = data.join("index");
-    let mut index = index::EventIndex::open(&index_dir)
-        .with_context(|| format!("cannot open the index in {}", index_dir.display()))?;
-    let before = index.len();
+    let before = index::EventIndex::open(&index_dir)
+        .with_context(|| format!("cannot open the index in {}", index_dir.display()))?
+        .len();
+    let topology = topology::start(
+        data,
+        rules,
+        kb,
+        topology::TopologyOptions {
+            correlate: correlate::Config::default(),
+            clocking: correlate::Clocking::EndOfInput,
+            index: index::stage::IndexStageOptions {
+                // Commits at most every few seconds while files stream in.
+                commit_interval: std::time::Duration::from_secs(5),
+                quiet: std::time::Duration::from_secs(1),
+            },
+        },
+    )?;
     let mut per_format: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut sink = IndexSink {
-        index: &mut index,
+    let mut zones = parsers::time::OffsetLearner::default();
+    ingest::collector::load_zones(&data.join(ingest::collector::ZONES_FILE), &mut zones);
+    let mut sink = FileSource {
+        output: topology.input.clone(),
+        batch: Vec::new(),
+        batch_metrics: Vec::new(),
         events: 0,
         errors: 0,
         metrics: 0,
         hosts: BTreeMap::new(),
         first: None,
         last: None,
-        failure: None,
-        zones: parsers::time::OffsetLearner::default(),
+        stopped: false,
+        zones,
         shifted: 0,
-        metric_store: index::MetricStore::open(&data.join("metrics")),
-        pending_metrics: Vec::new(),
-        new_metrics: 0,
     };
     let mut unrecognised = 0;
     let progress = std::io::IsTerminal::is_terminal(&std::io::stderr()) && files.len() > 1;
@@ -190,18 +211,14 @@ pub fn run(args: ParseArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
             }
             None => unrecognised += 1,
         }
-        if let Some(e) = sink.failure.take() {
-            return Err(e).context("cannot add to the index");
+        if sink.stopped {
+            break;
         }
     }
     if progress {
         eprint!("\r\x1b[K");
     }
-    sink.flush_metrics();
-    if let Some(e) = sink.failure.take() {
-        return Err(e).context("cannot store migration metrics");
-    }
-    let new_metrics = sink.new_metrics;
+    sink.flush();
     let (events, metrics, errors) = (sink.events, sink.metrics, sink.errors);
     let (hosts, first, last) = (std::mem::take(&mut sink.hosts), sink.first, sink.last);
     let mut learned: Vec<(String, chrono::TimeDelta)> = sink
@@ -210,15 +227,18 @@ pub fn run(args: ParseArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
         .map(|(h, d)| (h.to_string(), d))
         .collect();
     learned.sort();
+    if !learned.is_empty() {
+        let path = data.join(ingest::collector::ZONES_FILE);
+        if let Err(e) = ingest::collector::store_zones(&path, &sink.zones) {
+            tracing::warn!(error = %e, "cannot store the learned host zones");
+        }
+    }
     let shifted = sink.shifted;
-    index.commit().context("cannot commit the index")?;
-    let after = index.len();
-    let found = match (first, last) {
-        (Some(first), Some(last)) => Some(incidents::correlate_window(
-            &index, data, rules, kb, first, last,
-        )?),
-        _ => None,
-    };
+    drop(sink);
+    let finished = topology.finish()?;
+    let after = finished.index.len();
+    let new_metrics = finished.metrics_stored;
+    let found = first.map(|_| finished.correlation);
     println!("files:   {} ({} unrecognised)", files.len(), unrecognised);
     println!(
         "events:  {events} read, {} new in the index ({} in all)",
@@ -255,7 +275,9 @@ pub fn run(args: ParseArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
     for (host, n) in &hosts {
         println!("  {host:<32} {n}");
     }
-    if let Some((found, added)) = found {
+    if let Some(found) = found {
+        let opened = found.opened;
+        let found = found.incidents;
         let open = found
             .iter()
             .filter(|i| i.status == correlate::Status::Open)
@@ -264,7 +286,7 @@ pub fn run(args: ParseArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
             "incidents: {} around these events ({} open, {} new); see `relive incidents`",
             found.len(),
             open,
-            added
+            opened
         );
         for i in &found {
             println!(

@@ -1,17 +1,19 @@
 //! `relive serve`: the collector. Receivers (agent protocol, syslog,
-//! `_bulk`, OTLP) feed the write-ahead log; the indexer feeds the index
-//! under `--data` and runs correlation after commits.
+//! `_bulk`, OTLP, Lumberjack, watched folders) feed the write-ahead log;
+//! the pipeline (`crate::topology`) parses, indexes, correlates as events
+//! are committed and as the clock runs, and keeps the incident store.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::Deserialize;
 
 use crate::cli::ServeArgs;
 use crate::commands::incidents;
+use relive::topology;
 
 /// `relive.toml` (sections other commands read are ignored here).
 #[derive(Debug, Default, Deserialize)]
@@ -19,6 +21,7 @@ use crate::commands::incidents;
 struct ServeConfig {
     receivers: ingest::Receivers,
     collector: CollectorSection,
+    correlate: correlate::Config,
 }
 
 #[derive(Debug, Deserialize)]
@@ -26,10 +29,13 @@ struct ServeConfig {
 struct CollectorSection {
     /// Longest wait before indexed events become searchable, in ms.
     commit_ms: u64,
-    /// Records the indexer may fall behind before receivers slow down.
+    /// Records the parse stage may fall behind before receivers slow down.
     max_lag_records: u64,
-    /// Seconds between correlation runs while events arrive.
-    correlate_every_s: u64,
+    /// How long events arriving together wait to be put in time order
+    /// before the correlator sees them, in ms.
+    correlate_hold_ms: u64,
+    /// Ignored since correlation streams (kept so older files still load).
+    correlate_every_s: Option<u64>,
 }
 
 impl Default for CollectorSection {
@@ -37,7 +43,8 @@ impl Default for CollectorSection {
         CollectorSection {
             commit_ms: 250,
             max_lag_records: 4096,
-            correlate_every_s: 5,
+            correlate_hold_ms: topology::LIVE_HOLD.as_millis() as u64,
+            correlate_every_s: None,
         }
     }
 }
@@ -54,43 +61,30 @@ fn load(path: Option<&Path>) -> anyhow::Result<ServeConfig> {
 /// Runs `relive serve`.
 pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let config = load(args.config.as_deref())?;
+    if config.collector.correlate_every_s.is_some() {
+        tracing::warn!(
+            "[collector] correlate_every_s is ignored: correlation runs on every commit"
+        );
+    }
     let (rules, kb) = incidents::load_rules(rule_dirs)?;
+    let topology = topology::start(
+        data,
+        rules,
+        kb,
+        topology::TopologyOptions {
+            correlate: config.correlate.clone(),
+            clocking: correlate::Clocking::Live {
+                hold: Duration::from_millis(config.collector.correlate_hold_ms),
+            },
+            index: index::stage::IndexStageOptions {
+                commit_interval: Duration::from_millis(config.collector.commit_ms.max(10)),
+                ..index::stage::IndexStageOptions::default()
+            },
+        },
+    )?;
     let mut options = ingest::CollectorOptions::new(data);
-    options.commit_interval = Duration::from_millis(config.collector.commit_ms.max(10));
     options.max_lag_records = config.collector.max_lag_records.max(1);
-    let every = Duration::from_secs(config.collector.correlate_every_s);
-    let data_dir = data.to_path_buf();
-    let mut window: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> = None;
-    let mut last_run = Instant::now();
-    let hook: ingest::collector::CommitHook = Box::new(move |index, committed| {
-        if let (Some(f), Some(l)) = (committed.first, committed.last) {
-            window = Some(match window {
-                Some((a, b)) => (a.min(f), b.max(l)),
-                None => (f, l),
-            });
-        }
-        if last_run.elapsed() < every {
-            return;
-        }
-        if let Some((first, last)) = window.take() {
-            last_run = Instant::now();
-            match incidents::correlate_window(
-                index,
-                &data_dir,
-                rules.clone(),
-                kb.clone(),
-                first,
-                last,
-            ) {
-                Ok((found, added)) if added > 0 => {
-                    tracing::warn!("{added} new incident(s); {} in the window", found.len())
-                }
-                Ok(_) => {}
-                Err(e) => tracing::error!("correlation failed: {e:#}"),
-            }
-        }
-    });
-    let collector = ingest::Collector::start(options, Some(hook))
+    let collector = ingest::Collector::start(options, Box::new(topology.input.clone()))
         .with_context(|| format!("cannot start the collector in {}", data.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -141,23 +135,31 @@ pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
                 "lumberjack": show(bound.lumberjack),
             }, "data": data.display().to_string()})
         );
-        tracing::info!("relive serve: collecting into {}", data.display());
+        tracing::info!(data = %data.display(), "relive serve: collecting");
         wait_for_signal().await;
+        tracing::info!("relive serve: stopping: no new connections; draining the pipeline");
         if let Some(watcher) = watcher {
             tokio::task::spawn_blocking(move || watcher.stop())
                 .await
                 .ok();
         }
+        // Connections still open lose their unacknowledged batches, which
+        // their senders resend (at-least-once; the index dedups).
         tasks.abort_all();
         anyhow::Ok(())
     });
     drop(runtime);
+    drop(submitter);
+    // Front to back: the log writer, the parse stage, then each stage
+    // drains its input and stops.
     collector.shutdown();
+    let finished = topology.finish()?;
     eprintln!(
-        "relive serve: stopped; {} records durable, {} events indexed, {} unparsable records skipped",
+        "relive serve: stopped; {} records durable, {} events parsed, {} unparsable records skipped, {} incident changes written",
         stats.records_durable.load(Ordering::Relaxed),
-        stats.events_indexed.load(Ordering::Relaxed),
+        stats.events_parsed.load(Ordering::Relaxed),
         stats.parse_errors.load(Ordering::Relaxed),
+        finished.correlation.changes,
     );
     result?;
     Ok(ExitCode::SUCCESS)

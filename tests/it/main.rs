@@ -5,6 +5,7 @@ mod host;
 mod incidents;
 mod parse;
 mod search;
+mod streaming;
 
 /// Runs the real binary with `--data` and the arguments, from the repository root.
 pub fn relive(data: &std::path::Path, args: &[&str]) -> std::process::Output {

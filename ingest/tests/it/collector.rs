@@ -9,13 +9,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use ingest::protocol::{Frame, VERSION};
-use ingest::{Collector, CollectorOptions, Receivers};
+use ingest::{CollectorOptions, Receivers};
 
-use crate::{indexed, indexed_count, wait_until};
+use crate::{indexed, indexed_count, wait_until, Indexed};
 
 struct Running {
     runtime: Option<tokio::runtime::Runtime>,
-    collector: Option<Collector>,
+    collector: Option<Indexed>,
     bound: ingest::server::Bound,
     data: tempfile::TempDir,
 }
@@ -50,15 +50,14 @@ fn start_with(
     receivers.otlp.listen = Some(loopback());
     receivers.lumberjack.listen = Some(loopback());
     configure(&mut receivers);
-    let mut options = CollectorOptions::new(data.path());
-    options.commit_interval = Duration::from_millis(50);
-    let collector = Collector::start(options, None).unwrap();
+    let options = CollectorOptions::new(data.path());
+    let collector = Indexed::start(options, Duration::from_millis(50));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let sub = collector.submitter();
+    let sub = collector.collector().submitter();
     let bound = runtime.block_on(async {
         let mut tasks = tokio::task::JoinSet::new();
         let bound = ingest::server::start(&receivers, &sub, &mut tasks)
@@ -183,6 +182,7 @@ fn agent_batches_are_acked_once_durable_and_a_resend_is_not_counted_twice() {
         c.collector
             .as_ref()
             .unwrap()
+            .collector()
             .stats()
             .records_durable
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -453,7 +453,7 @@ fn what_was_acked_survives_a_crash_before_indexing() {
     let c = start_in(data, None);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(c.events().len(), 5);
-    assert!(Path::new(&c.data.path().join("wal/indexed")).exists());
+    assert!(Path::new(&c.data.path().join("wal/consumed")).exists());
 }
 
 /// An agent config for tests: fast polling and reconnects, one glob.

@@ -3,7 +3,9 @@
 //! where one is installed (`logger`).
 
 mod collector;
-mod wal;
+mod indexed;
+
+pub use indexed::Indexed;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 
-use ingest::wal::{self, Wal, WalOptions, WalReader};
+use pipeline::wal::{self, Wal, WalOptions, WalReader};
 use proptest::prelude::*;
 
 fn small() -> WalOptions {

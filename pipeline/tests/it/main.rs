@@ -1,0 +1,3 @@
+//! pipeline's integration tests: the log on disk, cursors, channels.
+
+mod wal;
