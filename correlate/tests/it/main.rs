@@ -2,6 +2,7 @@
 //! in `samples/`, streaming properties (interleaving, lateness, duplicates,
 //! resolution) and rule validation.
 
+mod changes;
 mod rules;
 mod scenarios;
 mod streaming;
