@@ -163,6 +163,25 @@ impl ChangeLog {
         Ok(self.wal.next_seq())
     }
 
+    /// The latest snapshot of every incident still in the log (what was
+    /// written last, which the store may not have caught up with yet).
+    pub fn latest(&self) -> Result<Vec<Incident>, StoreError> {
+        let dir = log_dir(&self.data);
+        let first = wal::segments(&dir)
+            .map_err(log_error)?
+            .first()
+            .map_or(0, |s| s.0);
+        let mut reader = WalReader::new(&dir, first);
+        let mut latest: std::collections::HashMap<String, Incident> =
+            std::collections::HashMap::new();
+        while let Some((_, body)) = reader.next_record().map_err(log_error)? {
+            if let Ok(change) = serde_json::from_slice::<IncidentChange>(body) {
+                latest.insert(change.incident.id.clone(), change.incident);
+            }
+        }
+        Ok(latest.into_values().collect())
+    }
+
     /// Sequence number after the last change.
     pub fn next_seq(&self) -> u64 {
         self.wal.next_seq()

@@ -109,11 +109,17 @@ impl CorrelatorStage {
             config.lateness = hold;
         }
         let log = ChangeLog::open(data)?;
-        let last = IncidentStore::new(data)
+        // What was last decided: the store, overlaid with the log's tail
+        // (newer when the store had not caught up before a crash), so a
+        // restart writes no change for an incident that did not change.
+        let mut last: HashMap<String, Incident> = IncidentStore::new(data)
             .load()?
             .into_iter()
             .map(|i| (i.id.clone(), i))
             .collect();
+        for incident in log.latest()? {
+            last.insert(incident.id.clone(), incident);
+        }
         Ok(CorrelatorStage {
             correlator: Correlator::new(rules, kb, config),
             clocking,
