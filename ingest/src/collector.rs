@@ -410,9 +410,9 @@ struct BatchSink<'a> {
 
 impl Sink for BatchSink<'_> {
     fn event(&mut self, mut event: Event) {
-        let before = self.zones.offsets().count();
+        let before = self.zones.known();
         self.zones.learn(&event);
-        self.learned += self.zones.offsets().count() - before;
+        self.learned += self.zones.known() - before;
         self.zones.correct(&mut event);
         self.events.push(event);
     }

@@ -655,6 +655,11 @@ impl OffsetLearner {
             .insert(CompactString::from(host.to_ascii_lowercase()), offset);
     }
 
+    /// How many hosts' offsets are known.
+    pub fn known(&self) -> usize {
+        self.offsets.len()
+    }
+
     /// The offsets learned so far, by short host name (local time − UTC).
     pub fn offsets(&self) -> impl Iterator<Item = (&str, chrono::TimeDelta)> {
         self.offsets.iter().map(|(h, d)| (h.as_str(), *d))
