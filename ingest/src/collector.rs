@@ -252,9 +252,10 @@ impl Collector {
         &self.submitter.stats
     }
 
-    /// Stops taking records, hands on everything durable, and returns once
-    /// the parse stage has closed its output (downstream stages then drain
-    /// and stop in turn).
+    /// Stops taking records, hands on what is durable (a backlog for at
+    /// most half a second; the rest stays in the log, behind the consumer
+    /// cursor, for the next start), and returns once the parse stage has
+    /// closed its output (downstream stages then drain and stop in turn).
     pub fn shutdown(mut self) {
         self.finish();
     }
@@ -425,14 +426,22 @@ impl Sink for BatchSink<'_> {
     }
 }
 
+/// How long the parse stage keeps reading a backlog after the stop signal;
+/// what is left waits in the log for the next start.
+const STOP_DRAIN: Duration = Duration::from_millis(500);
+
 /// A batch is handed on at this many events, or when the log has no more.
 const BATCH_EVENTS: usize = 8192;
 
 impl ParseStage {
     fn run(mut self, stop: &AtomicBool) {
         let mut released = self.cursor.position();
+        let mut stopping_since: Option<Instant> = None;
         loop {
             let stopping = stop.load(Ordering::Acquire);
+            if stopping && stopping_since.is_none() {
+                stopping_since = Some(Instant::now());
+            }
             let from = self.reader.position();
             let mut events = Vec::new();
             let mut metrics = Vec::new();
@@ -500,10 +509,17 @@ impl ParseStage {
                 }
                 released = consumed;
             }
-            if stopping
-                && !read_any
-                && self.reader.position() >= self.stats.durable_seq.load(Ordering::Acquire)
-            {
+            let caught_up = !read_any
+                && self.reader.position() >= self.stats.durable_seq.load(Ordering::Acquire);
+            let out_of_time = stopping_since.is_some_and(|t| t.elapsed() >= STOP_DRAIN);
+            if stopping && (caught_up || out_of_time) {
+                if !caught_up {
+                    tracing::info!(
+                        from = self.reader.position(),
+                        to = self.stats.durable_seq.load(Ordering::Acquire),
+                        "stopping with write-ahead log records not yet parsed; the next start handles them"
+                    );
+                }
                 // Dropping the output closes the next stage's input.
                 return;
             }

@@ -19,10 +19,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tokio::time::timeout;
+use tokio_util::task::TaskTracker;
+
+use pipeline::Shutdown;
 
 use crate::collector::Submitter;
 use crate::config::{AgentReceiver, Receivers};
@@ -65,18 +67,25 @@ async fn bind_tcp(addr: SocketAddr, what: &str) -> Result<TcpListener, IngestErr
         })
 }
 
-/// Binds an HTTP receiver and serves `app` on `tasks`; returns the bound address.
+/// Binds an HTTP receiver and serves `app` until `stop`, then lets the
+/// requests in flight finish; returns the bound address.
 async fn serve_http(
     addr: SocketAddr,
     what: &'static str,
     app: Router,
-    tasks: &mut JoinSet<()>,
+    tasks: &TaskTracker,
+    stop: &Shutdown,
 ) -> Result<SocketAddr, IngestError> {
     let listener = bind_tcp(addr, what).await?;
     let local = listener.local_addr().unwrap_or(addr);
+    let stop = stop.clone();
     tasks.spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("{what} stopped: {e}");
+        let graceful = async move { stop.wait_async().await };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(graceful)
+            .await
+        {
+            tracing::error!(receiver = what, "stopped: {e}");
         }
     });
     Ok(local)
@@ -97,12 +106,57 @@ fn tls_acceptor(
     }
 }
 
-/// Binds every enabled receiver and runs them on `tasks`.
+/// The receivers, running: their addresses, and what [`Running::drain`]
+/// waits for.
+#[derive(Debug)]
+pub struct Running {
+    /// Where each receiver listens.
+    pub bound: Bound,
+    stop: Shutdown,
+    tasks: TaskTracker,
+}
+
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Connections and listeners still running at the deadline (their
+    /// unacknowledged batches are resent by their senders).
+    pub cut: usize,
+}
+
+impl Running {
+    /// Stops the receivers gracefully: listeners stop accepting; a
+    /// connection between records closes; one inside a record or a request
+    /// finishes it, hands it to the log and answers (ack, HTTP response)
+    /// once it is durable, then closes. Whatever is still running after
+    /// `deadline` is left to the runtime's shutdown to cancel, and counted.
+    pub async fn drain(self, deadline: Duration) -> Drained {
+        self.stop.trigger();
+        self.tasks.close();
+        let cut = match timeout(deadline, self.tasks.wait()).await {
+            Ok(()) => 0,
+            Err(_) => self.tasks.len(),
+        };
+        if cut > 0 {
+            tracing::warn!(
+                cut,
+                deadline_ms = deadline.as_millis() as u64,
+                "receivers: connections still open at the drain deadline are cut; their senders resend what was not acknowledged"
+            );
+        }
+        Drained { cut }
+    }
+}
+
+/// Binds every enabled receiver and runs them until `stop` is given or
+/// [`Running::drain`] is called.
 pub async fn start(
     receivers: &Receivers,
     submitter: &Submitter,
-    tasks: &mut JoinSet<()>,
-) -> Result<Bound, IngestError> {
+    stop: &Shutdown,
+) -> Result<Running, IngestError> {
+    let tasks = TaskTracker::new();
+    let stop = stop.clone();
     let mut bound = Bound::default();
     if receivers.agent.enabled {
         let listener = bind_tcp(receivers.agent.listen, "agent receiver").await?;
@@ -114,9 +168,16 @@ pub async fn start(
         )?;
         let cfg = Arc::new(receivers.agent.clone());
         let sub = submitter.clone();
-        tasks.spawn(accept_loop(listener, "agent", tls, move |stream, peer| {
-            agent_conn(stream, peer, cfg.clone(), sub.clone())
-        }));
+        let conn_stop = stop.clone();
+        tasks.spawn(accept_loop(
+            listener,
+            "agent",
+            tls,
+            (tasks.clone(), stop.clone()),
+            move |stream, peer| {
+                agent_conn(stream, peer, cfg.clone(), sub.clone(), conn_stop.clone())
+            },
+        ));
     }
     if receivers.syslog.enabled {
         let max = receivers.syslog.max_message;
@@ -124,15 +185,16 @@ pub async fn start(
             let listener = bind_tcp(addr, "syslog TCP receiver").await?;
             bound.syslog_tcp = listener.local_addr().ok();
             let sub = submitter.clone();
-            tasks.spawn(async move {
-                loop {
-                    let Ok((stream, peer)) = listener.accept().await else {
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
-                    tokio::spawn(syslog_tcp(stream, peer, max, sub.clone()));
-                }
-            });
+            tasks.spawn(accept_loop(
+                listener,
+                "syslog TCP",
+                None,
+                (tasks.clone(), stop.clone()),
+                {
+                    let stop = stop.clone();
+                    move |stream, peer| syslog_tcp(stream, peer, max, sub.clone(), stop.clone())
+                },
+            ));
         }
         if let Some(addr) = receivers.syslog.udp {
             let socket = UdpSocket::bind(addr)
@@ -143,7 +205,7 @@ pub async fn start(
                     source,
                 })?;
             bound.syslog_udp = socket.local_addr().ok();
-            tasks.spawn(syslog_udp(socket, submitter.clone()));
+            tasks.spawn(syslog_udp(socket, submitter.clone(), stop.clone()));
         }
     }
     if receivers.es_bulk.enabled {
@@ -152,7 +214,8 @@ pub async fn start(
             max_body: receivers.es_bulk.max_body,
         };
         let addr = receivers.es_bulk_addr();
-        bound.es_bulk = Some(serve_http(addr, "_bulk receiver", es_router(state), tasks).await?);
+        bound.es_bulk =
+            Some(serve_http(addr, "_bulk receiver", es_router(state), &tasks, &stop).await?);
     }
     if receivers.otlp.enabled {
         let state = HttpState {
@@ -160,7 +223,8 @@ pub async fn start(
             max_body: receivers.otlp.max_body,
         };
         let addr = receivers.otlp_addr();
-        bound.otlp = Some(serve_http(addr, "OTLP receiver", otlp_router(state), tasks).await?);
+        bound.otlp =
+            Some(serve_http(addr, "OTLP receiver", otlp_router(state), &tasks, &stop).await?);
     }
     if receivers.lumberjack.enabled {
         let listener = bind_tcp(receivers.lumberjack_addr(), "Lumberjack receiver").await?;
@@ -171,14 +235,16 @@ pub async fn start(
             "lumberjack",
         )?;
         let sub = submitter.clone();
+        let conn_stop = stop.clone();
         tasks.spawn(accept_loop(
             listener,
             "lumberjack",
             tls,
-            move |stream, peer| lumberjack_conn(stream, peer, sub.clone()),
+            (tasks.clone(), stop.clone()),
+            move |stream, peer| lumberjack_conn(stream, peer, sub.clone(), conn_stop.clone()),
         ));
     }
-    Ok(bound)
+    Ok(Running { bound, stop, tasks })
 }
 
 // ---------------------------------------------------------------- agent
@@ -187,13 +253,14 @@ pub async fn start(
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// Accepts connections for ever; each runs `serve` on its own task, after
-/// the TLS handshake when `tls` is set (a failed or slow handshake is
-/// logged and the connection dropped).
+/// Accepts connections until `stop`; each runs `serve` on its own task
+/// (tracked, so a drain waits for it), after the TLS handshake when `tls`
+/// is set (a failed or slow handshake is logged and the connection dropped).
 async fn accept_loop<F, Fut>(
     listener: TcpListener,
     what: &'static str,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    (tasks, stop): (TaskTracker, Shutdown),
     serve: F,
 ) where
     F: Fn(Box<dyn Io>, SocketAddr) -> Fut + Send + Sync + 'static,
@@ -201,17 +268,22 @@ async fn accept_loop<F, Fut>(
 {
     let serve = Arc::new(serve);
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.wait_async() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
             Ok(ok) => ok,
             Err(e) => {
-                tracing::warn!("{what} receiver: accept failed: {e}");
+                tracing::warn!(receiver = what, "accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
         let (serve, tls) = (serve.clone(), tls.clone());
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             match tls {
                 Some(acceptor) => match timeout(HANDSHAKE, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => serve(Box::new(stream), peer).await,
@@ -224,18 +296,37 @@ async fn accept_loop<F, Fut>(
     }
 }
 
+/// Reads one frame; `Ok(None)` on a clean end of stream, or when `stop`
+/// is given before a frame begins (a frame begun is read to its end).
 async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     idle: Duration,
+    stop: &Shutdown,
 ) -> Result<Option<Frame>, FrameError> {
     let mut len = [0u8; 4];
-    match timeout(idle, r.read_exact(&mut len)).await {
+    // Only the wait for a frame's first bytes races the stop signal: `read`
+    // loses nothing when cancelled, and a frame begun is read to its end.
+    let got = tokio::select! {
+        biased;
+        _ = stop.wait_async() => return Ok(None),
+        first = timeout(idle, r.read(&mut len)) => match first {
+            Err(_) => {
+                return Err(FrameError::Malformed(
+                    "no frame before the idle deadline".into(),
+                ))
+            }
+            Ok(Err(e)) => return Err(e.into()),
+            Ok(Ok(0)) => return Ok(None),
+            Ok(Ok(n)) => n,
+        },
+    };
+    match timeout(MID_RECORD, r.read_exact(&mut len[got..])).await {
         Err(_) => {
-            return Err(FrameError::Malformed(
-                "no frame before the idle deadline".into(),
-            ))
+            return Err(FrameError::Malformed(format!(
+                "a frame's length did not arrive within {} s",
+                MID_RECORD.as_secs()
+            )))
         }
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Ok(Err(e)) => return Err(e.into()),
         Ok(Ok(_)) => {}
     }
@@ -254,12 +345,17 @@ async fn read_frame<R: AsyncRead + Unpin>(
     }
 }
 
-async fn agent_conn<S>(stream: S, peer: SocketAddr, cfg: Arc<AgentReceiver>, sub: Submitter)
-where
+async fn agent_conn<S>(
+    stream: S,
+    peer: SocketAddr,
+    cfg: Arc<AgentReceiver>,
+    sub: Submitter,
+    stop: Shutdown,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let agent = match read_frame(&mut rd, HANDSHAKE).await {
+    let agent = match read_frame(&mut rd, HANDSHAKE, &stop).await {
         Ok(Some(Frame::Hello {
             version,
             agent,
@@ -317,7 +413,7 @@ where
     });
     let origin = format!("agent {agent}");
     loop {
-        let frame = match read_frame(&mut rd, IDLE).await {
+        let frame = match read_frame(&mut rd, IDLE, &stop).await {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(e) => {
@@ -391,17 +487,29 @@ async fn read_sized<R: AsyncRead + Unpin>(
 
 /// Reads one top-level frame and returns its items; `Ok(None)` on a clean
 /// end of stream between frames.
+/// `Ok(None)` too when `stop` is given (if set) before the frame begins.
 async fn lumberjack_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     first_wait: Duration,
+    stop: Option<&Shutdown>,
 ) -> Result<Option<Vec<lumberjack::Item>>, String> {
     use lumberjack::{check_version, parse_frames};
     let mut head = [0u8; 2];
-    match timeout(first_wait, r.read_exact(&mut head[..1])).await {
-        Err(_) => return Err("no frame before the deadline".into()),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Ok(Err(e)) => return Err(e.to_string()),
-        Ok(Ok(_)) => {}
+    let stopped = async {
+        match stop {
+            Some(stop) => stop.wait_async().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        _ = stopped => return Ok(None),
+        first = timeout(first_wait, r.read(&mut head[..1])) => match first {
+            Err(_) => return Err("no frame before the deadline".into()),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Ok(Ok(0)) => return Ok(None),
+            Ok(Ok(_)) => {}
+        },
     }
     check_version(head[0]).map_err(|e| e.to_string())?;
     head[1] = read_n(r, 1, MID_RECORD).await?[0];
@@ -438,7 +546,10 @@ async fn lumberjack_frame<R: AsyncRead + Unpin>(
 
 /// One Beats connection: windows of events → one WAL record each → an
 /// ack of the window's last sequence number once durable.
-async fn lumberjack_conn<S>(stream: S, peer: SocketAddr, sub: Submitter)
+///
+/// On `stop`, a window begun is read to its end and acked; the connection
+/// closes between windows.
+async fn lumberjack_conn<S>(stream: S, peer: SocketAddr, sub: Submitter, stop: Shutdown)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -472,7 +583,8 @@ where
             IDLE
         };
         first = false;
-        let items = match lumberjack_frame(&mut rd, wait).await {
+        let between_windows = (pending == 0).then_some(&stop);
+        let items = match lumberjack_frame(&mut rd, wait, between_windows).await {
             Ok(Some(items)) => items,
             Ok(None) => break,
             Err(e) => {
@@ -660,19 +772,38 @@ enum Skip {
     Line,
 }
 
-async fn syslog_tcp(mut stream: TcpStream, peer: SocketAddr, max: usize, sub: Submitter) {
+/// One syslog TCP connection. On `stop` it hands what complete messages it
+/// holds to the log and closes (syslog has no acknowledgements: what the
+/// sender has not yet written is its to resend or lose, as with any
+/// syslog server that restarts).
+async fn syslog_tcp<S: AsyncRead + Unpin>(
+    mut stream: S,
+    peer: SocketAddr,
+    max: usize,
+    sub: Submitter,
+    stop: Shutdown,
+) {
     let origin = format!("syslog-tcp {peer}");
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 256 * 1024];
     let mut skip = Skip::None;
     let mut partial_since: Option<tokio::time::Instant> = None;
+    let mut stopping = false;
     loop {
         let deadline = if partial_since.is_some() {
             MID_RECORD
         } else {
             IDLE
         };
-        let n = match timeout(deadline, stream.read(&mut chunk)).await {
+        let read = tokio::select! {
+            biased;
+            _ = stop.wait_async() => {
+                stopping = true;
+                Ok(Ok(0))
+            }
+            read = timeout(deadline, stream.read(&mut chunk)) => read,
+        };
+        let n = match read {
             Err(_) => {
                 tracing::warn!(
                     "{origin}: no complete message within {} s; closing",
@@ -689,7 +820,7 @@ async fn syslog_tcp(mut stream: TcpStream, peer: SocketAddr, max: usize, sub: Su
         };
         let eof = n == 0;
         buf.extend_from_slice(&chunk[..n]);
-        if eof && !buf.is_empty() && skip == Skip::None && !buf.ends_with(b"\n") {
+        if eof && !stopping && !buf.is_empty() && skip == Skip::None && !buf.ends_with(b"\n") {
             // A last LF-framed message without its LF.
             buf.push(b'\n');
         }
@@ -734,10 +865,15 @@ async fn syslog_tcp(mut stream: TcpStream, peer: SocketAddr, max: usize, sub: Su
     }
 }
 
-async fn syslog_udp(socket: UdpSocket, sub: Submitter) {
+async fn syslog_udp(socket: UdpSocket, sub: Submitter, stop: Shutdown) {
     let mut datagram = vec![0u8; 65536];
     loop {
-        let (n, peer) = match socket.recv_from(&mut datagram).await {
+        let received = tokio::select! {
+            biased;
+            _ = stop.wait_async() => return,
+            received = socket.recv_from(&mut datagram) => received,
+        };
+        let (n, peer) = match received {
             Ok(ok) => ok,
             Err(e) => {
                 tracing::warn!("syslog UDP: {e}");

@@ -114,9 +114,10 @@ pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
             .insert(WATCH_AGENT.to_string(), token.clone());
         Some(token)
     };
+    let stop = pipeline::Shutdown::new();
     let result = runtime.block_on(async {
-        let mut tasks = tokio::task::JoinSet::new();
-        let bound = ingest::server::start(&receivers, &submitter, &mut tasks).await?;
+        let running = ingest::server::start(&receivers, &submitter, &stop).await?;
+        let bound = running.bound.clone();
         let watcher = match (&watch_token, bound.agent) {
             (Some(token), Some(agent_addr)) => {
                 Some(start_watch(&receivers, agent_addr, token, data)?)
@@ -138,14 +139,18 @@ pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
         tracing::info!(data = %data.display(), "relive serve: collecting");
         wait_for_signal().await;
         tracing::info!("relive serve: stopping: no new connections; draining the pipeline");
+        // The in-process watcher first: it ships what it read through the
+        // agent receiver, which is still open, and waits for the acks.
         if let Some(watcher) = watcher {
             tokio::task::spawn_blocking(move || watcher.stop())
                 .await
                 .ok();
         }
-        // Connections still open lose their unacknowledged batches, which
-        // their senders resend (at-least-once; the index dedups).
-        tasks.abort_all();
+        // Connections finish the record or request they are inside and are
+        // answered once it is durable; what is cut at the deadline was not
+        // acknowledged, so its sender resends it (at-least-once; the index
+        // dedups).
+        running.drain(RECEIVER_DRAIN).await;
         anyhow::Ok(())
     });
     drop(runtime);
@@ -164,6 +169,9 @@ pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
     result?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// How long receivers may take to finish what they are inside after SIGTERM.
+const RECEIVER_DRAIN: Duration = Duration::from_secs(2);
 
 /// The agent name the in-process folder watcher uses.
 const WATCH_AGENT: &str = "relive-serve-watch";

@@ -250,3 +250,95 @@ fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitSta
     let _ = child.kill();
     None
 }
+
+/// One routine VMMS event per record id (a start, not a failure), as ECS.
+fn routine(record_id: u64) -> String {
+    format!(
+        "{{\"@timestamp\":\"2026-12-02T{:02}:{:02}:{:02}.{:03}Z\",\"host\":{{\"name\":\"HV{:02}\"}},\"winlog\":{{\"channel\":\"Microsoft-Windows-Hyper-V-VMMS-Admin\",\"provider_name\":\"Microsoft-Windows-Hyper-V-VMMS\",\"event_id\":18500,\"record_id\":{record_id}}},\"log\":{{\"level\":\"information\"}},\"message\":\"'VM{}' started successfully. (Virtual machine ID 4B5F2F6C-AEA3-4C7B-8342-E255D1D112D7)\"}}",
+        (record_id / 3_600_000) % 24,
+        (record_id / 60_000) % 60,
+        (record_id / 1000) % 60,
+        record_id % 1000,
+        record_id % 16,
+        record_id % 997,
+    )
+}
+
+#[test]
+fn sigterm_during_a_million_event_stream_stops_within_5_s_and_keeps_every_acked_event() {
+    const TOTAL: u64 = 1_000_000;
+    const PER_REQUEST: u64 = 5_000;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = free_port();
+    let cfg = config(dir.path(), port);
+    let mut procs = Procs(vec![serve(&cfg, &data, None)]);
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    // Two senders stream the million events; each counts what was answered 200.
+    let senders: Vec<_> = (0..2u64)
+        .map(|sender| {
+            let acked = acked.clone();
+            std::thread::spawn(move || {
+                let mut sent = 0u64;
+                let mut first = sender * PER_REQUEST;
+                while first < TOTAL {
+                    let lines: Vec<String> = (first..first + PER_REQUEST).map(routine).collect();
+                    match bulk(port, &lines) {
+                        Ok(_) => {
+                            acked.fetch_add(PER_REQUEST, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        Err(_) => break,
+                    }
+                    sent += PER_REQUEST;
+                    first += 2 * PER_REQUEST;
+                }
+                sent
+            })
+        })
+        .collect();
+    // SIGTERM in the middle of the stream.
+    let start = Instant::now();
+    while acked.load(std::sync::atomic::Ordering::SeqCst) < 100_000 {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the stream did not get going"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut child = procs.0.pop().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let stopped = Instant::now();
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    let took = stopped.elapsed();
+    let status = status.expect("relive serve did not exit within 30 s of SIGTERM");
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(5), "exit took {took:?}");
+    for s in senders {
+        s.join().unwrap();
+    }
+    let acked = acked.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((100_000..TOTAL).contains(&acked), "{acked}");
+    // Restart: what was durable but not yet parsed is handled now.
+    let _procs = Procs(vec![serve(&cfg, &data, None)]);
+    let start = Instant::now();
+    let mut count = indexed(&data);
+    while (count as u64) < acked && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(200));
+        count = indexed(&data);
+    }
+    assert!(
+        count as u64 >= acked,
+        "{count} events indexed after the restart, {acked} were acknowledged"
+    );
+    eprintln!("SIGTERM after {acked} acknowledged events: exit in {took:?}; {count} indexed after the restart");
+    // Requests cut by the stop were not acknowledged but may have been
+    // stored: at most one request per sender beyond what was acknowledged
+    // (the index keeps each record id once).
+    assert!(
+        count as u64 <= acked + 2 * PER_REQUEST,
+        "{count} indexed > {acked} acknowledged + what was in flight"
+    );
+}

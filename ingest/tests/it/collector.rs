@@ -59,13 +59,11 @@ fn start_with(
         .unwrap();
     let sub = collector.collector().submitter();
     let bound = runtime.block_on(async {
-        let mut tasks = tokio::task::JoinSet::new();
-        let bound = ingest::server::start(&receivers, &sub, &mut tasks)
+        // The receivers live as long as the runtime.
+        ingest::server::start(&receivers, &sub, &pipeline::Shutdown::new())
             .await
-            .unwrap();
-        // The tasks live as long as the runtime.
-        std::mem::forget(tasks);
-        bound
+            .unwrap()
+            .bound
     });
     Running {
         runtime: Some(runtime),
