@@ -85,6 +85,8 @@ pub struct Stats {
 #[derive(Debug, Clone)]
 struct Matched {
     ts: DateTime<Utc>,
+    /// The count of matched events when this one arrived.
+    arrival: u64,
     host: CompactString,
     rules: Vec<usize>,
     content: u64,
@@ -128,13 +130,14 @@ struct Attempt {
     incident: Option<String>,
 }
 
-/// Which deliveries were seen: by host + channel + record id where there is
-/// one, and by host + event id + second + normalized message, which joins a
-/// copy without a record id (an Event Viewer paste) to the exported record.
+/// Which deliveries were seen ([`parsers::dedup`]): by record key where
+/// there is one (with the content key and richness of the copy kept), and
+/// by content key, which joins a copy without a record id (an Event Viewer
+/// paste) to the exported record.
 #[derive(Debug, Default)]
 struct Seen {
-    records: HashSet<u64>,
-    /// Fallback key -> whether the copy kept has a record id.
+    records: HashMap<u64, (u64, u32)>,
+    /// Content key -> whether the copy kept has a record id.
     content: HashMap<u64, bool>,
 }
 
@@ -146,12 +149,21 @@ enum Admit {
 }
 
 impl Seen {
-    fn admit(&mut self, record: Option<u64>, content: u64) -> Admit {
+    /// Whether a copy with these keys is new, a duplicate, or a better
+    /// copy of one kept (richer: see [`parsers::dedup::richness`]), so the
+    /// copy kept does not depend on the order copies arrive in.
+    fn admit(&mut self, record: Option<u64>, content: u64, rich: u32) -> Admit {
         match record {
             Some(r) => {
-                if !self.records.insert(r) {
-                    return Admit::Duplicate;
+                if let Some(&(kept_content, kept_rich)) = self.records.get(&r) {
+                    if rich <= kept_rich {
+                        return Admit::Duplicate;
+                    }
+                    self.records.insert(r, (content, rich));
+                    self.content.insert(content, true);
+                    return Admit::Replaces(kept_content);
                 }
+                self.records.insert(r, (content, rich));
                 match self.content.insert(content, true) {
                     Some(false) => Admit::Replaces(content),
                     _ => Admit::New,
@@ -190,7 +202,22 @@ struct Group {
     attempt: Option<Attempt>,
     incidents: Vec<Incident>,
     last_ts: Option<DateTime<Utc>>,
+    /// The count of matched events when this group last received one.
+    touched: u64,
 }
+
+/// Late arrivals (behind the watermark: a host whose clock lags, a folder
+/// of old exports) are held until none has come for this long on the
+/// watermark's clock, or for the settle time since the first, then used in
+/// time order: a backfill that arrives file by file, in any order, is
+/// correlated as one ordered pass over its files would be.
+const LATE_QUIET: Duration = Duration::from_secs(1);
+
+/// Groups and host evidence that received one of the last this many matched
+/// events are kept whatever their event time, so files backfilled out of
+/// time order (a folder of last month's exports) still meet their context
+/// and update their incidents, as `relive ingest` of the same files would.
+const RECENT_MATCHED: u64 = 100_000;
 
 /// The correlation engine.
 pub struct Correlator {
@@ -198,6 +225,11 @@ pub struct Correlator {
     kb: Arc<Knowledge>,
     cfg: Config,
     heap: BinaryHeap<Reverse<Pending>>,
+    /// Matched events that arrived behind the watermark, held until such
+    /// arrivals pause and then processed in time order (see [`LATE_QUIET`]).
+    late: Vec<Pending>,
+    /// The watermark when the first and the last of `late` arrived.
+    late_window: Option<(DateTime<Utc>, DateTime<Utc>)>,
     seq: u64,
     newest: Option<DateTime<Utc>>,
     clock: Option<DateTime<Utc>>,
@@ -232,6 +264,8 @@ impl Correlator {
             kb,
             cfg,
             heap: BinaryHeap::new(),
+            late: Vec::new(),
+            late_window: None,
             seq: 0,
             newest: None,
             clock: None,
@@ -270,10 +304,18 @@ impl Correlator {
         if !matched.is_empty() {
             self.stats.matched += 1;
             let bound = self.clock;
-            if bound.is_some_and(|c| ts < c) {
-                // Later than the lateness bound: still used, out of order.
+            if let Some(c) = bound.filter(|c| ts < *c) {
+                // Later than the lateness bound: held with the other late
+                // arrivals and used in time order once they pause.
                 self.stats.late += 1;
-                self.process(event, matched.clone());
+                self.seq += 1;
+                self.late.push(Pending {
+                    ts,
+                    seq: self.seq,
+                    event,
+                    rules: matched.clone(),
+                });
+                self.late_window = Some(self.late_window.map_or((c, c), |(f, _)| (f, c)));
             } else {
                 self.seq += 1;
                 self.heap.push(Reverse(Pending {
@@ -349,6 +391,11 @@ impl Correlator {
     }
 
     fn advance(&mut self, clock: DateTime<Utc>) {
+        if let Some((first, last)) = self.late_window {
+            if clock >= last + td(LATE_QUIET) || clock >= first + td(self.cfg.settle) {
+                self.release_late();
+            }
+        }
         while let Some(Reverse(top)) = self.heap.peek() {
             if top.ts > clock {
                 break;
@@ -368,6 +415,19 @@ impl Correlator {
         {
             self.sweep(clock);
             self.last_sweep = Some(clock);
+        }
+    }
+
+    /// Processes the late arrivals held so far, in time order.
+    fn release_late(&mut self) {
+        self.late_window = None;
+        let mut late = std::mem::take(&mut self.late);
+        late.sort_by_key(|p| (p.ts, p.seq));
+        for p in late {
+            let ts = p.ts;
+            self.process(p.event, p.rules);
+            // What is due by this event's time, as in an ordered pass.
+            self.decide_due(ts);
         }
     }
 
@@ -419,14 +479,16 @@ impl Correlator {
 
     fn process(&mut self, event: Event, rules: Vec<usize>) {
         let key = self.key_of(&event);
-        let (record, content) = dedup_keys(&event);
+        let record = parsers::dedup::record_key(&event);
+        let content = parsers::dedup::content_key(&event);
+        let rich = parsers::dedup::richness(&event);
         let roles: Vec<Role> = rules
             .iter()
             .map(|&r| self.rules.detections[r].role)
             .collect();
         let m = self.to_matched(&event, rules, content);
         let Some(key) = key else {
-            match self.pool_seen.admit(record, content) {
+            match self.pool_seen.admit(record, content, rich) {
                 Admit::Duplicate => {
                     self.stats.duplicates += 1;
                     return;
@@ -464,8 +526,10 @@ impl Correlator {
             }
             return;
         };
+        let arrival = self.stats.matched;
         let group = self.groups.entry(key.clone()).or_default();
-        match group.seen.admit(record, content) {
+        group.touched = arrival;
+        match group.seen.admit(record, content, rich) {
             Admit::Duplicate => {
                 self.stats.duplicates += 1;
                 return;
@@ -508,6 +572,12 @@ impl Correlator {
                 a.dirty = true;
                 if a.decided {
                     self.dirty.insert(key.clone());
+                } else if ts < a.first {
+                    // An earlier failure arrived late: the attempt (and the
+                    // id it will get) starts there, as in time order.
+                    self.by_time.remove(&(a.first, key.clone()));
+                    a.first = ts;
+                    self.by_time.insert((ts, key.clone()));
                 }
             } else {
                 if group.attempt.as_ref().is_some_and(|a| !a.decided) {
@@ -570,6 +640,7 @@ impl Correlator {
         let (src_named, dst_named) = hosts_named(&event.message, event);
         Matched {
             ts: event.timestamp,
+            arrival: self.stats.matched,
             host: CompactString::from(event.short_host()),
             rules,
             content,
@@ -656,8 +727,9 @@ impl Correlator {
                     self.decide(&key);
                 }
                 self.dirty.remove(&key);
+                // Retired; still in `by_time` while the group is kept, so
+                // late host evidence can find and update it.
                 self.active.remove(&key);
-                self.by_time.remove(&(a.first, key));
             } else {
                 self.schedule
                     .push(Reverse((a.last + span + TimeDelta::milliseconds(1), key)));
@@ -685,15 +757,30 @@ impl Correlator {
             return;
         }
         let horizon = clock - keep;
-        while self.pool.front().is_some_and(|m| m.ts < horizon) {
+        let recent = self.stats.matched.saturating_sub(RECENT_MATCHED);
+        while self
+            .pool
+            .front()
+            .is_some_and(|m| m.ts < horizon && m.arrival < recent)
+        {
             self.pool.pop_front();
         }
         if self.pool.is_empty() {
             self.pool_seen.clear();
         }
         let active = &self.active;
-        self.groups
-            .retain(|k, g| active.contains(k) || g.last_ts.is_some_and(|t| t >= horizon));
+        let by_time = &mut self.by_time;
+        self.groups.retain(|k, g| {
+            let keep = active.contains(k)
+                || g.touched >= recent
+                || g.last_ts.is_some_and(|t| t >= horizon);
+            if !keep {
+                if let Some(a) = &g.attempt {
+                    by_time.remove(&(a.first, k.clone()));
+                }
+            }
+            keep
+        });
     }
 
     fn pool_for<'a>(&'a self, group: &Group, a: &Attempt) -> Vec<&'a Matched> {
@@ -1219,118 +1306,12 @@ fn evaluate<'a>(
     }
 }
 
+/// Stable across runs, versions and platforms (FNV-1a), as stored ids must be.
 fn incident_id(key: &str, first: DateTime<Utc>) -> String {
-    let mut h = Fnv::default();
+    let mut h = fnv::FnvHasher::default();
     key.hash(&mut h);
     first.timestamp().hash(&mut h);
     format!("{:016x}", h.finish())
-}
-
-/// The record key (host + channel + record id, when there is a record id)
-/// and the content key (host + event id + second + normalized message:
-/// runs of white space and no-break spaces as one space, curly quotes straight).
-fn dedup_keys(event: &Event) -> (Option<u64>, u64) {
-    let host = event.short_host();
-    let record = event
-        .record_id
-        .filter(|_| !event.channel.is_empty())
-        .map(|r| {
-            let mut h = Fnv::default();
-            for b in host.bytes() {
-                h.write_u8(b.to_ascii_lowercase());
-            }
-            for b in event.channel.bytes() {
-                h.write_u8(if b == b'/' {
-                    b'-'
-                } else {
-                    b.to_ascii_lowercase()
-                });
-            }
-            h.write_u64(r);
-            h.finish()
-        });
-    let mut h = Mix::default();
-    for b in host.bytes() {
-        h.byte(b.to_ascii_lowercase());
-    }
-    h.word(u64::from(event.event_id));
-    h.word(event.timestamp.timestamp() as u64);
-    let mut space = true;
-    for c in event.message.chars() {
-        let c = match c {
-            '\u{2018}' | '\u{2019}' => '\'',
-            '\u{201c}' | '\u{201d}' => '"',
-            '\u{a0}' => ' ',
-            c if c.is_whitespace() => ' ',
-            c => c,
-        };
-        if c == ' ' {
-            if space {
-                continue;
-            }
-            space = true;
-        } else {
-            space = false;
-        }
-        let mut buf = [0u8; 4];
-        for b in c.encode_utf8(&mut buf).bytes() {
-            h.byte(b);
-        }
-    }
-    (record, h.finish())
-}
-
-/// A fast in-process hash over bytes, eight at a time (dedup keys never
-/// leave the process, so it need not be stable across versions).
-#[derive(Default)]
-struct Mix {
-    state: u64,
-    word: u64,
-    fill: u32,
-}
-
-impl Mix {
-    fn byte(&mut self, b: u8) {
-        self.word |= u64::from(b) << (8 * self.fill);
-        self.fill += 1;
-        if self.fill == 8 {
-            let w = self.word;
-            self.word(w);
-            self.word = 0;
-            self.fill = 0;
-        }
-    }
-
-    fn word(&mut self, w: u64) {
-        self.state = (self.state ^ w)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .rotate_left(29);
-    }
-
-    fn finish(mut self) -> u64 {
-        let (w, n) = (self.word, u64::from(self.fill));
-        self.word(w ^ (n << 56));
-        self.state ^ (self.state >> 31)
-    }
-}
-
-/// FNV-1a: stable across runs and platforms, so incident ids are too.
-struct Fnv(u64);
-impl Default for Fnv {
-    fn default() -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
 }
 
 /// Source and destination hosts named in the text ("failed at migration

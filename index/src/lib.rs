@@ -60,8 +60,9 @@ pub use stats::{migration_stats, MigrationStats, StatsRequest};
 /// baseline (same schema, same documents, no dedup). Not a stable API.
 #[doc(hidden)]
 pub mod bench_support {
-    pub use crate::schema::{build, build_layout, dedup_key, register_tokenizers, Fields};
+    pub use crate::schema::{build, build_layout, register_tokenizers, Fields};
     pub use crate::WRITER_BYTES;
+    pub use parsers::dedup::index_key as dedup_key;
 }
 
 /// How many events are buffered before the writer commits on its own.
@@ -233,18 +234,6 @@ const FORGOTTEN_PER_KEPT: usize = 16;
 /// [`EventIndex::set_dedup_memory`].
 const KEPT_MAX: usize = 2_000_000;
 
-/// How much an event says: a copy with the VM id, a rendered message and
-/// more data fields is worth keeping over a thinner copy of the same record.
-fn richness(event: &Event) -> u32 {
-    u32::from(event.vm_id.is_some()) * 64
-        + u32::from(event.vm_id.is_some() && !event.vm_id_inferred) * 32
-        + u32::from(!event.message.is_empty()) * 16
-        + u32::from(event.vm_name.is_some()) * 8
-        + u32::from(!event.zone_assumed) * 4
-        + u32::from(event.hresult.is_some()) * 2
-        + (event.data.len() as u32).min(1000) * 256
-}
-
 /// A search: query text, optional time range, how many hits.
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
@@ -361,9 +350,9 @@ impl EventIndex {
     /// unless an earlier copy added through this handle says more (has the
     /// VM id, the rendered message, more data fields).
     pub fn add(&mut self, event: &Event) -> Result<(), IndexError> {
-        let key = schema::dedup_key(event);
-        let rich = richness(event);
-        let hash = schema::fnv1a(&[key.as_bytes()]);
+        let key = parsers::dedup::index_key(event);
+        let rich = parsers::dedup::richness(event);
+        let hash = parsers::dedup::fnv1a(&[key.as_bytes()]);
         let key_field = self.fields.dedup_key;
         // Only an event whose key was seen before needs a delete: a first
         // ingest adds without any (deletes are what slows a bulk load).
@@ -442,7 +431,13 @@ impl EventIndex {
             .and_then(|v| v.as_str())
             .unwrap_or_default();
         let parsed = parsers::parse_bytes(json.as_bytes(), &parsers::ParseOptions::default());
-        Ok(Some(parsed.events.first().map(richness).unwrap_or(0)))
+        Ok(Some(
+            parsed
+                .events
+                .first()
+                .map(parsers::dedup::richness)
+                .unwrap_or(0),
+        ))
     }
 
     /// Makes everything added so far durable and visible to searches.

@@ -163,46 +163,6 @@ pub fn register_tokenizers(index: &Index) {
     );
 }
 
-/// FNV-1a, stable across Rust versions (unlike `DefaultHasher`).
-pub(crate) fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for byte in *part {
-            hash ^= u64::from(*byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        hash ^= 0xff;
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
-}
-
-/// The key under which an event is stored once: host + channel + record id,
-/// or a hash of its content where the format has no record id.
-pub fn dedup_key(event: &Event) -> String {
-    let host = event.short_host().to_ascii_lowercase();
-    let channel = event.channel.to_ascii_lowercase();
-    match event.record_id {
-        Some(id) => format!("{host}|{channel}|{id}"),
-        None => {
-            let nanos = event
-                .timestamp
-                .timestamp_nanos_opt()
-                .unwrap_or_default()
-                .to_le_bytes();
-            let id = event.event_id.to_le_bytes();
-            let hash = fnv1a(&[
-                host.as_bytes(),
-                channel.as_bytes(),
-                &id,
-                &nanos,
-                event.message.as_bytes(),
-            ]);
-            format!("{host}|{channel}|h{hash:016x}")
-        }
-    }
-}
-
 impl Fields {
     /// The document for an event.
     pub fn document(&self, event: &Event, key: &str) -> TantivyDocument {

@@ -31,6 +31,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod dedup;
 pub mod detect;
 mod ecs_json;
 pub mod error;

@@ -20,6 +20,11 @@ fn zone(scenario: &str) -> &'static str {
 }
 
 pub fn scenario_events(dir: &Path) -> Vec<Event> {
+    scenario_files(dir).into_iter().flatten().collect()
+}
+
+/// Each file's events, files in path order.
+pub fn scenario_files(dir: &Path) -> Vec<Vec<Event>> {
     let name = dir.file_name().unwrap().to_str().unwrap();
     let opts = ParseOptions {
         local_zone: zone(name).parse().unwrap(),
@@ -49,7 +54,7 @@ pub fn scenario_events(dir: &Path) -> Vec<Event> {
                 file.display(),
                 out.errors
             );
-            events.extend(out.events);
+            events.push(out.events);
         }
     }
     events
