@@ -85,6 +85,8 @@ pub struct Stats {
 #[derive(Debug, Clone)]
 struct Matched {
     ts: DateTime<Utc>,
+    /// [`parsers::dedup::record_key`].
+    record: Option<u64>,
     /// The count of matched events when this one arrived.
     arrival: u64,
     host: CompactString,
@@ -213,6 +215,17 @@ struct Group {
 /// correlated as one ordered pass over its files would be.
 const LATE_QUIET: Duration = Duration::from_secs(1);
 
+/// One VM id a name had, between two event times.
+#[derive(Debug, Clone)]
+struct NameSeen {
+    id_key: CompactString,
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
+}
+
+/// Ids remembered per VM name (the least recently seen is forgotten).
+const IDS_PER_NAME: usize = 16;
+
 /// Groups and host evidence that received one of the last this many matched
 /// events are kept whatever their event time, so files backfilled out of
 /// time order (a folder of last month's exports) still meet their context
@@ -234,7 +247,9 @@ pub struct Correlator {
     newest: Option<DateTime<Utc>>,
     clock: Option<DateTime<Utc>>,
     groups: HashMap<CompactString, Group>,
-    names: HashMap<CompactString, (CompactString, DateTime<Utc>)>,
+    /// VM name → the ids it had and when (names repeat across clusters
+    /// and years; an event with the name alone joins the id nearest in time).
+    names: HashMap<CompactString, Vec<NameSeen>>,
     pool: VecDeque<Matched>,
     pool_seen: Seen,
     active: HashSet<CompactString>,
@@ -446,7 +461,24 @@ impl Correlator {
         if let Some(id) = event.vm_id.as_deref() {
             let id_key = CompactString::from(format!("id:{}", id.to_ascii_uppercase()));
             if let Some(name) = name {
-                self.names.insert(name.clone(), (id_key.clone(), ts));
+                let seen = self.names.entry(name.clone()).or_default();
+                match seen.iter_mut().find(|s| s.id_key == id_key) {
+                    Some(s) => {
+                        s.first = s.first.min(ts);
+                        s.last = s.last.max(ts);
+                    }
+                    None => {
+                        if seen.len() >= IDS_PER_NAME {
+                            seen.sort_by_key(|s| std::cmp::Reverse(s.last));
+                            seen.truncate(IDS_PER_NAME - 1);
+                        }
+                        seen.push(NameSeen {
+                            id_key: id_key.clone(),
+                            first: ts,
+                            last: ts,
+                        });
+                    }
+                }
                 // Events seen under the name alone join the id's group.
                 let name_key = CompactString::from(format!("name:{name}"));
                 let near = self
@@ -471,9 +503,24 @@ impl Correlator {
             return Some(id_key);
         }
         let name = name?;
-        match self.names.get(&name) {
-            Some((id_key, seen)) if (*seen - ts).abs() <= window => Some(id_key.clone()),
-            _ => Some(CompactString::from(format!("name:{name}"))),
+        // The id this name had nearest in time, within the fold window.
+        let distance = |s: &NameSeen| {
+            if ts < s.first {
+                s.first - ts
+            } else if ts > s.last {
+                ts - s.last
+            } else {
+                TimeDelta::zero()
+            }
+        };
+        let nearest = self.names.get(&name).and_then(|seen| {
+            seen.iter()
+                .filter(|s| distance(s) <= window)
+                .min_by_key(|s| distance(s))
+        });
+        match nearest {
+            Some(s) => Some(s.id_key.clone()),
+            None => Some(CompactString::from(format!("name:{name}"))),
         }
     }
 
@@ -640,6 +687,7 @@ impl Correlator {
         let (src_named, dst_named) = hosts_named(&event.message, event);
         Matched {
             ts: event.timestamp,
+            record: parsers::dedup::record_key(event),
             arrival: self.stats.matched,
             host: CompactString::from(event.short_host()),
             rules,
@@ -783,6 +831,9 @@ impl Correlator {
         });
     }
 
+    /// Host-level evidence for an attempt: the pool's events on the group's
+    /// hosts around it, but copies of events the group holds (a record
+    /// exported once with its VM and once without).
     fn pool_for<'a>(&'a self, group: &Group, a: &Attempt) -> Vec<&'a Matched> {
         let span = td(self.rules.max_timespan);
         let hosts = group_hosts(group);
@@ -790,6 +841,12 @@ impl Correlator {
             .iter()
             .filter(|m| m.ts >= a.first - span && m.ts <= a.last + span)
             .filter(|m| hosts.iter().any(|h| h.eq_ignore_ascii_case(&m.host)))
+            .filter(|m| {
+                !group
+                    .events
+                    .iter()
+                    .any(|g| g.content == m.content || (g.record.is_some() && g.record == m.record))
+            })
             .collect()
     }
 

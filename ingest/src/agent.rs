@@ -189,6 +189,33 @@ fn fingerprint(file: &mut File, len: usize) -> std::io::Result<(u64, usize)> {
     Ok((h, n))
 }
 
+/// Detects a tracked file's format from its first 64 KiB (once; a file with
+/// no format after 4 KiB is skipped to its end with a warning). False while
+/// the format is not known.
+fn detect_format(t: &mut Tracked, size: u64) -> bool {
+    if t.format.is_some() {
+        return true;
+    }
+    if size == 0 {
+        return false;
+    }
+    let mut head = vec![0u8; 64 * 1024];
+    let at = t.file.stream_position().unwrap_or(0);
+    let _ = t.file.seek(SeekFrom::Start(0));
+    let n = read_up_to(&mut t.file, &mut head);
+    let _ = t.file.seek(SeekFrom::Start(at));
+    t.format = t.forced.or_else(|| parsers::detect(&head[..n]));
+    t.utf16 = looks_utf16le(&head[..n]);
+    if t.format.is_none() && (n >= 4096 || size > 4096) {
+        tracing::warn!(
+            "agent: {}: unknown format; not shipped",
+            t.cp.path.display()
+        );
+        t.cp.offset = size;
+    }
+    t.format.is_some()
+}
+
 /// The file starts with the bytes the checkpoint's fingerprint covers.
 fn same_file(file: &mut File, cp: &Checkpoint) -> bool {
     fingerprint(file, cp.fingerprint_len)
@@ -590,9 +617,8 @@ impl Reader {
                 },
             );
         }
-        let ids: Vec<(u64, u64)> = self.tracked.keys().copied().collect();
         let mut changed = false;
-        for id in ids {
+        for id in self.read_order() {
             changed |= self.read_file(id)?;
         }
         // Forget files that were rotated away once read to their end.
@@ -667,6 +693,27 @@ impl Reader {
         }
     }
 
+    /// The order files are read in: formats that keep UTC before those
+    /// that write local time (so the collector learns each host's offset
+    /// from a UTC copy before the local copies need it, as `relive ingest`
+    /// does), then by path.
+    fn read_order(&mut self) -> Vec<(u64, u64)> {
+        let mut order: Vec<(bool, PathBuf, (u64, u64))> = self
+            .tracked
+            .iter_mut()
+            .map(|(id, t)| {
+                if t.format.is_none() {
+                    let size = t.file.metadata().map_or(0, |m| m.len());
+                    detect_format(t, size);
+                }
+                let local = t.format.is_none_or(Format::writes_local_time);
+                (local, t.cp.path.clone(), *id)
+            })
+            .collect();
+        order.sort();
+        order.into_iter().map(|(_, _, id)| id).collect()
+    }
+
     /// Reads what is new in one file; true if its checkpoint moved.
     fn read_file(&mut self, id: (u64, u64)) -> Result<bool, IngestError> {
         let t = self.tracked.get_mut(&id).expect("tracked");
@@ -684,26 +731,8 @@ impl Reader {
                 t.cp.fingerprint_len = len;
             }
         }
-        if t.format.is_none() {
-            if size == 0 {
-                return Ok(false);
-            }
-            let mut head = vec![0u8; 64 * 1024];
-            let _ = t.file.seek(SeekFrom::Start(0));
-            let n = read_up_to(&mut t.file, &mut head);
-            t.format = t.forced.or_else(|| parsers::detect(&head[..n]));
-            t.utf16 = looks_utf16le(&head[..n]);
-            if t.format.is_none() {
-                if n >= 4096 || size > 4096 {
-                    tracing::warn!(
-                        "agent: {}: unknown format; not shipped",
-                        t.cp.path.display()
-                    );
-                    t.format = None;
-                    t.cp.offset = size;
-                }
-                return Ok(false);
-            }
+        if !detect_format(t, size) {
+            return Ok(false);
         }
         let format = t.format.expect("detected");
         let mut opts = ParseOptions {

@@ -399,8 +399,9 @@ struct ParseStage {
     options: CollectorOptions,
 }
 
-/// Collects one batch's events, learning and correcting host zones on the
-/// way (the same learner `relive ingest` uses).
+/// Collects one batch's events, learning host zones on the way (the same
+/// learner `relive ingest` uses); the batch is corrected once it is whole,
+/// so a local-time copy learns from a UTC copy later in the same batch.
 struct BatchSink<'a> {
     events: &'a mut Vec<Event>,
     metrics: &'a mut Vec<Metric>,
@@ -410,11 +411,10 @@ struct BatchSink<'a> {
 }
 
 impl Sink for BatchSink<'_> {
-    fn event(&mut self, mut event: Event) {
+    fn event(&mut self, event: Event) {
         let before = self.zones.known();
         self.zones.learn(&event);
         self.learned += self.zones.known() - before;
-        self.zones.correct(&mut event);
         self.events.push(event);
     }
     fn metric(&mut self, metric: Metric) {
@@ -475,6 +475,12 @@ impl ParseStage {
                 self.stats
                     .parse_errors
                     .fetch_add(sink.errors, Ordering::Relaxed);
+            }
+            // Corrected once the whole batch was learned from: a folder of
+            // exports arriving at once is corrected as `relive ingest`
+            // corrects it (it reads the files twice).
+            for event in &mut events {
+                self.zones.correct(event);
             }
             if learned > 0 {
                 if let Err(e) = store_zones(&self.zones_path, &self.zones) {

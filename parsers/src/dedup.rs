@@ -125,8 +125,21 @@ pub fn richness(event: &Event) -> u32 {
         + u32::from(event.vm_name.is_some()) * 8
         + u32::from(!event.zone_assumed) * 4
         + u32::from(event.hresult.is_some()) * 2
-        + (event.data.len() as u32).min(1000) * 256;
+        + (own_fields(event) as u32).min(1000) * 256;
     said * 16 + subsecond_digits(event)
+}
+
+/// Data fields but `VmName`/`VmId`, which the ECS form adds when the VM was
+/// read from the text (so a copy that went through an agent's ECS JSON
+/// counts as the same copy read directly).
+fn own_fields(event: &Event) -> usize {
+    event
+        .data
+        .iter()
+        .filter(|(name, _)| {
+            *name != crate::event::ecs::VM_NAME && *name != crate::event::ecs::VM_ID
+        })
+        .count()
 }
 
 /// Significant sub-second digits of the timestamp (0 to 9).

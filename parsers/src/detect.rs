@@ -54,6 +54,17 @@ impl Format {
         Format::MetricsJson,
     ];
 
+    /// Whether the format writes naive local time (no zone): Event Viewer
+    /// text, Export-Csv, NXLog JSON, Snare, syslog (RFC 3164). Readers of a
+    /// set of files take these last, so each host's offset is learned from
+    /// a copy that keeps UTC before it is needed (`OffsetLearner`).
+    pub fn writes_local_time(self) -> bool {
+        matches!(
+            self,
+            Format::ViewerText | Format::PsCsv | Format::NxlogJson | Format::Snare | Format::Syslog
+        )
+    }
+
     /// The name used on the command line and in `relive.format`.
     pub fn name(self) -> &'static str {
         match self {

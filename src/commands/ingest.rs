@@ -68,11 +68,7 @@ impl Sink for LearnSink<'_> {
 /// Formats whose times are naive local time: read them after the formats
 /// that keep UTC, so each host's offset is learned before it is needed.
 fn local_time_format(format: Option<parsers::Format>) -> bool {
-    use parsers::Format::*;
-    matches!(
-        format,
-        Some(ViewerText | PsCsv | NxlogJson | Snare | Syslog) | None
-    )
+    format.is_none_or(parsers::Format::writes_local_time)
 }
 
 fn sniff(path: &Path) -> Option<parsers::Format> {

@@ -342,3 +342,92 @@ fn sigterm_during_a_million_event_stream_stops_within_5_s_and_keeps_every_acked_
         "{count} indexed > {acked} acknowledged + what was in flight"
     );
 }
+
+/// What the comparison of ingest and serve looks at.
+fn summary(list: &[Value]) -> Vec<String> {
+    let mut out: Vec<String> = list
+        .iter()
+        .map(|i| {
+            let evidence: Vec<String> = i["evidence"]
+                .as_array()
+                .map(|e| {
+                    e.iter()
+                        .map(|e| format!("{} {} {}", e["timestamp"], e["host"], e["record_id"]))
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!(
+                "{} {} {} {} {} {} {:?}",
+                i["id"],
+                i["root_cause"],
+                i["vm_name"],
+                i["first_seen"],
+                i["last_seen"],
+                i["status"],
+                evidence
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Every scenario of `samples/` at once (25 scenarios, 13 formats, local
+/// and UTC times, records exported two and three times) through `relive
+/// ingest`, and dropped into the watched folder of `relive serve` (shipped
+/// file by file by its agent, exact-time formats first): the same incidents, ids,
+/// causes, first and last seen, status and evidence.
+#[test]
+fn the_same_files_through_ingest_and_through_serve_give_the_same_incidents() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("files");
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("samples");
+    let mut copied = 0;
+    let mut stack = vec![samples.clone()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let name = path.file_name().unwrap().to_str().unwrap();
+            if name.ends_with(".md") || name.ends_with(".py") || name == "expected.json" {
+                continue;
+            }
+            let to = files.join(path.strip_prefix(&samples).unwrap());
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(&path, &to).unwrap();
+            copied += 1;
+        }
+    }
+    assert!(copied > 80, "{copied}");
+    let ingested = dir.path().join("ingested");
+    let out = relive(&ingested, &["ingest", files.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = summary(&incidents(&ingested));
+    assert!(want.len() >= 23, "{want:#?}");
+
+    let served = dir.path().join("served");
+    let cfg = config(dir.path(), free_port());
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "[receivers.watch]\npaths = [\"{}/**/*\"]\n",
+        files.display()
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    let _procs = Procs(vec![serve(&cfg, &served, None)]);
+    let (got, took) = wait_incidents(&served, Duration::from_secs(60), |l| summary(l) == want);
+    assert!(
+        took.is_some(),
+        "serve did not reach ingest's incidents in 60 s:\nserve:  {:#?}\ningest: {want:#?}",
+        summary(&got)
+    );
+    // And stays there.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(summary(&incidents(&served)), want);
+}

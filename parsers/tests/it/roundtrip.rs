@@ -178,3 +178,53 @@ fn first_file_with(dir: &std::path::Path, suffix: &str) -> Vec<u8> {
     }
     panic!("no {suffix} under {}", dir.display())
 }
+
+/// Every event of every sample file, written as ECS JSON (what an agent
+/// ships) and read back, is the same event to dedup: same keys, same
+/// richness. Otherwise which copy of a record is kept would depend on
+/// whether it came through an agent.
+#[test]
+fn dedup_sees_an_event_and_its_ecs_json_alike() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples");
+    let mut files = Vec::new();
+    let mut stack = vec![root];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("md" | "py") | None
+            ) && path.file_name() != Some(std::ffi::OsStr::new("expected.json"))
+            {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut compared = 0;
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap();
+        let out = parsers::parse_bytes(&bytes, &ParseOptions::default());
+        for e in out.events {
+            let line = e.to_json();
+            let back =
+                parsers::parse_bytes(format!("{line}\n").as_bytes(), &ParseOptions::default());
+            assert_eq!(back.events.len(), 1, "{}: {line}", file.display());
+            let b = &back.events[0];
+            use parsers::dedup::*;
+            assert_eq!(record_key(b), record_key(&e), "{}: {line}", file.display());
+            assert_eq!(
+                content_key(b),
+                content_key(&e),
+                "{}: {line}",
+                file.display()
+            );
+            assert_eq!(index_key(b), index_key(&e), "{}: {line}", file.display());
+            assert_eq!(richness(b), richness(&e), "{}: {line}", file.display());
+            compared += 1;
+        }
+    }
+    assert!(compared > 1000, "{compared}");
+}
