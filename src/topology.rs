@@ -30,6 +30,10 @@ pub struct TopologyOptions {
     pub clocking: Clocking,
     /// How the index commits.
     pub index: index::stage::IndexStageOptions,
+    /// Whether the correlator runs. Off, committed events are acknowledged
+    /// as soon as they are searchable (an index-only collector; a
+    /// correlator elsewhere can read the index).
+    pub correlation: bool,
 }
 
 /// The stages after the source, running.
@@ -78,7 +82,7 @@ pub fn start(
         correlate_metrics.clone(),
     )
     .context("cannot open the incident change log")?;
-    if let Clocking::Live { .. } = options.clocking {
+    if matches!(options.clocking, Clocking::Live { .. }) && options.correlation {
         stage
             .warm_up(&lookup, None)
             .context("cannot warm the correlator up from the index")?;
@@ -96,9 +100,13 @@ pub fn start(
         .spawn(move || index_stage.run(Box::new(index_rx), Box::new(committed_tx)))
         .context("cannot start the index stage")?;
     let end_of_input = options.clocking == Clocking::EndOfInput;
+    let correlation = options.correlation;
     let correlator = std::thread::Builder::new()
         .name("correlate".into())
         .spawn(move || {
+            if !correlation {
+                return Ok(acknowledge_only(committed_rx, &correlate_metrics));
+            }
             let lookup: Option<Box<dyn pipeline::EventLookup + Send>> =
                 end_of_input.then(|| Box::new(lookup) as Box<dyn pipeline::EventLookup + Send>);
             stage.run(Box::new(committed_rx), lookup)
@@ -151,6 +159,32 @@ impl Topology {
             metrics_stored: end.metrics_stored,
             correlation,
         })
+    }
+}
+
+/// The correlator's place when correlation is off: acknowledges each
+/// committed batch (the consumer cursor moves) and counts it.
+fn acknowledge_only(
+    input: pipeline::Receiver<Committed>,
+    metrics: &pipeline::StageMetrics,
+) -> correlate::stage::StageSummary {
+    use pipeline::Source as _;
+    use std::sync::atomic::Ordering;
+    let mut input = input;
+    let mut summary = correlate::stage::StageSummary::default();
+    loop {
+        match input.recv(Duration::from_millis(100)) {
+            pipeline::Recv::Item(batch) => {
+                let n = batch.events.len() as u64;
+                metrics.items_in.fetch_add(n, Ordering::Relaxed);
+                summary.events += n;
+                if let Err(e) = batch.ack.done() {
+                    tracing::error!(error = %e, "cannot move the consumer cursor");
+                }
+            }
+            pipeline::Recv::Idle => {}
+            pipeline::Recv::Closed => return summary,
+        }
     }
 }
 

@@ -208,11 +208,13 @@ struct Group {
     touched: u64,
 }
 
-/// Late arrivals (behind the watermark: a host whose clock lags, a folder
-/// of old exports) are held until none has come for this long on the
-/// watermark's clock, or for the settle time since the first, then used in
-/// time order: a backfill that arrives file by file, in any order, is
-/// correlated as one ordered pass over its files would be.
+/// Arrivals later than the settle time behind the watermark (a folder of
+/// old exports, a host that was cut off for minutes) are held until none
+/// has come for this long on the watermark's clock, or for the settle time
+/// since the first, then used in time order: a backfill that arrives file
+/// by file, in any order, is correlated as one ordered pass over its files
+/// would be. Arrivals less late than that (a shipper's delay of seconds)
+/// are used at once.
 const LATE_QUIET: Duration = Duration::from_secs(1);
 
 /// One VM id a name had, between two event times.
@@ -319,9 +321,14 @@ impl Correlator {
         if !matched.is_empty() {
             self.stats.matched += 1;
             let bound = self.clock;
-            if let Some(c) = bound.filter(|c| ts < *c) {
-                // Later than the lateness bound: held with the other late
-                // arrivals and used in time order once they pause.
+            if bound.is_some_and(|c| ts < c && ts >= c - td(self.cfg.settle)) {
+                // Later than the lateness bound but within the settle time
+                // (a shipper's delay): used at once, out of order.
+                self.stats.late += 1;
+                self.process(event, matched.clone());
+            } else if let Some(c) = bound.filter(|c| ts < *c) {
+                // Later than the settle time (a backfill): held with the
+                // other such arrivals and used in time order once they pause.
                 self.stats.late += 1;
                 self.seq += 1;
                 self.late.push(Pending {

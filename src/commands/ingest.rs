@@ -151,6 +151,7 @@ pub fn run(args: ParseArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
                 commit_interval: std::time::Duration::from_secs(5),
                 quiet: std::time::Duration::from_secs(1),
             },
+            correlation: true,
         },
     )?;
     let mut per_format: BTreeMap<&'static str, u64> = BTreeMap::new();

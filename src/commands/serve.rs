@@ -36,6 +36,8 @@ struct CollectorSection {
     correlate_hold_ms: u64,
     /// Ignored since correlation streams (kept so older files still load).
     correlate_every_s: Option<u64>,
+    /// Correlate here (default); false for an index-only collector.
+    correlate: bool,
 }
 
 impl Default for CollectorSection {
@@ -45,6 +47,7 @@ impl Default for CollectorSection {
             max_lag_records: 4096,
             correlate_hold_ms: topology::LIVE_HOLD.as_millis() as u64,
             correlate_every_s: None,
+            correlate: true,
         }
     }
 }
@@ -80,6 +83,7 @@ pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
                 commit_interval: Duration::from_millis(config.collector.commit_ms.max(10)),
                 ..index::stage::IndexStageOptions::default()
             },
+            correlation: config.collector.correlate,
         },
     )?;
     let mut options = ingest::CollectorOptions::new(data);
