@@ -19,6 +19,56 @@ pub enum Status {
     Resolved,
 }
 
+impl std::str::FromStr for Status {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Status, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "open" => Ok(Status::Open),
+            "resolved" => Ok(Status::Resolved),
+            other => Err(format!("a status is open or resolved, not `{other}`")),
+        }
+    }
+}
+
+/// Which incidents a listing shows (`relive incidents`, the HTTP API):
+/// every condition given must hold.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentFilter {
+    /// Open or resolved.
+    pub status: Option<Status>,
+    /// The VM's name or id (any case).
+    pub vm: Option<String>,
+    /// The source or destination host (short or full name, any case).
+    pub host: Option<String>,
+    /// The root cause name.
+    pub root_cause: Option<String>,
+    /// Last seen at or after this time.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl IncidentFilter {
+    /// Whether `incident` is shown.
+    pub fn matches(&self, incident: &Incident) -> bool {
+        let same =
+            |a: &Option<String>, b: &str| a.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(b));
+        self.status.is_none_or(|s| incident.status == s)
+            && self
+                .vm
+                .as_deref()
+                .is_none_or(|vm| same(&incident.vm_name, vm) || same(&incident.vm_id, vm))
+            && self.host.as_deref().is_none_or(|host| {
+                let short = parsers::event::short_host(host);
+                same(&incident.source_host, short) || same(&incident.destination_host, short)
+            })
+            && self
+                .root_cause
+                .as_deref()
+                .is_none_or(|c| incident.root_cause == c)
+            && self.since.is_none_or(|t| incident.last_seen >= t)
+    }
+}
+
 /// One event that supports an incident, with where it came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evidence {

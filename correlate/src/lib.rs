@@ -29,7 +29,7 @@ pub mod yaml;
 
 pub use changes::{ChangeKind, ChangeLog, IncidentChange, Subscription};
 pub use engine::{Config, Correlator, Stats};
-pub use incident::{Evidence, Incident, IncidentStore, Remediation, Status};
+pub use incident::{Evidence, Incident, IncidentFilter, IncidentStore, Remediation, Status};
 pub use kb::{Knowledge, Playbook};
 pub use rules::RuleSet;
 pub use stage::{Clocking, CorrelatorStage};

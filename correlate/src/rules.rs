@@ -246,20 +246,11 @@ fn text<'a>(path: &Path, node: &'a Node, key: &str) -> Result<Option<&'a str>, R
     }
 }
 
-/// Parses `30s`, `2m`, `1h`, `1d`.
+/// A rule's `timespan` (and `[correlate]` durations): relive's one
+/// duration syntax, [`parsers::time::parse_span`] (`30s`, `2m`, `1h`, `1d`,
+/// `2w`, `1h30m`).
 pub fn parse_timespan(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n.checked_mul(60)?,
-        "h" => n.checked_mul(3600)?,
-        "d" => n.checked_mul(86_400)?,
-        _ => return None,
-    };
-    (secs > 0).then(|| Duration::from_secs(secs))
+    parsers::time::parse_span(text).ok()
 }
 
 struct PendingCause {

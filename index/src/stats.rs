@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::metrics::polars_error;
 use crate::IndexError;
+use parsers::{Metric, Outcome, Phase};
 
 const HOUR: i64 = 3_600_000_000_000;
 const DAY: i64 = 24 * HOUR;
@@ -349,4 +350,138 @@ pub fn sort_groups(groups: &mut [Group]) {
             .then(b.migrations.cmp(&a.migrations))
             .then(a.key.cmp(&b.key))
     });
+}
+
+/// A migration sample told by events rather than metrics: `failed` (an
+/// incident) or completed, with the blackout when an event gave it.
+pub fn event_sample(
+    id: String,
+    at: DateTime<Utc>,
+    vm: Option<String>,
+    source: Option<String>,
+    destination: Option<String>,
+    failed: bool,
+    blackout_ms: Option<u64>,
+) -> Metric {
+    Metric {
+        timestamp: at,
+        migration_id: id,
+        vm_name: vm,
+        vm_id: None,
+        source_host: source,
+        destination_host: destination,
+        phase: if failed {
+            Phase::Failed
+        } else {
+            Phase::Completed
+        },
+        pass: None,
+        bytes_sent: None,
+        dirty_pages: None,
+        throughput_mbps: None,
+        blackout_ms,
+        total_ms: None,
+        transport: Some("events".into()),
+        outcome: Some(if failed {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        }),
+        origin: Default::default(),
+    }
+}
+
+/// Successful migrations told by events: 20415/20417 on the source (with
+/// the blackout in seconds), 21301 on the source and 21307 on the
+/// destination, joined by VM id (or name) within ten minutes. One sample
+/// each, for `relive stats` on an index without metrics.
+pub fn successes_from_events(
+    index: &crate::EventIndex,
+    request: &StatsRequest,
+) -> Result<Vec<Metric>, crate::IndexError> {
+    use chrono::TimeDelta;
+    let window = TimeDelta::minutes(10);
+    let hits = index.search(&crate::SearchRequest {
+        query: "event_id:20415 OR event_id:20417 OR event_id:21301 OR event_id:21307".into(),
+        since: request.since.map(|s| s - window),
+        until: request.until.map(|u| u + window),
+        limit: 5_000_000,
+    })?;
+    /// One success being joined.
+    struct Success {
+        vm: String,
+        source: Option<String>,
+        destination: Option<String>,
+        vm_name: Option<String>,
+        end: DateTime<Utc>,
+        blackout_ms: Option<u64>,
+    }
+    let opts = parsers::ParseOptions {
+        format: Some(parsers::Format::EcsJson),
+        ..parsers::ParseOptions::default()
+    };
+    let mut events: Vec<parsers::Event> = Vec::new();
+    for hit in &hits.hits {
+        events.extend(parsers::parse_bytes(hit.json.as_bytes(), &opts).events);
+    }
+    events.sort_by_key(|e| e.timestamp);
+    let mut successes: Vec<Success> = Vec::new();
+    for e in events {
+        let vm = match (&e.vm_id, &e.vm_name) {
+            (Some(id), _) => id.to_ascii_uppercase().to_string(),
+            (None, Some(name)) => name.to_lowercase().to_string(),
+            (None, None) => continue,
+        };
+        let host = e.short_host().to_string();
+        let blackout = matches!(e.event_id, 20415 | 20417)
+            .then(|| {
+                e.data
+                    .get("Parameter2")
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })
+            .flatten()
+            .map(|s| (s * 1000.0).round() as u64);
+        let at = successes
+            .iter()
+            .rposition(|s| s.vm == vm && (e.timestamp - s.end).abs() <= window);
+        let entry = match at {
+            Some(i) => &mut successes[i],
+            None => {
+                successes.push(Success {
+                    vm,
+                    source: None,
+                    destination: None,
+                    vm_name: e.vm_name.as_ref().map(|v| v.to_string()),
+                    end: e.timestamp,
+                    blackout_ms: None,
+                });
+                successes.last_mut().expect("pushed")
+            }
+        };
+        match e.event_id {
+            21307 => entry.destination = Some(host),
+            _ => {
+                entry.source.get_or_insert(host);
+            }
+        }
+        entry.end = entry.end.max(e.timestamp);
+        if blackout.is_some() {
+            entry.blackout_ms = blackout;
+        }
+    }
+    Ok(successes
+        .into_iter()
+        .enumerate()
+        .map(|(n, s)| {
+            event_sample(
+                format!("ok-{}-{n}", s.vm),
+                s.end,
+                s.vm_name,
+                s.source,
+                s.destination,
+                false,
+                s.blackout_ms,
+            )
+        })
+        .collect())
 }

@@ -181,12 +181,10 @@ fn fingerprint(file: &mut File, len: usize) -> std::io::Result<(u64, usize)> {
         n += k;
     }
     file.seek(SeekFrom::Start(pos))?;
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in &head[..n] {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    Ok((h, n))
+    // FNV-1a: stable across versions, as stored checkpoints need.
+    let mut h = fnv::FnvHasher::default();
+    std::hash::Hasher::write(&mut h, &head[..n]);
+    Ok((std::hash::Hasher::finish(&h), n))
 }
 
 /// Detects a tracked file's format from its first 64 KiB (once; a file with
@@ -1010,12 +1008,14 @@ impl Shipper {
             if started.elapsed() > Duration::from_secs(10) {
                 backoff = Duration::from_millis(100);
             }
-            // Exponential backoff with full jitter.
+            // Exponential backoff with full jitter: a sleep drawn evenly
+            // from zero to the current cap, so agents that lost the same
+            // collector do not come back in step.
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
             let cap = backoff.as_millis().max(1) as u64;
-            let sleep = Duration::from_millis(cap / 2 + rng % (cap / 2 + 1));
+            let sleep = Duration::from_millis(rng % (cap + 1));
             let until = Instant::now() + sleep;
             while Instant::now() < until && !self.stop.load(Ordering::Acquire) {
                 std::thread::sleep(Duration::from_millis(20));

@@ -326,12 +326,17 @@ impl VmConfig {
     }
 }
 
+/// FNV-1a of `text`: a stable seed derived from a name.
+pub(crate) fn fnv(text: &str) -> u64 {
+    use std::hash::Hasher;
+    let mut h = fnv::FnvHasher::default();
+    h.write(text.as_bytes());
+    h.finish()
+}
+
 /// A stable GUID derived from a name (for VMs configured without one).
 pub fn guid_for(name: &str) -> String {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for b in name.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = fnv(name);
     let l = h.rotate_left(17).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     format!(
         "{:08X}-{:04X}-4{:03X}-8{:03X}-{:012X}",

@@ -1,27 +1,26 @@
-//! A host: its configuration, the VMs it runs, memory accounting, the
-//! pre-flight checks, and the destination side of the protocol.
+//! A host: its configuration, the VMs it runs, memory accounting and the
+//! pre-flight checks. Both directions of a migration sit on top of it:
+//! `Host::open_listener` (in `destination.rs`) accepts migrations on the
+//! configured address; `Host::migrate` (in `source.rs`) sends one of its
+//! VMs to another host. The frames and bodies both sides exchange are in
+//! `protocol.rs`; neither direction imports the other.
 //!
-//! A [`Host`] is cheap to clone (an `Arc`). `Host::open_listener` accepts
-//! migrations on the configured address; `Host::migrate` (in `source.rs`)
-//! sends one of its VMs to another host.
+//! A [`Host`] is cheap to clone (an `Arc`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufReader, BufWriter, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{cidr_contains, AuthMode, HostConfig, VmConfig};
+use crate::config::{HostConfig, VmConfig};
 use crate::disk::GuestDisk;
 use crate::error::{ErrorKind, MigrationError};
-use crate::memory::{bytes_digest, zero_digest, GuestMemory, PAGE_SIZE};
-use crate::protocol::{self, page, Codec, Command, Cursor};
-use crate::report::MigrationReport;
-use crate::source::MigrationHandle;
-use crate::workload::{position_of, Workload};
+use crate::memory::GuestMemory;
+use crate::report::{MigrationHandle, MigrationReport};
+use crate::workload::Workload;
 
 /// Which end of a migration a host is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,27 +172,27 @@ pub struct VmSummary {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Reservation {
-    mib: u64,
-    node: Option<usize>,
+pub(crate) struct Reservation {
+    pub(crate) mib: u64,
+    pub(crate) node: Option<usize>,
 }
 
 pub(crate) struct HostInner {
     pub(crate) config: RwLock<HostConfig>,
     pub(crate) vms: Mutex<BTreeMap<String, Vm>>,
-    reservations: Mutex<HashMap<u64, Reservation>>,
+    pub(crate) reservations: Mutex<HashMap<u64, Reservation>>,
     pub(crate) migrations: AtomicUsize,
     pub(crate) sink: Arc<dyn NoticeSink>,
-    sessions: Mutex<HashMap<u64, Arc<Session>>>,
-    listener: Mutex<Option<ListenerHandle>>,
+    pub(crate) sessions: Mutex<HashMap<u64, Arc<crate::destination::Session>>>,
+    pub(crate) listener: Mutex<Option<ListenerHandle>>,
     pub(crate) outgoing: Mutex<BTreeMap<String, MigrationHandle>>,
-    next_id: AtomicU64,
+    pub(crate) next_id: AtomicU64,
 }
 
-struct ListenerHandle {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+pub(crate) struct ListenerHandle {
+    pub(crate) addr: SocketAddr,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// A host.
@@ -255,34 +254,6 @@ impl Host {
 
     pub(crate) fn next_id(&self) -> u64 {
         self.inner.next_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Opens the migration listener on the configured address (`listen`).
-    /// Returns the bound address (port 0 picks one).
-    pub fn open_listener(&self) -> std::io::Result<SocketAddr> {
-        let Some(addr) = self.config().listen else {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AddrNotAvailable,
-                "the host has no listen address",
-            ));
-        };
-        self.close_listener();
-        let listener = TcpListener::bind(addr)?;
-        let bound = listener.local_addr()?;
-        listener.set_nonblocking(true)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let host = Arc::downgrade(&self.inner);
-        let stop_flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("migration-listener".into())
-            .spawn(move || accept_loop(&host, &listener, &stop_flag, "migration-in", incoming))?;
-        *self.inner.listener.lock().expect("listener lock") = Some(ListenerHandle {
-            addr: bound,
-            stop,
-            thread: Some(thread),
-        });
-        self.inner.config.write().expect("config lock").listen = Some(bound);
-        Ok(bound)
     }
 
     /// Closes the migration listener: new connections are refused.
@@ -715,13 +686,7 @@ fn device_blob(id: &str) -> Vec<u8> {
         .collect()
 }
 
-pub(crate) fn fnv(text: &str) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for b in text.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
+pub(crate) use crate::config::fnv;
 
 pub(crate) fn random_u64() -> u64 {
     let mut b = [0u8; 8];
@@ -733,50 +698,6 @@ pub(crate) fn random_u64() -> u64 {
         b = (t ^ fnv(&format!("{:?}", std::thread::current().id()))).to_le_bytes();
     }
     u64::from_le_bytes(b)
-}
-
-/// The offer a source makes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Offer {
-    pub vm: VmConfig,
-    pub pages: u64,
-    /// Disk blocks that follow the pages (a shared-nothing disk), or 0.
-    #[serde(default)]
-    pub disk_blocks: u64,
-    pub streams: u32,
-    pub codec: Codec,
-}
-
-/// The destination's acceptance.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Accept {
-    pub session: u64,
-    /// The destination's protocol version (absent from version 1).
-    #[serde(default)]
-    pub version: u16,
-}
-
-/// Device state sent in the blackout.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct DeviceState {
-    pub blob: Vec<u8>,
-}
-
-/// An incoming migration's state, shared by its streams.
-struct Session {
-    memory: Arc<GuestMemory>,
-    /// The disk: mirrored block by block (shared-nothing), or the shared
-    /// image handed over.
-    disk: Option<Arc<GuestDisk>>,
-    /// True when the disk's blocks arrive after the pages.
-    mirror: bool,
-    digests: Vec<AtomicU64>,
-    streams: u32,
-    codec: Codec,
-    /// Last `PassEnd` seen on each stream.
-    pass_seen: Mutex<Vec<u64>>,
-    changed: Condvar,
-    failed: AtomicBool,
 }
 
 /// A connection handler run on a thread of its own per connection.
@@ -808,593 +729,6 @@ pub(crate) fn accept_loop(
                 tracing::warn!(error = %e, "accept failed");
                 std::thread::sleep(Duration::from_millis(50));
             }
-        }
-    }
-}
-
-fn reject(out: &mut impl Write, error: &MigrationError) -> std::io::Result<()> {
-    let body = serde_json::to_vec(error).unwrap_or_default();
-    protocol::write_frame(out, Command::Reject, &[&body])?;
-    out.flush()
-}
-
-fn bad_data(text: &str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, text.to_string())
-}
-
-/// One incoming connection: a new migration (`Hello`), an extra stream of
-/// one (`Join`), or a question about a VM (`Query`).
-fn incoming(host: &Host, stream: TcpStream, peer: SocketAddr) -> std::io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    // Small buffers: page batches (256 KiB) bypass them instead of being copied twice.
-    let mut reader = BufReader::with_capacity(64 << 10, stream.try_clone()?);
-    let mut writer = BufWriter::with_capacity(64 << 10, stream);
-    let mut body = Vec::new();
-    match protocol::read_frame(&mut reader, &mut body)? {
-        Some(Command::Hello) => {}
-        Some(Command::Join) => {
-            let mut c = Cursor::new(&body);
-            let session = c.u64()?;
-            let index = c.u32()?;
-            let found = host
-                .inner
-                .sessions
-                .lock()
-                .expect("sessions lock")
-                .get(&session)
-                .cloned();
-            let Some(session) = found else {
-                return Err(bad_data("join for an unknown session"));
-            };
-            if index == 0 || index >= session.streams {
-                return Err(bad_data("join with a bad stream index"));
-            }
-            return receive_stream(&session, &mut reader, index as usize).map(|_| ());
-        }
-        Some(Command::Query) => {
-            let id = String::from_utf8_lossy(&body).to_ascii_uppercase();
-            let state = host.vm_state(&id);
-            let answer = serde_json::json!({ "vm_id": id, "state": state });
-            protocol::write_frame(
-                &mut writer,
-                Command::Status,
-                &[answer.to_string().as_bytes()],
-            )?;
-            return writer.flush();
-        }
-        other => return Err(bad_data(&format!("expected Hello, got {other:?}"))),
-    }
-    let config = host.config();
-    // Hello: magic, version, source, initiator, nonce.
-    let mut c = Cursor::new(&body);
-    let magic = c.bytes(4)?;
-    let version = c.u16()?;
-    let source = c.str()?;
-    let initiator = c.str()?;
-    let source_nonce = c.u64()?;
-    if magic != protocol::MAGIC
-        || !(protocol::VERSION.saturating_sub(1)..=protocol::VERSION).contains(&version)
-    {
-        let e = MigrationError::new(
-            ErrorKind::Protocol,
-            format!("The migration protocol version {version} of host '{source}' is not supported by host '{}' (supported: {}).", config.name, protocol::VERSION),
-        );
-        return reject(&mut writer, &e);
-    }
-    let early = |e: MigrationError, writer: &mut BufWriter<TcpStream>| -> std::io::Result<()> {
-        host.notice(&Notice::MigrationFailed {
-            vm_name: String::new(),
-            vm_id: String::new(),
-            role: Role::Destination,
-            peer: source.clone(),
-            error: e.clone(),
-            report: None,
-        });
-        reject(writer, &e)
-    };
-    if !config.migration_enabled {
-        return early(
-            MigrationError::new(
-                ErrorKind::MigrationDisabled,
-                format!("The Virtual Machine Management Service on host '{}' has disabled the listener for Virtual Machine migration connections: live migration is not enabled on this host. No connection could be made because the target machine actively refused it. (0x8007274D).", config.name),
-            ),
-            &mut writer,
-        );
-    }
-    if !config.migration_networks.is_empty()
-        && !config
-            .migration_networks
-            .iter()
-            .any(|n| cidr_contains(n, peer.ip()))
-    {
-        return early(
-            MigrationError::new(
-                ErrorKind::MigrationNetwork,
-                format!("Failed to get the network address for the destination node '{}': A cluster network is not available for this operation. The source address {} is not on a network accepted for live migration ({}). (0x000013AB).", config.name, peer.ip(), config.migration_networks.join(", ")),
-            ),
-            &mut writer,
-        );
-    }
-    let nonce = random_u64();
-    protocol::write_frame(&mut writer, Command::Challenge, &[&nonce.to_le_bytes()])?;
-    writer.flush()?;
-    match protocol::read_frame(&mut reader, &mut body)? {
-        Some(Command::Proof) => {}
-        other => return Err(bad_data(&format!("expected Proof, got {other:?}"))),
-    }
-    let expected = protocol::hmac_sha256(
-        config.auth.secret_for(&source).as_bytes(),
-        &[
-            &source_nonce.to_le_bytes(),
-            &nonce.to_le_bytes(),
-            source.as_bytes(),
-            initiator.as_bytes(),
-        ],
-    );
-    if !protocol::mac_eq(&body, &expected) {
-        tracing::warn!(host = %config.name, %source, %peer, "migration refused: wrong credential");
-        return early(
-            MigrationError::new(
-                ErrorKind::CredentialsNotRecognized,
-                format!("Host '{}' failed to authenticate the connection from '{source}': The credentials supplied to the package were not recognized (0x8009030D).", config.name),
-            ),
-            &mut writer,
-        );
-    }
-    if !initiator.eq_ignore_ascii_case(&source) {
-        let trusted = config
-            .auth
-            .trusted_initiators
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case(&initiator));
-        let refused = match config.auth.mode {
-            AuthMode::Direct => Some(MigrationError::new(
-                ErrorKind::NoCredentials,
-                format!("Failed to authenticate the connection at the source host: No credentials are available in the security package (0x8009030E). The migration of a virtual machine from '{source}' to '{}' was initiated on '{initiator}'; with CredSSP it must be initiated on the source host.", config.name),
-            )),
-            AuthMode::Delegated if !trusted => Some(MigrationError::new(
-                ErrorKind::CredentialsNotRecognized,
-                format!("Host '{}' failed to authenticate the connection: no suitable credentials are available to delegate from '{initiator}'. The credentials supplied to the package were not recognized (0x8009030D).", config.name),
-            )),
-            AuthMode::Delegated => None,
-        };
-        if let Some(e) = refused {
-            return early(e, &mut writer);
-        }
-    }
-    // The offer and the pre-flight checks.
-    match protocol::read_frame(&mut reader, &mut body)? {
-        Some(Command::Offer) => {}
-        other => return Err(bad_data(&format!("expected Offer, got {other:?}"))),
-    }
-    let offer: Offer =
-        serde_json::from_slice(&body).map_err(|e| bad_data(&format!("bad offer: {e}")))?;
-    let vm = offer.vm.clone();
-    let expected_pages = (vm.memory_mib as usize) << 8;
-    if offer.pages as usize != expected_pages || offer.streams == 0 || offer.streams > 64 {
-        return early(
-            MigrationError::new(
-                ErrorKind::Protocol,
-                format!(
-                    "The offer for '{}' is inconsistent: {} pages for {} MB, {} streams.",
-                    vm.name, offer.pages, vm.memory_mib, offer.streams
-                ),
-            ),
-            &mut writer,
-        );
-    }
-    let slot = match host.take_slot() {
-        Ok(slot) => slot,
-        Err(e) => return early(e, &mut writer),
-    };
-    let node = match host.preflight(&vm) {
-        Ok(node) => node,
-        Err(e) => {
-            host.notice(&Notice::MigrationFailed {
-                vm_name: vm.name.clone(),
-                vm_id: vm.id.clone(),
-                role: Role::Destination,
-                peer: source.clone(),
-                error: e.clone(),
-                report: None,
-            });
-            return reject(&mut writer, &e);
-        }
-    };
-    // Skeleton VM: the memory is reserved (and really allocated) now.
-    // The disk: a new local image for a shared-nothing move, or the shared
-    // image itself (pre-flight checked that it exists).
-    let mut disk = None;
-    let mut mirror = false;
-    if let Some(d) = &vm.disk {
-        let opened = config
-            .disk_path(&vm, d, true)
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no shared storage"))
-            .and_then(|path| GuestDisk::open(&path, d.size_mib, !d.shared));
-        match opened {
-            Ok(g) => {
-                mirror = !d.shared;
-                disk = Some(Arc::new(g));
-            }
-            Err(e) => {
-                return early(
-                    MigrationError::new(
-                        ErrorKind::Io,
-                        format!(
-                            "Host '{}' cannot open the disk of '{}': {e}.",
-                            config.name, vm.name
-                        ),
-                    ),
-                    &mut writer,
-                )
-            }
-        }
-    }
-    let blocks = if mirror {
-        disk.as_ref().map_or(0, |d| d.blocks())
-    } else {
-        0
-    };
-    if blocks as u64 != offer.disk_blocks {
-        return early(
-            MigrationError::new(
-                ErrorKind::Protocol,
-                format!(
-                    "The offer for '{}' carries {} disk blocks where {} were expected.",
-                    vm.name, offer.disk_blocks, blocks
-                ),
-            ),
-            &mut writer,
-        );
-    }
-    let session_id = random_u64();
-    host.inner
-        .reservations
-        .lock()
-        .expect("reservations lock")
-        .insert(
-            session_id,
-            Reservation {
-                mib: vm.memory_mib,
-                node,
-            },
-        );
-    let memory = Arc::new(GuestMemory::with_mib(vm.memory_mib));
-    let session = Arc::new(Session {
-        digests: (0..memory.pages() + blocks)
-            .map(|p| AtomicU64::new(zero_digest(p)))
-            .collect(),
-        memory,
-        disk,
-        mirror,
-        streams: offer.streams,
-        codec: offer.codec,
-        pass_seen: Mutex::new(vec![0; offer.streams as usize]),
-        changed: Condvar::new(),
-        failed: AtomicBool::new(false),
-    });
-    host.inner
-        .sessions
-        .lock()
-        .expect("sessions lock")
-        .insert(session_id, session.clone());
-    host.notice(&Notice::MigrationStarted {
-        vm_name: vm.name.clone(),
-        vm_id: vm.id.clone(),
-        role: Role::Destination,
-        peer: source.clone(),
-    });
-    let accept = serde_json::to_vec(&Accept {
-        session: session_id,
-        version: protocol::VERSION,
-    })
-    .unwrap_or_default();
-    protocol::write_frame(&mut writer, Command::Accept, &[&accept])?;
-    writer.flush()?;
-    let outcome = receive_migration(host, &session, &mut reader, &mut writer, &vm, node);
-    host.inner
-        .sessions
-        .lock()
-        .expect("sessions lock")
-        .remove(&session_id);
-    host.inner
-        .reservations
-        .lock()
-        .expect("reservations lock")
-        .remove(&session_id);
-    drop(slot);
-    session.failed.store(true, Ordering::Relaxed);
-    session.changed.notify_all();
-    match outcome {
-        Ok(blackout_ms) => {
-            host.notice(&Notice::MigrationSucceeded {
-                vm_name: vm.name.clone(),
-                vm_id: vm.id.clone(),
-                role: Role::Destination,
-                peer: source,
-                blackout_ms,
-                report: None,
-            });
-            Ok(())
-        }
-        Err(e) => {
-            let error = match e {
-                Received::Error(e) => e,
-                Received::Io(io) => MigrationError::from_io(&io, &source),
-            };
-            // Tell the source the real cause when the connection still works.
-            let _ = reject(&mut writer, &error);
-            host.notice(&Notice::MigrationFailed {
-                vm_name: vm.name.clone(),
-                vm_id: vm.id.clone(),
-                role: Role::Destination,
-                peer: source,
-                error,
-                report: None,
-            });
-            Ok(())
-        }
-    }
-}
-
-enum Received {
-    Error(MigrationError),
-    Io(std::io::Error),
-}
-
-impl From<std::io::Error> for Received {
-    fn from(e: std::io::Error) -> Self {
-        Received::Io(e)
-    }
-}
-
-/// Applies `Pages` frames of stream `index` until its final `PassEnd`
-/// (a pass number with the top bit set) or a control frame, which is
-/// returned (stream 0 only).
-fn receive_stream(
-    session: &Session,
-    reader: &mut impl std::io::Read,
-    index: usize,
-) -> std::io::Result<Option<(Command, Vec<u8>)>> {
-    let mut body = Vec::new();
-    let mut plain: Vec<u8>;
-    loop {
-        let command = match protocol::read_frame(reader, &mut body) {
-            Ok(Some(c)) => c,
-            Ok(None) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            Err(e) => {
-                session.failed.store(true, Ordering::Relaxed);
-                session.changed.notify_all();
-                return Err(e);
-            }
-        };
-        match command {
-            Command::Pages => {
-                let data: &[u8] = match session.codec {
-                    Codec::None => &body,
-                    Codec::Lz4 => {
-                        plain = lz4_flex::decompress_size_prepended(&body)
-                            .map_err(|e| bad_data(&format!("bad LZ4 batch: {e}")))?;
-                        &plain
-                    }
-                };
-                apply_pages(session, data, index)?;
-            }
-            Command::PassEnd => {
-                let pass = Cursor::new(&body).u64()?;
-                let mut seen = session.pass_seen.lock().expect("pass lock");
-                seen[index] = pass;
-                session.changed.notify_all();
-                if index != 0 && pass & FINAL != 0 {
-                    return Ok(None);
-                }
-            }
-            other if index == 0 => return Ok(Some((other, std::mem::take(&mut body)))),
-            other => return Err(bad_data(&format!("{other:?} on a data stream"))),
-        }
-    }
-}
-
-/// Marks the pass number of the last pass.
-pub(crate) const FINAL: u64 = 1 << 63;
-
-fn apply_pages(session: &Session, data: &[u8], index: usize) -> std::io::Result<()> {
-    let mut c = Cursor::new(data);
-    let count = c.u32()?;
-    let pages = session.memory.pages();
-    let disk = session.disk.as_ref().filter(|_| session.mirror);
-    let total = pages + disk.map_or(0, |d| d.blocks());
-    for _ in 0..count {
-        let head = c.u64()?;
-        let page = (head >> 8) as usize;
-        let kind = (head & 0xff) as u8;
-        if page >= total || page % session.streams as usize != index {
-            return Err(bad_data(&format!(
-                "page {page} out of range or on the wrong stream"
-            )));
-        }
-        let bytes = match kind {
-            page::ZERO => None,
-            page::RAW => Some(c.bytes(PAGE_SIZE)?),
-            other => return Err(bad_data(&format!("unknown page kind {other}"))),
-        };
-        let digest = match (bytes, page < pages) {
-            (None, true) => {
-                session.memory.zero_page(page);
-                zero_digest(page)
-            }
-            (Some(b), true) => session.memory.write_page_digest(page, b),
-            (b, false) => {
-                let zeros = [0u8; PAGE_SIZE];
-                let b = b.unwrap_or(&zeros);
-                if let Some(d) = disk {
-                    d.write_block(page - pages, b)?;
-                }
-                bytes_digest(b, page)
-            }
-        };
-        session.digests[page].store(digest, Ordering::Relaxed);
-    }
-    Ok(())
-}
-
-/// The destination's side after `Accept`: pages, device state, verify,
-/// commit. Returns the blackout as seen here (ms from the final pass to the
-/// VM running).
-fn receive_migration(
-    host: &Host,
-    session: &Arc<Session>,
-    reader: &mut BufReader<TcpStream>,
-    writer: &mut BufWriter<TcpStream>,
-    vm: &VmConfig,
-    node: Option<usize>,
-) -> Result<u64, Received> {
-    let mut device: Option<DeviceState> = None;
-    let mut final_at: Option<Instant> = None;
-    loop {
-        let Some((command, body)) = receive_stream(session, reader, 0)? else {
-            return Err(Received::Io(std::io::ErrorKind::UnexpectedEof.into()));
-        };
-        match command {
-            Command::Device => {
-                final_at.get_or_insert_with(Instant::now);
-                device = Some(
-                    serde_json::from_slice(&body)
-                        .map_err(|e| bad_data(&format!("bad device state: {e}")))?,
-                );
-            }
-            Command::Verify | Command::VerifySummary => {
-                final_at.get_or_insert_with(Instant::now);
-                // Every stream must have delivered its final pass.
-                {
-                    let mut seen = session.pass_seen.lock().expect("pass lock");
-                    let deadline = Instant::now() + Duration::from_secs(30);
-                    while seen.iter().any(|p| p & FINAL == 0) {
-                        if session.failed.load(Ordering::Relaxed) || Instant::now() > deadline {
-                            return Err(Received::Error(MigrationError::new(
-                                ErrorKind::ConnectionReset,
-                                format!("A data stream of the migration of '{}' ended before its final pass: An existing connection was forcibly closed by the remote host. (0x80072746).", vm.name),
-                            )));
-                        }
-                        seen = session
-                            .changed
-                            .wait_timeout(seen, Duration::from_millis(50))
-                            .expect("pass lock")
-                            .0;
-                    }
-                }
-                let mut mismatched = Vec::new();
-                let mut c = Cursor::new(&body);
-                let count = c.u64()? as usize;
-                if count != session.digests.len() {
-                    return Err(Received::Error(MigrationError::new(
-                        ErrorKind::Protocol,
-                        "The digest list does not cover the memory.",
-                    )));
-                }
-                if command == Command::VerifySummary {
-                    let theirs = c.u64()?;
-                    let mine = crate::memory::fold_digests(
-                        session.digests.iter().map(|d| d.load(Ordering::Relaxed)),
-                    );
-                    let answer = if theirs == mine {
-                        0
-                    } else {
-                        protocol::SUMMARY_DIFFERS
-                    };
-                    protocol::write_frame(writer, Command::Verified, &[&answer.to_le_bytes()])?;
-                    writer.flush()?;
-                    continue;
-                }
-                for (page, mine) in session.digests.iter().enumerate() {
-                    if c.u64()? != mine.load(Ordering::Relaxed) {
-                        mismatched.push(page as u64);
-                    }
-                }
-                let mut out = Vec::with_capacity(8 + mismatched.len() * 8);
-                out.extend_from_slice(&(mismatched.len() as u64).to_le_bytes());
-                for p in mismatched.iter().take(4096) {
-                    out.extend_from_slice(&p.to_le_bytes());
-                }
-                protocol::write_frame(writer, Command::Verified, &[&out])?;
-                writer.flush()?;
-            }
-            Command::Commit => {
-                let Some(device) = device.take() else {
-                    return Err(Received::Error(MigrationError::new(
-                        ErrorKind::Protocol,
-                        "Commit before the device state.",
-                    )));
-                };
-                // Resume here: the VM runs on this host from now on.
-                let memory = session.memory.clone();
-                let paused = host.config().incoming_paused;
-                if let Some(d) = &session.disk {
-                    d.sync()?;
-                }
-                let workload = vm.workload.clone().map(|spec| {
-                    let position = position_of(&memory, &spec);
-                    Arc::new(Workload::start_with(
-                        memory.clone(),
-                        session.disk.clone(),
-                        spec,
-                        position,
-                        paused,
-                    ))
-                });
-                host.inner.vms.lock().expect("vms lock").insert(
-                    vm.id.clone(),
-                    Vm {
-                        config: vm.clone(),
-                        memory,
-                        workload,
-                        device_state: Arc::new(device.blob),
-                        disk: session.disk.clone(),
-                        state: VmState::Running,
-                        numa_node: node,
-                    },
-                );
-                let blackout = final_at.map_or(0, |t| t.elapsed().as_millis() as u64);
-                // The announcement (the analog of the ARP update) goes with the ack.
-                let ack = serde_json::json!({ "announced": host.name(), "vm_id": vm.id });
-                protocol::write_frame(writer, Command::CommitAck, &[ack.to_string().as_bytes()])?;
-                writer.flush()?;
-                return Ok(blackout);
-            }
-            Command::Abort => {
-                let error: MigrationError = serde_json::from_slice(&body).unwrap_or_else(|_| {
-                    MigrationError::new(
-                        ErrorKind::Cancelled,
-                        "The migration was cancelled by the source.",
-                    )
-                });
-                return Err(Received::Error(error));
-            }
-            other => return Err(Received::Io(bad_data(&format!("unexpected {other:?}")))),
-        }
-    }
-}
-
-impl Host {
-    /// Asks the host at `addr` whether VM `id` runs there (after a lost
-    /// commit acknowledgement).
-    pub fn query_remote(addr: SocketAddr, id: &str) -> std::io::Result<Option<VmState>> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut writer = BufWriter::new(stream.try_clone()?);
-        protocol::write_frame(&mut writer, Command::Query, &[id.as_bytes()])?;
-        writer.flush()?;
-        let mut reader = BufReader::new(stream);
-        let mut body = Vec::new();
-        match protocol::read_frame(&mut reader, &mut body)? {
-            Some(Command::Status) => {
-                let v: serde_json::Value =
-                    serde_json::from_slice(&body).map_err(|e| bad_data(&e.to_string()))?;
-                Ok(serde_json::from_value(v["state"].clone()).unwrap_or(None))
-            }
-            other => Err(bad_data(&format!("expected Status, got {other:?}"))),
         }
     }
 }

@@ -47,6 +47,7 @@
 
 pub mod config;
 pub mod control;
+pub mod destination;
 pub mod dirty;
 pub mod disk;
 pub mod error;

@@ -32,6 +32,8 @@
 
 use std::io::{self, Read, Write};
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{ErrorKind, MigrationError};
 
 /// Protocol version spoken; the previous one is accepted too. Version 2
@@ -291,6 +293,38 @@ pub fn hmac_sha256(key: &[u8], message: &[&[u8]]) -> [u8; 32] {
 pub fn mac_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+// ---------------------------------------------------------------- bodies
+
+/// The offer a source makes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Offer {
+    pub vm: crate::config::VmConfig,
+    pub pages: u64,
+    /// Disk blocks that follow the pages (a shared-nothing disk), or 0.
+    #[serde(default)]
+    pub disk_blocks: u64,
+    pub streams: u32,
+    pub codec: Codec,
+}
+
+/// The destination's acceptance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Accept {
+    pub session: u64,
+    /// The destination's protocol version (absent from version 1).
+    #[serde(default)]
+    pub version: u16,
+}
+
+/// Device state sent in the blackout.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct DeviceState {
+    pub blob: Vec<u8>,
+}
+
+/// Marks the pass number of the last pass.
+pub(crate) const FINAL: u64 = 1 << 63;
 
 /// Page encodings inside a `Pages` body.
 pub mod page {

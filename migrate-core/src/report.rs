@@ -3,7 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::MigrationError;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::error::{ErrorKind, MigrationError};
 use crate::protocol::Codec;
 
 /// What to do when the timeout passes before the migration converges.
@@ -309,4 +313,59 @@ pub struct MigrationReport {
     pub cpu_seconds: f64,
     /// When it started: Unix time as `seconds.nanoseconds`.
     pub started_at: String,
+}
+
+/// A migration in progress (or finished), from the source's side.
+#[derive(Clone)]
+pub struct MigrationHandle {
+    /// Migration id.
+    pub id: String,
+    pub(crate) info: Arc<Mutex<MigrationInfo>>,
+    pub(crate) params: Arc<Mutex<MigrationParams>>,
+    pub(crate) cancel: Arc<AtomicBool>,
+    pub(crate) thread: Arc<Mutex<Option<JoinHandle<MigrationReport>>>>,
+    pub(crate) report: Arc<Mutex<Option<MigrationReport>>>,
+}
+
+impl MigrationHandle {
+    /// `query-migrate`.
+    pub fn info(&self) -> MigrationInfo {
+        self.info.lock().expect("info lock").clone()
+    }
+
+    /// `migrate-set-parameters`: takes effect at the next window.
+    pub fn set_params(&self, params: MigrationParams) {
+        *self.params.lock().expect("params lock") = params;
+    }
+
+    /// The current parameters.
+    pub fn params(&self) -> MigrationParams {
+        self.params.lock().expect("params lock").clone()
+    }
+
+    /// `migrate_cancel`: the VM keeps running on the source.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    /// Waits for the end and returns the report.
+    pub fn wait(&self) -> MigrationReport {
+        let thread = self.thread.lock().expect("thread lock").take();
+        if let Some(thread) = thread {
+            let report = thread.join().unwrap_or_else(|_| MigrationReport {
+                id: self.id.clone(),
+                error: Some(MigrationError::new(
+                    ErrorKind::Io,
+                    "The migration thread panicked.",
+                )),
+                ..MigrationReport::default()
+            });
+            *self.report.lock().expect("report lock") = Some(report);
+        }
+        self.report
+            .lock()
+            .expect("report lock")
+            .clone()
+            .unwrap_or_default()
+    }
 }

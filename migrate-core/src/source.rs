@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use crate::dirty::{DirtyTracker, PageSet};
 use crate::disk::GuestDisk;
 use crate::error::{ErrorKind, MigrationError};
-use crate::host::{Accept, DeviceState, Host, Notice, Offer, Role, SlotGuard, VmState, FINAL};
+use crate::host::{Host, Notice, Role, SlotGuard, VmState};
 use crate::memory::{bytes_digest, fold_digests, GuestMemory, PAGE_SIZE};
-use crate::protocol::{self, page, Codec, Command, Cursor};
+use crate::protocol::{self, page, Accept, Codec, Command, Cursor, DeviceState, Offer, FINAL};
+pub use crate::report::MigrationHandle;
 use crate::report::{
     Audit, Downtime, MigrationInfo, MigrationParams, MigrationReport, PassRecord, Status,
     TimeoutStrategy, Verification, VerifyMode,
@@ -36,61 +37,6 @@ const EXTRA_PASS_FLOOR: u64 = 256;
 const SLICE: Duration = Duration::from_millis(50);
 /// Bandwidth window (QEMU's `BUFFER_DELAY`).
 const WINDOW: Duration = Duration::from_millis(100);
-
-/// A migration in progress (or finished), from the source's side.
-#[derive(Clone)]
-pub struct MigrationHandle {
-    /// Migration id.
-    pub id: String,
-    info: Arc<Mutex<MigrationInfo>>,
-    params: Arc<Mutex<MigrationParams>>,
-    cancel: Arc<AtomicBool>,
-    thread: Arc<Mutex<Option<JoinHandle<MigrationReport>>>>,
-    report: Arc<Mutex<Option<MigrationReport>>>,
-}
-
-impl MigrationHandle {
-    /// `query-migrate`.
-    pub fn info(&self) -> MigrationInfo {
-        self.info.lock().expect("info lock").clone()
-    }
-
-    /// `migrate-set-parameters`: takes effect at the next window.
-    pub fn set_params(&self, params: MigrationParams) {
-        *self.params.lock().expect("params lock") = params;
-    }
-
-    /// The current parameters.
-    pub fn params(&self) -> MigrationParams {
-        self.params.lock().expect("params lock").clone()
-    }
-
-    /// `migrate_cancel`: the VM keeps running on the source.
-    pub fn cancel(&self) {
-        self.cancel.store(true, Ordering::Relaxed);
-    }
-
-    /// Waits for the end and returns the report.
-    pub fn wait(&self) -> MigrationReport {
-        let thread = self.thread.lock().expect("thread lock").take();
-        if let Some(thread) = thread {
-            let report = thread.join().unwrap_or_else(|_| MigrationReport {
-                id: self.id.clone(),
-                error: Some(MigrationError::new(
-                    ErrorKind::Io,
-                    "The migration thread panicked.",
-                )),
-                ..MigrationReport::default()
-            });
-            *self.report.lock().expect("report lock") = Some(report);
-        }
-        self.report
-            .lock()
-            .expect("report lock")
-            .clone()
-            .unwrap_or_default()
-    }
-}
 
 /// A job for a stream's sender thread.
 enum Job {

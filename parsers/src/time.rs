@@ -665,3 +665,86 @@ impl OffsetLearner {
         self.offsets.iter().map(|(h, d)| (h.as_str(), *d))
     }
 }
+
+/// A span of time or a point in time that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpanError {
+    /// Not a duration relive reads.
+    #[error("cannot read duration {0:?}: use 90s, 15m, 2h, 7d, 2w or 1h30m")]
+    Duration(String),
+    /// Zero or negative.
+    #[error("duration {0:?} must be more than zero")]
+    Zero(String),
+    /// Neither a duration nor a time.
+    #[error(
+        "cannot read time {0:?}: use a duration like 2h or 7d, or a time like 2026-11-01T00:00Z"
+    )]
+    When(String),
+}
+
+/// The one duration syntax of relive (`relive search --since`, a rule's
+/// `timespan`, `[correlate]` settings): `90s`, `15m`, `2h`, `7d`, `2w`,
+/// `1h30m`, `500ms` (humantime's units: `m` is minutes, `M` months).
+pub fn parse_span(text: &str) -> Result<std::time::Duration, SpanError> {
+    let text = text.trim();
+    let span = humantime::parse_duration(text).map_err(|_| SpanError::Duration(text.into()))?;
+    if span.is_zero() {
+        return Err(SpanError::Zero(text.into()));
+    }
+    Ok(span)
+}
+
+/// A duration before `now` (`2h`: two hours ago) or an RFC 3339 time
+/// (`2026-11-01T00:00Z`, `2026-11-01`), as `--since` and `--until` take it.
+pub fn parse_when(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, SpanError> {
+    let text = text.trim();
+    if let Ok(ago) = parse_span(text) {
+        let ago = chrono::TimeDelta::from_std(ago).map_err(|_| SpanError::When(text.into()))?;
+        return now
+            .checked_sub_signed(ago)
+            .ok_or_else(|| SpanError::When(text.into()));
+    }
+    let with_seconds = if text.len() == 17 && text.ends_with('Z') {
+        // `2026-11-01T00:00Z` has no seconds.
+        format!("{}:00Z", &text[..16])
+    } else {
+        text.to_owned()
+    };
+    parse_iso(&with_seconds)
+        .map(|s| s.assume_utc())
+        .ok_or_else(|| SpanError::When(text.into()))
+}
+
+#[cfg(test)]
+mod span_tests {
+    use super::*;
+
+    #[test]
+    fn one_syntax_for_every_duration() {
+        let s = |t: &str| parse_span(t).map(|d| d.as_secs());
+        assert_eq!(s("90s"), Ok(90));
+        assert_eq!(s("15m"), Ok(900));
+        assert_eq!(s(" 2h "), Ok(7200));
+        assert_eq!(s("7d"), Ok(7 * 86_400));
+        assert_eq!(s("2w"), Ok(14 * 86_400));
+        assert_eq!(s("1h30m"), Ok(5400));
+        assert!(matches!(s("0s"), Err(SpanError::Zero(_))));
+        assert!(matches!(s("2x"), Err(SpanError::Duration(_))));
+        assert!(matches!(s("12"), Err(SpanError::Duration(_))));
+        assert!(matches!(s(""), Err(SpanError::Duration(_))));
+    }
+
+    #[test]
+    fn when_is_a_duration_ago_or_a_time() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 7, 12, 0, 0).unwrap();
+        assert_eq!(
+            parse_when("2h", now),
+            Ok(Utc.with_ymd_and_hms(2026, 12, 7, 10, 0, 0).unwrap())
+        );
+        assert_eq!(
+            parse_when("2026-11-01T00:00Z", now),
+            Ok(Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap())
+        );
+        assert!(matches!(parse_when("soon", now), Err(SpanError::When(_))));
+    }
+}

@@ -36,7 +36,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             .build()
             .context("cannot start the signal watcher")?;
         std::thread::spawn(move || {
-            runtime.block_on(crate::commands::serve::wait_for_signal());
+            runtime.block_on(relive::wait_for_signal());
             stop.store(true, Ordering::Release);
         });
     }

@@ -3,54 +3,33 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::Context;
 use chrono::Utc;
-use correlate::{Incident, IncidentStore, Knowledge, RuleSet, Status};
+use correlate::{Incident, IncidentStore, Knowledge, Status};
 
 use crate::cli::{ExplainArgs, IncidentsArgs};
-
-/// The shipped rules plus `--rules`, and the shipped playbooks.
-pub fn load_rules(extra: &[PathBuf]) -> anyhow::Result<(Arc<RuleSet>, Arc<Knowledge>)> {
-    let rules = correlate::shipped::rules(extra).context("a rule file is invalid")?;
-    let kb = correlate::shipped::knowledge().context("a playbook file is invalid")?;
-    Ok((Arc::new(rules), Arc::new(kb)))
-}
+use relive::display::clean;
 
 /// Runs `relive incidents`.
 pub fn list(args: IncidentsArgs, data: &Path) -> anyhow::Result<ExitCode> {
+    let filter = correlate::IncidentFilter {
+        status: args
+            .status
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: String| anyhow::anyhow!("--status: {e}"))?,
+        vm: args.vm.clone(),
+        host: args.host.clone(),
+        root_cause: args.root_cause.clone(),
+        since: args
+            .since
+            .as_deref()
+            .map(|s| parsers::time::parse_when(s, Utc::now()))
+            .transpose()?,
+    };
     let mut incidents = IncidentStore::new(data).load()?;
-    if let Some(status) = &args.status {
-        let want = match status.as_str() {
-            "open" => Status::Open,
-            "resolved" => Status::Resolved,
-            other => anyhow::bail!("--status is open or resolved, not `{other}`"),
-        };
-        incidents.retain(|i| i.status == want);
-    }
-    if let Some(vm) = &args.vm {
-        incidents.retain(|i| {
-            [&i.vm_name, &i.vm_id]
-                .iter()
-                .any(|v| v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(vm)))
-        });
-    }
-    if let Some(host) = &args.host {
-        let short = host.split('.').next().unwrap_or(host);
-        incidents.retain(|i| {
-            [&i.source_host, &i.destination_host]
-                .iter()
-                .any(|h| h.as_deref().is_some_and(|h| h.eq_ignore_ascii_case(short)))
-        });
-    }
-    if let Some(cause) = &args.root_cause {
-        incidents.retain(|i| &i.root_cause == cause);
-    }
-    if let Some(since) = &args.since {
-        let cutoff = crate::commands::search::parse_when(since, Utc::now())?;
-        incidents.retain(|i| i.last_seen >= cutoff);
-    }
+    incidents.retain(|i| filter.matches(i));
     if args.json {
         println!("{}", serde_json::to_string_pretty(&incidents)?);
         return Ok(ExitCode::SUCCESS);
@@ -112,17 +91,6 @@ pub fn explain(args: ExplainArgs, data: &Path) -> anyhow::Result<ExitCode> {
     let kb = correlate::shipped::knowledge()?;
     print!("{}", render_explain(&incident, &kb));
     Ok(ExitCode::SUCCESS)
-}
-
-/// Keeps log text printable: control characters (escape sequences included)
-/// are shown escaped, never sent to the terminal.
-pub fn clean(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn render_explain(i: &Incident, kb: &Knowledge) -> String {
@@ -260,7 +228,7 @@ fn render_explain(i: &Incident, kb: &Knowledge) -> String {
 
 /// Runs `relive rules`.
 pub fn rules(extra: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let (rules, kb) = load_rules(extra)?;
+    let (rules, kb) = relive::load_rules(extra)?;
     let problems = rules.self_test();
     println!(
         "{} detection rules, {} root causes, {} playbooks",

@@ -10,8 +10,7 @@ use chrono::{DateTime, Utc};
 use parsers::{Event, Metric, RecordError, Sink};
 
 use crate::cli::ParseArgs;
-use crate::commands::incidents;
-use crate::commands::parse::{expand_paths, Settings};
+use crate::commands::inputs::{expand_paths, Settings};
 use relive::topology;
 
 /// The file source: parsed events, zone-corrected, handed to the pipeline
@@ -118,7 +117,7 @@ impl Sink for FileSource {
 /// Runs `relive ingest`.
 pub fn run(args: ParseArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_args(args)?;
-    let (rules, kb) = incidents::load_rules(rule_dirs)?;
+    let (rules, kb) = relive::load_rules(rule_dirs)?;
     let mut files = expand_paths(&settings.paths)?;
     // Exact-time formats first, each group in path order; the local-time
     // files are read once more up front to learn each host's offset.
@@ -295,7 +294,7 @@ pub fn run(args: ParseArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
                     "resolved"
                 },
                 i.root_cause,
-                incidents::clean(i.vm_name.as_deref().or(i.vm_id.as_deref()).unwrap_or("?")),
+                relive::display::clean(i.vm_name.as_deref().or(i.vm_id.as_deref()).unwrap_or("?")),
             );
         }
     }

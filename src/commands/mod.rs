@@ -4,6 +4,7 @@ mod agent;
 mod host;
 mod incidents;
 mod ingest;
+mod inputs;
 mod parse;
 mod prune;
 mod search;

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use chrono::Utc;
 
 use crate::cli::PruneArgs;
-use crate::commands::search::parse_when;
+use parsers::time::parse_when;
 
 /// Runs `relive prune`.
 pub fn run(args: PruneArgs, data: &Path) -> anyhow::Result<ExitCode> {

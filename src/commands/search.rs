@@ -5,53 +5,9 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use chrono::{DateTime, Duration, Utc};
+use chrono::Utc;
 
 use crate::cli::SearchArgs;
-
-/// `90s`, `15m`, `2h`, `7d`, `1w` as a duration.
-pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let n: i64 = text[..split].parse().map_err(|_| {
-        anyhow::anyhow!("cannot read duration {text:?}: use 90s, 15m, 2h, 7d or 1w")
-    })?;
-    let unit = match &text[split..] {
-        "s" => Duration::seconds(n),
-        "m" | "min" => Duration::minutes(n),
-        "h" => Duration::hours(n),
-        "d" => Duration::days(n),
-        "w" => Duration::weeks(n),
-        _ => bail!("cannot read duration {text:?}: use 90s, 15m, 2h, 7d or 1w"),
-    };
-    if unit <= Duration::zero() {
-        bail!("duration {text:?} must be more than zero");
-    }
-    Ok(unit)
-}
-
-/// `2h`, `90s`, `15m`, `7d`, `1w` before now, or an RFC 3339 time
-/// (`2026-11-01T00:00Z`, `2026-11-01`).
-pub fn parse_when(text: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
-    let text = text.trim();
-    if let Ok(ago) = parse_duration(text) {
-        return Ok(now - ago);
-    }
-    let with_seconds = if text.len() == 17 && text.ends_with('Z') {
-        // `2026-11-01T00:00Z` has no seconds.
-        format!("{}:00Z", &text[..16])
-    } else {
-        text.to_owned()
-    };
-    if let Some(t) = parsers::time::parse_iso(&with_seconds).map(|s| s.assume_utc()) {
-        return Ok(t);
-    }
-    bail!(
-        "cannot read time {text:?}: use a duration like 2h or 7d, or a time like 2026-11-01T00:00Z"
-    )
-}
 
 /// Runs `relive search`.
 pub fn run(args: SearchArgs, data: &Path) -> anyhow::Result<ExitCode> {
@@ -69,12 +25,12 @@ pub fn run(args: SearchArgs, data: &Path) -> anyhow::Result<ExitCode> {
         since: args
             .since
             .as_deref()
-            .map(|t| parse_when(t, now))
+            .map(|t| parsers::time::parse_when(t, now))
             .transpose()?,
         until: args
             .until
             .as_deref()
-            .map(|t| parse_when(t, now))
+            .map(|t| parsers::time::parse_when(t, now))
             .transpose()?,
         limit: args.limit,
     };
@@ -97,7 +53,7 @@ pub fn run(args: SearchArgs, data: &Path) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(size) = &args.histogram {
-        let size = parse_duration(size)?;
+        let size = chrono::Duration::from_std(parsers::time::parse_span(size)?)?;
         for (start, n) in index.histogram(&request, size)? {
             if args.json {
                 writeln!(

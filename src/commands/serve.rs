@@ -12,7 +12,6 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::cli::ServeArgs;
-use crate::commands::incidents;
 use relive::topology;
 
 /// `relive.toml` (sections other commands read are ignored here).
@@ -69,7 +68,7 @@ pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
             "[collector] correlate_every_s is ignored: correlation runs on every commit"
         );
     }
-    let (rules, kb) = incidents::load_rules(rule_dirs)?;
+    let (rules, kb) = relive::load_rules(rule_dirs)?;
     let topology = topology::start(
         data,
         rules,
@@ -141,7 +140,7 @@ pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
             }, "data": data.display().to_string()})
         );
         tracing::info!(data = %data.display(), "relive serve: collecting");
-        wait_for_signal().await;
+        relive::wait_for_signal().await;
         tracing::info!("relive serve: stopping: no new connections; draining the pipeline");
         // The in-process watcher first: it ships what it read through the
         // agent receiver, which is still open, and waits for the acks.
@@ -247,26 +246,4 @@ fn start_watch(
             .join(", ")
     );
     ingest::agent::Agent::start(config).context("cannot start the folder watcher")
-}
-
-pub(crate) async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -6,15 +6,15 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use correlate::IncidentStore;
 use index::stats::{Count, Group, MigrationStats};
 use index::{MetricStore, StatsRequest};
-use parsers::{Metric, Outcome, Phase};
+use parsers::Metric;
 
 use crate::cli::StatsArgs;
-use crate::commands::incidents::clean;
-use crate::commands::search::parse_when;
+use parsers::time::parse_when;
+use relive::display::clean;
 
 /// Runs `relive stats`.
 pub fn run(args: StatsArgs, data: &Path) -> anyhow::Result<ExitCode> {
@@ -67,46 +67,13 @@ fn root_causes(data: &Path, request: &StatsRequest, top: usize) -> anyhow::Resul
 }
 
 /// Without metrics, a migration is a failed attempt (an incident, counted
-/// once per attempt) or a success: 20415/20417 on the source, 21301 on the
-/// source and 21307 on the destination, joined by VM id within ten minutes.
-/// 20415/20417 carry the blackout in seconds.
+/// once per attempt) or a success joined from events
+/// ([`index::stats::successes_from_events`]).
 fn from_events(data: &Path, request: &StatsRequest) -> anyhow::Result<MigrationStats> {
     let mut samples: Vec<Metric> = Vec::new();
-    let sample = |id: String,
-                  at: DateTime<Utc>,
-                  vm: Option<String>,
-                  src: Option<String>,
-                  dst: Option<String>,
-                  failed: bool,
-                  blackout: Option<u64>| Metric {
-        timestamp: at,
-        migration_id: id,
-        vm_name: vm,
-        vm_id: None,
-        source_host: src,
-        destination_host: dst,
-        phase: if failed {
-            Phase::Failed
-        } else {
-            Phase::Completed
-        },
-        pass: None,
-        bytes_sent: None,
-        dirty_pages: None,
-        throughput_mbps: None,
-        blackout_ms: blackout,
-        total_ms: None,
-        transport: Some("events".into()),
-        outcome: Some(if failed {
-            Outcome::Failure
-        } else {
-            Outcome::Success
-        }),
-        origin: Default::default(),
-    };
     for i in IncidentStore::new(data).load()? {
         for n in 0..i.count.max(1) {
-            samples.push(sample(
+            samples.push(index::stats::event_sample(
                 format!("{}#{n}", i.id),
                 i.last_seen,
                 i.vm_name.clone(),
@@ -120,90 +87,7 @@ fn from_events(data: &Path, request: &StatsRequest) -> anyhow::Result<MigrationS
     let index_dir = data.join("index");
     if index_dir.join("meta.json").exists() {
         let index = index::EventIndex::open(&index_dir).context("cannot open the index")?;
-        let hits = index.search(&index::SearchRequest {
-            query: "event_id:20415 OR event_id:20417 OR event_id:21301 OR event_id:21307".into(),
-            since: request.since.map(|s| s - TimeDelta::minutes(10)),
-            until: request.until.map(|u| u + TimeDelta::minutes(10)),
-            limit: 5_000_000,
-        })?;
-        // (vm key, start) -> (source, destination, vm name, end, blackout ms)
-        type Success = (
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            DateTime<Utc>,
-            Option<u64>,
-        );
-        let mut successes: Vec<(String, Success)> = Vec::new();
-        let mut events: Vec<parsers::Event> = Vec::new();
-        let opts = parsers::ParseOptions {
-            format: Some(parsers::Format::EcsJson),
-            ..parsers::ParseOptions::default()
-        };
-        for hit in &hits.hits {
-            events.extend(parsers::parse_bytes(hit.json.as_bytes(), &opts).events);
-        }
-        events.sort_by_key(|e| e.timestamp);
-        for e in events {
-            let vm = match (&e.vm_id, &e.vm_name) {
-                (Some(id), _) => Some(id.to_ascii_uppercase().to_string()),
-                (None, Some(name)) => Some(name.to_lowercase().to_string()),
-                (None, None) => None,
-            };
-            let Some(vm) = vm else {
-                continue;
-            };
-            let host = e.short_host().to_string();
-            let blackout = (matches!(e.event_id, 20415 | 20417))
-                .then(|| {
-                    e.data
-                        .get("Parameter2")
-                        .and_then(|v| v.trim().parse::<f64>().ok())
-                })
-                .flatten()
-                .map(|s| (s * 1000.0).round() as u64);
-            let slot = successes
-                .iter_mut()
-                .rev()
-                .find(|(k, s)| *k == vm && (e.timestamp - s.3).abs() <= TimeDelta::minutes(10));
-            let entry = match slot {
-                Some((_, s)) => s,
-                None => {
-                    successes.push((
-                        vm.clone(),
-                        (
-                            None,
-                            None,
-                            e.vm_name.as_ref().map(|v| v.to_string()),
-                            e.timestamp,
-                            None,
-                        ),
-                    ));
-                    &mut successes.last_mut().expect("pushed").1
-                }
-            };
-            match e.event_id {
-                21307 => entry.1 = Some(host),
-                _ => {
-                    entry.0.get_or_insert(host);
-                }
-            }
-            entry.3 = entry.3.max(e.timestamp);
-            if blackout.is_some() {
-                entry.4 = blackout;
-            }
-        }
-        for (n, (vm, (src, dst, name, end, blackout))) in successes.into_iter().enumerate() {
-            samples.push(sample(
-                format!("ok-{vm}-{n}"),
-                end,
-                name,
-                src,
-                dst,
-                false,
-                blackout,
-            ));
-        }
+        samples.extend(index::stats::successes_from_events(&index, request)?);
     }
     let mut stats = index::stats::stats_from_samples(&samples, request)?;
     stats.source = "events".into();
