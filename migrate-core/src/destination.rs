@@ -86,42 +86,56 @@ fn incoming(host: &Host, stream: TcpStream, peer: SocketAddr) -> std::io::Result
     let mut writer = BufWriter::with_capacity(64 << 10, stream);
     let mut body = Vec::new();
     match protocol::read_frame(&mut reader, &mut body)? {
-        Some(Command::Hello) => {}
-        Some(Command::Join) => {
-            let mut c = Cursor::new(&body);
-            let session = c.u64()?;
-            let index = c.u32()?;
-            let found = host
-                .inner
-                .sessions
-                .lock()
-                .expect("sessions lock")
-                .get(&session)
-                .cloned();
-            let Some(session) = found else {
-                return Err(bad_data("join for an unknown session"));
-            };
-            if index == 0 || index >= session.streams {
-                return Err(bad_data("join with a bad stream index"));
-            }
-            return receive_stream(&session, &mut reader, index as usize).map(|_| ());
-        }
-        Some(Command::Query) => {
-            let id = String::from_utf8_lossy(&body).to_ascii_uppercase();
-            let state = host.vm_state(&id);
-            let answer = serde_json::json!({ "vm_id": id, "state": state });
-            protocol::write_frame(
-                &mut writer,
-                Command::Status,
-                &[answer.to_string().as_bytes()],
-            )?;
-            return writer.flush();
-        }
-        other => return Err(bad_data(&format!("expected Hello, got {other:?}"))),
+        Some(Command::Hello) => hello(host, peer, &body, reader, writer),
+        Some(Command::Join) => join(host, &body, &mut reader),
+        Some(Command::Query) => query(host, &body, &mut writer),
+        other => Err(bad_data(&format!("expected Hello, got {other:?}"))),
     }
+}
+
+/// `Join`: an extra stream of a migration under way.
+fn join(host: &Host, body: &[u8], reader: &mut BufReader<TcpStream>) -> std::io::Result<()> {
+    let mut c = Cursor::new(body);
+    let session = c.u64()?;
+    let index = c.u32()?;
+    let found = host
+        .inner
+        .sessions
+        .lock()
+        .expect("sessions lock")
+        .get(&session)
+        .cloned();
+    let Some(session) = found else {
+        return Err(bad_data("join for an unknown session"));
+    };
+    if index == 0 || index >= session.streams {
+        return Err(bad_data("join with a bad stream index"));
+    }
+    receive_stream(&session, reader, index as usize).map(|_| ())
+}
+
+/// `Query`: whether a VM runs here (a source that lost the commit
+/// acknowledgement asks before resuming).
+fn query(host: &Host, body: &[u8], writer: &mut BufWriter<TcpStream>) -> std::io::Result<()> {
+    let id = String::from_utf8_lossy(body).to_ascii_uppercase();
+    let state = host.vm_state(&id);
+    let answer = serde_json::json!({ "vm_id": id, "state": state });
+    protocol::write_frame(writer, Command::Status, &[answer.to_string().as_bytes()])?;
+    writer.flush()
+}
+
+/// `Hello`: a new migration. Handshake and admission, authentication, the
+/// offer and the pre-flight checks, then the migration itself.
+fn hello(
+    host: &Host,
+    peer: SocketAddr,
+    body: &[u8],
+    mut reader: BufReader<TcpStream>,
+    mut writer: BufWriter<TcpStream>,
+) -> std::io::Result<()> {
     let config = host.config();
     // Hello: magic, version, source, initiator, nonce.
-    let mut c = Cursor::new(&body);
+    let mut c = Cursor::new(body);
     let magic = c.bytes(4)?;
     let version = c.u16()?;
     let source = c.str()?;
@@ -170,53 +184,16 @@ fn incoming(host: &Host, stream: TcpStream, peer: SocketAddr) -> std::io::Result
             &mut writer,
         );
     }
-    let nonce = random_u64();
-    protocol::write_frame(&mut writer, Command::Challenge, &[&nonce.to_le_bytes()])?;
-    writer.flush()?;
-    match protocol::read_frame(&mut reader, &mut body)? {
-        Some(Command::Proof) => {}
-        other => return Err(bad_data(&format!("expected Proof, got {other:?}"))),
+    let hello = Hello {
+        source: &source,
+        initiator: &initiator,
+        nonce: source_nonce,
+        peer,
+    };
+    if let Some(refused) = authenticate(&config, &hello, &mut reader, &mut writer)? {
+        return early(refused, &mut writer);
     }
-    let expected = protocol::hmac_sha256(
-        config.auth.secret_for(&source).as_bytes(),
-        &[
-            &source_nonce.to_le_bytes(),
-            &nonce.to_le_bytes(),
-            source.as_bytes(),
-            initiator.as_bytes(),
-        ],
-    );
-    if !protocol::mac_eq(&body, &expected) {
-        tracing::warn!(host = %config.name, %source, %peer, "migration refused: wrong credential");
-        return early(
-            MigrationError::new(
-                ErrorKind::CredentialsNotRecognized,
-                format!("Host '{}' failed to authenticate the connection from '{source}': The credentials supplied to the package were not recognized (0x8009030D).", config.name),
-            ),
-            &mut writer,
-        );
-    }
-    if !initiator.eq_ignore_ascii_case(&source) {
-        let trusted = config
-            .auth
-            .trusted_initiators
-            .iter()
-            .any(|t| t.eq_ignore_ascii_case(&initiator));
-        let refused = match config.auth.mode {
-            AuthMode::Direct => Some(MigrationError::new(
-                ErrorKind::NoCredentials,
-                format!("Failed to authenticate the connection at the source host: No credentials are available in the security package (0x8009030E). The migration of a virtual machine from '{source}' to '{}' was initiated on '{initiator}'; with CredSSP it must be initiated on the source host.", config.name),
-            )),
-            AuthMode::Delegated if !trusted => Some(MigrationError::new(
-                ErrorKind::CredentialsNotRecognized,
-                format!("Host '{}' failed to authenticate the connection: no suitable credentials are available to delegate from '{initiator}'. The credentials supplied to the package were not recognized (0x8009030D).", config.name),
-            )),
-            AuthMode::Delegated => None,
-        };
-        if let Some(e) = refused {
-            return early(e, &mut writer);
-        }
-    }
+    let mut body = Vec::new();
     // The offer and the pre-flight checks.
     match protocol::read_frame(&mut reader, &mut body)? {
         Some(Command::Offer) => {}
@@ -259,32 +236,10 @@ fn incoming(host: &Host, stream: TcpStream, peer: SocketAddr) -> std::io::Result
     // Skeleton VM: the memory is reserved (and really allocated) now.
     // The disk: a new local image for a shared-nothing move, or the shared
     // image itself (pre-flight checked that it exists).
-    let mut disk = None;
-    let mut mirror = false;
-    if let Some(d) = &vm.disk {
-        let opened = config
-            .disk_path(&vm, d, true)
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no shared storage"))
-            .and_then(|path| GuestDisk::open(&path, d.size_mib, !d.shared));
-        match opened {
-            Ok(g) => {
-                mirror = !d.shared;
-                disk = Some(Arc::new(g));
-            }
-            Err(e) => {
-                return early(
-                    MigrationError::new(
-                        ErrorKind::Io,
-                        format!(
-                            "Host '{}' cannot open the disk of '{}': {e}.",
-                            config.name, vm.name
-                        ),
-                    ),
-                    &mut writer,
-                )
-            }
-        }
-    }
+    let (disk, mirror) = match open_disk(&config, &vm) {
+        Ok(opened) => opened,
+        Err(e) => return early(e, &mut writer),
+    };
     let blocks = if mirror {
         disk.as_ref().map_or(0, |d| d.blocks())
     } else {
@@ -390,6 +345,102 @@ fn incoming(host: &Host, stream: TcpStream, peer: SocketAddr) -> std::io::Result
             Ok(())
         }
     }
+}
+
+/// Who says hello.
+struct Hello<'a> {
+    source: &'a str,
+    initiator: &'a str,
+    nonce: u64,
+    peer: SocketAddr,
+}
+
+/// Challenge and proof (an HMAC of both nonces and both names under the
+/// secret shared with the source), then the initiator policy: with direct
+/// (CredSSP-like) authentication a move must be started on the source;
+/// delegated (Kerberos-like) allows the trusted initiators. `Some` is the
+/// refusal to send.
+fn authenticate(
+    config: &crate::config::HostConfig,
+    hello: &Hello<'_>,
+    reader: &mut BufReader<TcpStream>,
+    writer: &mut BufWriter<TcpStream>,
+) -> std::io::Result<Option<MigrationError>> {
+    let Hello {
+        source,
+        initiator,
+        peer,
+        ..
+    } = *hello;
+    let nonce = random_u64();
+    protocol::write_frame(writer, Command::Challenge, &[&nonce.to_le_bytes()])?;
+    writer.flush()?;
+    let mut body = Vec::new();
+    match protocol::read_frame(reader, &mut body)? {
+        Some(Command::Proof) => {}
+        other => return Err(bad_data(&format!("expected Proof, got {other:?}"))),
+    }
+    let expected = protocol::hmac_sha256(
+        config.auth.secret_for(source).as_bytes(),
+        &[
+            &hello.nonce.to_le_bytes(),
+            &nonce.to_le_bytes(),
+            source.as_bytes(),
+            initiator.as_bytes(),
+        ],
+    );
+    if !protocol::mac_eq(&body, &expected) {
+        tracing::warn!(host = %config.name, %source, %peer, "migration refused: wrong credential");
+        return Ok(Some(MigrationError::new(
+            ErrorKind::CredentialsNotRecognized,
+            format!("Host '{}' failed to authenticate the connection from '{source}': The credentials supplied to the package were not recognized (0x8009030D).", config.name),
+        )));
+    }
+    if initiator.eq_ignore_ascii_case(source) {
+        return Ok(None);
+    }
+    let trusted = config
+        .auth
+        .trusted_initiators
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(initiator));
+    Ok(match config.auth.mode {
+        AuthMode::Direct => Some(MigrationError::new(
+            ErrorKind::NoCredentials,
+            format!("Failed to authenticate the connection at the source host: No credentials are available in the security package (0x8009030E). The migration of a virtual machine from '{source}' to '{}' was initiated on '{initiator}'; with CredSSP it must be initiated on the source host.", config.name),
+        )),
+        AuthMode::Delegated if !trusted => Some(MigrationError::new(
+            ErrorKind::CredentialsNotRecognized,
+            format!("Host '{}' failed to authenticate the connection: no suitable credentials are available to delegate from '{initiator}'. The credentials supplied to the package were not recognized (0x8009030D).", config.name),
+        )),
+        AuthMode::Delegated => None,
+    })
+}
+
+/// The incoming VM's disk: a new local image for a shared-nothing move
+/// (`true`: its blocks follow the pages), or the shared image itself
+/// (pre-flight checked that it exists).
+fn open_disk(
+    config: &crate::config::HostConfig,
+    vm: &VmConfig,
+) -> Result<(Option<Arc<GuestDisk>>, bool), MigrationError> {
+    let Some(d) = &vm.disk else {
+        return Ok((None, false));
+    };
+    config
+        .disk_path(vm, d, true)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no shared storage"))
+        .and_then(|path| GuestDisk::open(&path, d.size_mib, !d.shared))
+        .map(|g| (Some(Arc::new(g)), !d.shared))
+        .map_err(|e| {
+            MigrationError::new(
+                ErrorKind::Io,
+                format!(
+                    "Host '{}' cannot open the disk of '{}': {e}.",
+                    config.name, vm.name
+                ),
+            )
+        })
 }
 
 enum Received {

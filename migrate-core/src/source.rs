@@ -889,23 +889,13 @@ impl Ctx {
                     let secs = rate_start.elapsed().as_secs_f64();
                     self.info.lock().expect("info lock").ram.dirty_pages_rate =
                         (dirty_in_period as f64 / secs) as u64;
-                    let xfer = sent - xfer_at_period;
                     if params.auto_converge {
-                        if let Some(w) = &live.workload {
-                            if dirty_in_period * PAGE_SIZE as u64 > xfer / 2 {
-                                triggers += 1;
-                                if triggers >= 2 {
-                                    let next = if w.throttle() == 0 {
-                                        20
-                                    } else {
-                                        w.throttle() + 10
-                                    };
-                                    w.set_throttle(next.min(99));
-                                    self.info.lock().expect("info lock").cpu_throttle_percentage =
-                                        Some(w.throttle());
-                                }
-                            }
-                        }
+                        self.auto_converge(
+                            live,
+                            dirty_in_period,
+                            sent - xfer_at_period,
+                            &mut triggers,
+                        );
                     }
                     rate_start = Instant::now();
                     dirty_in_period = 0;
@@ -1017,44 +1007,9 @@ impl Ctx {
                 .map(|d| d.load(Ordering::Relaxed))
                 .collect(),
         };
-        let count = (digests.len() as u64).to_le_bytes();
-        let verified = |command: Command, body: Vec<u8>| -> Result<Vec<u8>, Failure> {
-            workers[0]
-                .jobs
-                .send(Job::Frame(command, body))
-                .map_err(|_| self.lost_stream())?;
-            match self.wait_reply(replies, Duration::from_secs(60))? {
-                (Command::Verified, body) => Ok(body),
-                (other, _) => Err(Failure::Before(protocol::unexpected(
-                    Some(other),
-                    "Verified",
-                ))),
-            }
-        };
-        // Protocol 2: one folded digest first; the list only when it differs.
-        let mut answer = None;
-        if self.peer_version.load(Ordering::Relaxed) >= 2 {
-            let mut body = count.to_vec();
-            body.extend_from_slice(&fold_digests(digests.iter().copied()).to_le_bytes());
-            let reply = verified(Command::VerifySummary, body)?;
-            if Cursor::new(&reply).u64().ok() == Some(0) {
-                answer = Some(reply);
-            }
-        }
-        let body = match answer {
-            Some(body) => body,
-            None => {
-                let mut body = Vec::with_capacity(8 + digests.len() * 8);
-                body.extend_from_slice(&count);
-                for d in &digests {
-                    body.extend_from_slice(&d.to_le_bytes());
-                }
-                verified(Command::Verify, body)?
-            }
-        };
-        let mut c = Cursor::new(&body);
-        let mismatched = c.u64().unwrap_or(u64::MAX);
+        let verified = self.verify(workers, replies, &digests);
         downtime.verify_ms = ms(t.elapsed());
+        let (mismatched, first) = verified?;
         report.verification = Some(Verification {
             mode,
             pages: pages as u64,
@@ -1063,10 +1018,6 @@ impl Ctx {
             audit: None,
         });
         if mismatched != 0 {
-            let first: Vec<String> = (0..mismatched.min(8))
-                .filter_map(|_| c.u64().ok())
-                .map(|p| format!("{p:#x}"))
-                .collect();
             report.downtime = Some(downtime);
             return Err(Failure::Before(MigrationError::new(
                 ErrorKind::VerifyFailed,
@@ -1076,52 +1027,17 @@ impl Ctx {
                 ),
             )));
         }
-        // Commit.
         let t = Instant::now();
-        workers[0]
-            .jobs
-            .send(Job::Frame(Command::Commit, Vec::new()))
-            .map_err(|_| self.lost_stream())?;
-        match self.wait_reply(replies, Duration::from_secs(30)) {
-            Ok((Command::CommitAck, _)) => {}
-            Ok((other, _)) => {
-                return Err(Failure::InDoubt(protocol::unexpected(
-                    Some(other),
-                    "CommitAck",
-                )))
-            }
-            Err(Failure::Before(e)) | Err(Failure::InDoubt(e)) => return Err(Failure::InDoubt(e)),
-        }
+        self.commit(workers, replies)?;
         downtime.commit_ms = ms(t.elapsed());
         let total_downtime = blackout_start.elapsed().as_millis() as u64;
         report.downtime = Some(downtime);
         if mode == VerifyMode::Sent {
             // Off the blackout now: the source's copy stays paused until
             // this returns, so what it holds is what the VM had at the pause.
-            let t = Instant::now();
-            let now = full_digests(memory, live.disk.as_deref());
-            let differing: Vec<u64> = now
-                .iter()
-                .zip(&digests)
-                .enumerate()
-                .filter(|(_, (a, b))| a != b)
-                .map(|(p, _)| p as u64)
-                .collect();
-            if !differing.is_empty() {
-                tracing::warn!(
-                    vm = %live.vm_name,
-                    pages = differing.len(),
-                    first = ?&differing[..differing.len().min(8)],
-                    "after the commit, the paused source memory differs from what was sent: writes the dirty tracker missed"
-                );
-            }
+            let audit = self.audit(live, &digests);
             if let Some(v) = report.verification.as_mut() {
-                v.audit = Some(Audit {
-                    pages: now.len() as u64,
-                    differing: differing.len() as u64,
-                    first: differing.iter().take(8).copied().collect(),
-                    ms: ms(t.elapsed()),
-                });
+                v.audit = Some(audit);
             }
         }
         let mut info = self.info.lock().expect("info lock");
@@ -1138,6 +1054,129 @@ impl Ctx {
         info.ram.pages_written =
             live.workload.as_ref().map_or(0, |w| w.pages_written()) - written_start;
         Ok(())
+    }
+
+    /// Auto-converge (QEMU's): once a second, when the workload dirtied
+    /// more than half of what was sent in that second twice running,
+    /// throttle it (20 %, then 10 points more each time, at most 99 %).
+    fn auto_converge(&self, live: &Live, dirtied_pages: u64, sent_bytes: u64, triggers: &mut u32) {
+        let Some(w) = &live.workload else {
+            return;
+        };
+        if dirtied_pages * PAGE_SIZE as u64 <= sent_bytes / 2 {
+            return;
+        }
+        *triggers += 1;
+        if *triggers >= 2 {
+            let next = if w.throttle() == 0 {
+                20
+            } else {
+                w.throttle() + 10
+            };
+            w.set_throttle(next.min(99));
+            self.info.lock().expect("info lock").cpu_throttle_percentage = Some(w.throttle());
+        }
+    }
+
+    /// Sends the digests of every page and returns how many the destination
+    /// found different, with the first few as hex. Protocol 2 sends one
+    /// folded digest first, and the list only when that differs.
+    fn verify(
+        &self,
+        workers: &[Stream],
+        replies: &Receiver<std::io::Result<(Command, Vec<u8>)>>,
+        digests: &[u64],
+    ) -> Result<(u64, Vec<String>), Failure> {
+        let count = (digests.len() as u64).to_le_bytes();
+        let verified = |command: Command, body: Vec<u8>| -> Result<Vec<u8>, Failure> {
+            workers[0]
+                .jobs
+                .send(Job::Frame(command, body))
+                .map_err(|_| self.lost_stream())?;
+            match self.wait_reply(replies, Duration::from_secs(60))? {
+                (Command::Verified, body) => Ok(body),
+                (other, _) => Err(Failure::Before(protocol::unexpected(
+                    Some(other),
+                    "Verified",
+                ))),
+            }
+        };
+        let mut answer = None;
+        if self.peer_version.load(Ordering::Relaxed) >= 2 {
+            let mut body = count.to_vec();
+            body.extend_from_slice(&fold_digests(digests.iter().copied()).to_le_bytes());
+            let reply = verified(Command::VerifySummary, body)?;
+            if Cursor::new(&reply).u64().ok() == Some(0) {
+                answer = Some(reply);
+            }
+        }
+        let body = match answer {
+            Some(body) => body,
+            None => {
+                let mut body = Vec::with_capacity(8 + digests.len() * 8);
+                body.extend_from_slice(&count);
+                for d in digests {
+                    body.extend_from_slice(&d.to_le_bytes());
+                }
+                verified(Command::Verify, body)?
+            }
+        };
+        let mut c = Cursor::new(&body);
+        let mismatched = c.u64().unwrap_or(u64::MAX);
+        let first = (0..mismatched.min(8))
+            .filter_map(|_| c.u64().ok())
+            .map(|p| format!("{p:#x}"))
+            .collect();
+        Ok((mismatched, first))
+    }
+
+    /// Asks the destination to commit; a lost or wrong answer leaves the
+    /// outcome in doubt (the caller asks the destination before resuming).
+    fn commit(
+        &self,
+        workers: &[Stream],
+        replies: &Receiver<std::io::Result<(Command, Vec<u8>)>>,
+    ) -> Result<(), Failure> {
+        workers[0]
+            .jobs
+            .send(Job::Frame(Command::Commit, Vec::new()))
+            .map_err(|_| self.lost_stream())?;
+        match self.wait_reply(replies, Duration::from_secs(30)) {
+            Ok((Command::CommitAck, _)) => Ok(()),
+            Ok((other, _)) => Err(Failure::InDoubt(protocol::unexpected(
+                Some(other),
+                "CommitAck",
+            ))),
+            Err(Failure::Before(e)) | Err(Failure::InDoubt(e)) => Err(Failure::InDoubt(e)),
+        }
+    }
+
+    /// After the commit (`verify = sent`): the paused source memory against
+    /// what was sent; a difference is a write the dirty tracker missed.
+    fn audit(&self, live: &Live, sent: &[u64]) -> Audit {
+        let t = Instant::now();
+        let now = full_digests(&live.memory, live.disk.as_deref());
+        let differing: Vec<u64> = now
+            .iter()
+            .zip(sent)
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .map(|(p, _)| p as u64)
+            .collect();
+        if !differing.is_empty() {
+            tracing::warn!(
+                vm = %live.vm_name,
+                pages = differing.len(),
+                first = ?&differing[..differing.len().min(8)],
+                "after the commit, the paused source memory differs from what was sent: writes the dirty tracker missed"
+            );
+        }
+        Audit {
+            pages: now.len() as u64,
+            differing: differing.len() as u64,
+            first: differing.iter().take(8).copied().collect(),
+            ms: ms(t.elapsed()),
+        }
     }
 
     fn update_info(
