@@ -380,7 +380,7 @@ fn authenticate(
         Some(Command::Proof) => {}
         other => return Err(bad_data(&format!("expected Proof, got {other:?}"))),
     }
-    let expected = protocol::hmac_sha256(
+    let proven = protocol::hmac_sha256_verify(
         config.auth.secret_for(source).as_bytes(),
         &[
             &hello.nonce.to_le_bytes(),
@@ -388,8 +388,9 @@ fn authenticate(
             source.as_bytes(),
             initiator.as_bytes(),
         ],
+        &body,
     );
-    if !protocol::mac_eq(&body, &expected) {
+    if !proven {
         tracing::warn!(host = %config.name, %source, %peer, "migration refused: wrong credential");
         return Ok(Some(MigrationError::new(
             ErrorKind::CredentialsNotRecognized,

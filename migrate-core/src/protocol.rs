@@ -268,28 +268,30 @@ pub fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(b);
 }
 
-/// HMAC-SHA256 (RFC 2104) of `message` under `key`.
+/// HMAC-SHA256 (RFC 2104, the `hmac` crate) of `message` under `key`.
 pub fn hmac_sha256(key: &[u8], message: &[&[u8]]) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(block.map(|b| b ^ 0x36));
+    use hmac::{KeyInit, Mac};
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
     for part in message {
-        inner.update(part);
+        mac.update(part);
     }
-    let inner = inner.finalize();
-    let mut outer = Sha256::new();
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner);
-    outer.finalize().into()
+    mac.finalize().into_bytes().into()
 }
 
-/// Compares two MACs in constant time.
+/// Whether `tag` is the HMAC-SHA256 of `message` under `key` (compared in
+/// constant time).
+pub fn hmac_sha256_verify(key: &[u8], message: &[&[u8]], tag: &[u8]) -> bool {
+    use hmac::{KeyInit, Mac};
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    for part in message {
+        mac.update(part);
+    }
+    mac.verify_slice(tag).is_ok()
+}
+
+/// Compares two secrets (tokens) in constant time.
 pub fn mac_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -382,5 +384,16 @@ mod tests {
             hex,
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+        assert!(hmac_sha256_verify(
+            b"Jefe",
+            &[b"what do ya want for nothing?"],
+            &mac
+        ));
+        assert!(!hmac_sha256_verify(b"Jefe", &[b"what do ya want"], &mac));
+        assert!(!hmac_sha256_verify(
+            b"Jefe",
+            &[b"what do ya want for nothing?"],
+            &mac[..31]
+        ));
     }
 }
