@@ -857,18 +857,11 @@ impl Correlator {
             .collect()
     }
 
-    fn decide(&mut self, key: &str) {
-        self.stats.decisions += 1;
-        let Some(group) = self.groups.get(key) else {
-            return;
-        };
-        let Some(a) = group.attempt.clone() else {
-            return;
-        };
-        let pool = self.pool_for(group, &a);
-        let mut scored: Vec<(u64, i64, f64, usize, Vec<usize>)> = Vec::new();
-        // Only causes that reference a rule some event of the group (or the
-        // host-level pool) matched can match.
+    /// The causes an attempt's events (and its hosts' pool) satisfy, best
+    /// first: most rules matched, then priority, confidence, rule order.
+    /// Only causes that reference a rule some of the events matched are
+    /// evaluated.
+    fn score_causes(&self, group: &Group, a: &Attempt, pool: &[&Matched]) -> Vec<Scored> {
         let mut candidates: Vec<usize> = group
             .events
             .iter()
@@ -878,9 +871,10 @@ impl Correlator {
             .collect();
         candidates.sort_unstable();
         candidates.dedup();
+        let mut scored = Vec::new();
         for c in candidates {
             let cause = &self.rules.causes[c];
-            let (count, matched) = evaluate(cause, group.events.iter(), &a, &pool);
+            let (count, matched) = evaluate(cause, group.events.iter(), a, pool);
             if count == 0 || !cause.satisfied(count) {
                 continue;
             }
@@ -897,6 +891,56 @@ impl Correlator {
                 .then(y.2.total_cmp(&x.2))
                 .then(x.3.cmp(&y.3))
         });
+        scored
+    }
+
+    /// Source and destination of an attempt: named in a failure's text,
+    /// else the host that logged the failure; the host of a
+    /// destination-role event, else one named, else another host of the
+    /// evidence.
+    fn route(
+        &self,
+        group: &Group,
+        a: &Attempt,
+        failure_ev: &[&Matched],
+        evidence: &[&Matched],
+    ) -> (Option<CompactString>, Option<CompactString>) {
+        let span = td(self.rules.max_timespan);
+        let source = failure_ev
+            .iter()
+            .find_map(|m| m.src_named.clone())
+            .or_else(|| evidence.iter().find_map(|m| m.src_named.clone()))
+            .or_else(|| failure_ev.first().map(|m| m.host.clone()));
+        let destination = group
+            .events
+            .iter()
+            .filter(|m| m.ts >= a.first - span && m.ts <= a.last + span)
+            .find(|m| {
+                m.rules
+                    .iter()
+                    .any(|&r| self.rules.detections[r].role == Role::Destination)
+            })
+            .map(|m| m.host.clone())
+            .or_else(|| evidence.iter().find_map(|m| m.dst_named.clone()))
+            .or_else(|| {
+                evidence
+                    .iter()
+                    .map(|m| m.host.clone())
+                    .find(|h| source.as_ref().is_none_or(|s| !s.eq_ignore_ascii_case(h)))
+            });
+        (source, destination)
+    }
+
+    fn decide(&mut self, key: &str) {
+        self.stats.decisions += 1;
+        let Some(group) = self.groups.get(key) else {
+            return;
+        };
+        let Some(a) = group.attempt.clone() else {
+            return;
+        };
+        let pool = self.pool_for(group, &a);
+        let scored = self.score_causes(group, &a, &pool);
         let span = td(self.rules.max_timespan);
         let failure_ev: Vec<&Matched> = group
             .events
@@ -943,45 +987,8 @@ impl Correlator {
         let winner_span = scored
             .first()
             .map_or(span, |s| td(self.rules.causes[s.3].timespan));
-        let mut evidence: Vec<&Matched> = failure_ev.clone();
-        for m in group.events.iter().chain(pool.iter().copied()) {
-            if m.ts >= a.first - winner_span
-                && m.ts <= a.last + winner_span
-                && m.rules.iter().any(|r| winner_rules.contains(r))
-                && !evidence.iter().any(|e| std::ptr::eq(*e, m))
-            {
-                evidence.push(m);
-            }
-        }
-        // A total order, so the evidence list does not depend on the order
-        // events arrived in (a replay after a restart gives the same list).
-        evidence.sort_by(|x, y| {
-            x.ts.cmp(&y.ts)
-                .then(x.host.cmp(&y.host))
-                .then_with(|| evidence_order(&x.evidence, &y.evidence))
-        });
-        let source = failure_ev
-            .iter()
-            .find_map(|m| m.src_named.clone())
-            .or_else(|| evidence.iter().find_map(|m| m.src_named.clone()))
-            .or_else(|| failure_ev.first().map(|m| m.host.clone()));
-        let destination = group
-            .events
-            .iter()
-            .filter(|m| m.ts >= a.first - span && m.ts <= a.last + span)
-            .find(|m| {
-                m.rules
-                    .iter()
-                    .any(|&r| self.rules.detections[r].role == Role::Destination)
-            })
-            .map(|m| m.host.clone())
-            .or_else(|| evidence.iter().find_map(|m| m.dst_named.clone()))
-            .or_else(|| {
-                evidence
-                    .iter()
-                    .map(|m| m.host.clone())
-                    .find(|h| source.as_ref().is_none_or(|s| !s.eq_ignore_ascii_case(h)))
-            });
+        let evidence = evidence_for(group, &a, &pool, &failure_ev, &winner_rules, winner_span);
+        let (source, destination) = self.route(group, &a, &failure_ev, &evidence);
         let mut evidence: Vec<Evidence> =
             evidence.into_iter().map(|m| m.evidence.clone()).collect();
         evidence.truncate(self.cfg.max_evidence);
@@ -1272,6 +1279,40 @@ fn insert_sorted(events: &mut VecDeque<Matched>, m: Matched) {
         let at = events.partition_point(|e| e.ts <= m.ts);
         events.insert(at, m);
     }
+}
+
+/// A cause an attempt satisfies: rules matched, priority, confidence, the
+/// cause's index, the rules it matched.
+type Scored = (u64, i64, f64, usize, Vec<usize>);
+
+/// An attempt's evidence: its failure signals, then the events (of the
+/// group and of its hosts' pool) matching the winner's rules within its
+/// timespan, in a total order, so the list does not depend on the order
+/// events arrived in (a replay after a restart gives the same list).
+fn evidence_for<'a>(
+    group: &'a Group,
+    a: &Attempt,
+    pool: &[&'a Matched],
+    failure_ev: &[&'a Matched],
+    winner_rules: &[usize],
+    winner_span: TimeDelta,
+) -> Vec<&'a Matched> {
+    let mut evidence: Vec<&Matched> = failure_ev.to_vec();
+    for m in group.events.iter().chain(pool.iter().copied()) {
+        if m.ts >= a.first - winner_span
+            && m.ts <= a.last + winner_span
+            && m.rules.iter().any(|r| winner_rules.contains(r))
+            && !evidence.iter().any(|e| std::ptr::eq(*e, m))
+        {
+            evidence.push(m);
+        }
+    }
+    evidence.sort_by(|x, y| {
+        x.ts.cmp(&y.ts)
+            .then(x.host.cmp(&y.host))
+            .then_with(|| evidence_order(&x.evidence, &y.evidence))
+    });
+    evidence
 }
 
 fn merge_evidence(into: &mut Vec<Evidence>, more: Vec<Evidence>, cap: usize) {

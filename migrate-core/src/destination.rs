@@ -315,25 +315,35 @@ fn hello(
     drop(slot);
     session.failed.store(true, Ordering::Relaxed);
     session.changed.notify_all();
+    report_outcome(host, outcome, &vm, source, &mut writer);
+    Ok(())
+}
+
+/// The destination's notice of how an incoming migration ended; a failure
+/// is also sent to the source while the connection still works, so it
+/// reports the real cause.
+fn report_outcome(
+    host: &Host,
+    outcome: Result<u64, Received>,
+    vm: &VmConfig,
+    source: String,
+    writer: &mut BufWriter<TcpStream>,
+) {
     match outcome {
-        Ok(blackout_ms) => {
-            host.notice(&Notice::MigrationSucceeded {
-                vm_name: vm.name.clone(),
-                vm_id: vm.id.clone(),
-                role: Role::Destination,
-                peer: source,
-                blackout_ms,
-                report: None,
-            });
-            Ok(())
-        }
+        Ok(blackout_ms) => host.notice(&Notice::MigrationSucceeded {
+            vm_name: vm.name.clone(),
+            vm_id: vm.id.clone(),
+            role: Role::Destination,
+            peer: source,
+            blackout_ms,
+            report: None,
+        }),
         Err(e) => {
             let error = match e {
                 Received::Error(e) => e,
                 Received::Io(io) => MigrationError::from_io(&io, &source),
             };
-            // Tell the source the real cause when the connection still works.
-            let _ = reject(&mut writer, &error);
+            let _ = reject(writer, &error);
             host.notice(&Notice::MigrationFailed {
                 vm_name: vm.name.clone(),
                 vm_id: vm.id.clone(),
@@ -342,7 +352,6 @@ fn hello(
                 error,
                 report: None,
             });
-            Ok(())
         }
     }
 }
