@@ -116,10 +116,10 @@ pub fn start(
     let store = {
         let data = data.to_path_buf();
         let stop = store_stop.clone();
-        registry.stage("store");
+        let metrics = registry.stage("store");
         std::thread::Builder::new()
             .name("incident-store".into())
-            .spawn(move || correlate::stage::run_store(&data, &stop))
+            .spawn(move || correlate::stage::run_store(&data, &stop, &metrics))
             .context("cannot start the incident store")?
     };
     Ok(Topology {

@@ -208,13 +208,13 @@ struct Group {
     touched: u64,
 }
 
-/// Arrivals later than the settle time behind the watermark (a folder of
-/// old exports, a host that was cut off for minutes) are held until none
-/// has come for this long on the watermark's clock, or for the settle time
-/// since the first, then used in time order: a backfill that arrives file
-/// by file, in any order, is correlated as one ordered pass over its files
-/// would be. Arrivals less late than that (a shipper's delay of seconds)
-/// are used at once.
+/// Arrivals behind the watermark are held until none has come for a while
+/// on the watermark's clock (this long when some are later than the settle
+/// time: a folder of old exports, a host cut off for minutes; the lateness
+/// bound, 250 ms live, when all are a shipper's delay of seconds), or for
+/// the settle time since the first, then used in time order: a backfill
+/// that arrives file by file, in any order, is correlated as one ordered
+/// pass over its files would be.
 const LATE_QUIET: Duration = Duration::from_secs(1);
 
 /// One VM id a name had, between two event times.
@@ -245,6 +245,8 @@ pub struct Correlator {
     late: Vec<Pending>,
     /// The watermark when the first and the last of `late` arrived.
     late_window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// Some of `late` is later than the settle time (a backfill).
+    late_far: bool,
     seq: u64,
     newest: Option<DateTime<Utc>>,
     clock: Option<DateTime<Utc>>,
@@ -283,6 +285,7 @@ impl Correlator {
             heap: BinaryHeap::new(),
             late: Vec::new(),
             late_window: None,
+            late_far: false,
             seq: 0,
             newest: None,
             clock: None,
@@ -321,15 +324,11 @@ impl Correlator {
         if !matched.is_empty() {
             self.stats.matched += 1;
             let bound = self.clock;
-            if bound.is_some_and(|c| ts < c && ts >= c - td(self.cfg.settle)) {
-                // Later than the lateness bound but within the settle time
-                // (a shipper's delay): used at once, out of order.
+            if let Some(c) = bound.filter(|c| ts < *c) {
+                // Later than the lateness bound: held with the other late
+                // arrivals and used in time order once they pause.
                 self.stats.late += 1;
-                self.process(event, matched.clone());
-            } else if let Some(c) = bound.filter(|c| ts < *c) {
-                // Later than the settle time (a backfill): held with the
-                // other such arrivals and used in time order once they pause.
-                self.stats.late += 1;
+                self.late_far |= ts < c - td(self.cfg.settle);
                 self.seq += 1;
                 self.late.push(Pending {
                     ts,
@@ -414,7 +413,13 @@ impl Correlator {
 
     fn advance(&mut self, clock: DateTime<Utc>) {
         if let Some((first, last)) = self.late_window {
-            if clock >= last + td(LATE_QUIET) || clock >= first + td(self.cfg.settle) {
+            // A shipper's delay waits one lateness bound; a backfill a second.
+            let quiet = if self.late_far {
+                td(LATE_QUIET)
+            } else {
+                td(self.cfg.lateness)
+            };
+            if clock >= last + quiet || clock >= first + td(self.cfg.settle) {
                 self.release_late();
             }
         }
@@ -443,6 +448,7 @@ impl Correlator {
     /// Processes the late arrivals held so far, in time order.
     fn release_late(&mut self) {
         self.late_window = None;
+        self.late_far = false;
         let mut late = std::mem::take(&mut self.late);
         late.sort_by_key(|p| (p.ts, p.seq));
         for p in late {

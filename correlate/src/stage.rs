@@ -59,6 +59,9 @@ pub const WARM_UP_LIMIT: usize = 2_000_000;
 
 /// How often a live stage looks at the clock when no events arrive.
 const TICK: Duration = Duration::from_millis(50);
+/// How often an idle correlator deletes change-log segments every
+/// subscriber has read (it also does after each append).
+const RELEASE_EVERY: Duration = Duration::from_secs(10);
 
 /// What a stage run produced.
 #[derive(Debug, Clone, Default)]
@@ -92,6 +95,8 @@ pub struct CorrelatorStage {
     metrics: Arc<StageMetrics>,
     summary: StageSummary,
     changed: HashMap<String, Incident>,
+    /// When fully read change-log segments were last deleted.
+    released_at: Instant,
 }
 
 impl CorrelatorStage {
@@ -130,6 +135,7 @@ impl CorrelatorStage {
             metrics,
             summary: StageSummary::default(),
             changed: HashMap::new(),
+            released_at: Instant::now(),
         })
     }
 
@@ -290,6 +296,13 @@ impl CorrelatorStage {
                 Recv::Idle => {
                     self.tick();
                     self.publish()?;
+                    if self.released_at.elapsed() >= RELEASE_EVERY {
+                        // Subscribers that caught up since the last append.
+                        if let Err(e) = self.log.release() {
+                            tracing::warn!(error = %e, "cannot delete read incident change segments");
+                        }
+                        self.released_at = Instant::now();
+                    }
                 }
                 Recv::Closed => break,
             }
@@ -311,17 +324,28 @@ impl CorrelatorStage {
 /// Follows the change log as the subscriber `store` and upserts every
 /// change into the incident store (`incidents.json`), until `stop` is
 /// given and the log is read to its end.
-pub fn run_store(data: &Path, stop: &pipeline::Shutdown) -> Result<u64, StoreError> {
+///
+/// Counts changes read (in) and incidents written (out) in `metrics`.
+pub fn run_store(
+    data: &Path,
+    stop: &pipeline::Shutdown,
+    metrics: &StageMetrics,
+) -> Result<u64, StoreError> {
     let mut subscription = crate::changes::Subscription::open(data, STORE_SUBSCRIBER)?;
     let store = IncidentStore::new(data);
     let mut written = 0u64;
     loop {
         let stopping = stop.is_triggered();
         let mut batch: Vec<Incident> = Vec::new();
+        let mut at: HashMap<String, usize> = HashMap::new();
         while let Some(change) = subscription.next_change()? {
-            match batch.iter_mut().find(|i| i.id == change.incident.id) {
-                Some(slot) => *slot = change.incident,
-                None => batch.push(change.incident),
+            metrics.items_in.fetch_add(1, Ordering::Relaxed);
+            match at.get(&change.incident.id) {
+                Some(&i) => batch[i] = change.incident,
+                None => {
+                    at.insert(change.incident.id.clone(), batch.len());
+                    batch.push(change.incident);
+                }
             }
             if batch.len() >= 10_000 {
                 break;
@@ -330,6 +354,10 @@ pub fn run_store(data: &Path, stop: &pipeline::Shutdown) -> Result<u64, StoreErr
         if !batch.is_empty() {
             store.upsert(&batch)?;
             written += batch.len() as u64;
+            metrics
+                .items_out
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            metrics.committed_now();
             subscription.ack()?;
             continue;
         }

@@ -37,7 +37,7 @@ pub mod shutdown;
 pub mod stage;
 pub mod wal;
 
-pub use batch::{Committed, EventBatch};
+pub use batch::{Committed, EventBatch, WireError};
 pub use cursor::{Ack, Cursor};
 pub use lookup::{EventLookup, LookupError};
 pub use metrics::{Registry, StageMetrics};
