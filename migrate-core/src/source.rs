@@ -959,21 +959,7 @@ impl Ctx {
             remaining.take(&mut cursor, BATCH * n, &mut take);
             dispatch(&mut take, &mut per_stream)?;
         }
-        let mut acks = Vec::new();
-        for w in workers {
-            let (tx, rx) = mpsc::sync_channel(1);
-            w.jobs
-                .send(Job::Flush(FINAL | pass, tx))
-                .map_err(|_| self.lost_stream())?;
-            acks.push(rx);
-        }
-        for rx in acks {
-            match rx.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(Failure::Before(self.io_error(&e))),
-                Err(_) => return Err(Failure::Before(self.lost_stream())),
-            }
-        }
+        self.flush_streams(workers, FINAL | pass)?;
         report.passes.push(PassRecord {
             pass,
             start_ms: (pass_start - start).as_millis() as u64,
@@ -986,14 +972,7 @@ impl Ctx {
         });
         downtime.final_pages_ms = ms(t.elapsed());
         let t = Instant::now();
-        let device = DeviceState {
-            blob: live.device.to_vec(),
-        };
-        let device = serde_json::to_vec(&device).unwrap_or_default();
-        workers[0]
-            .jobs
-            .send(Job::Frame(Command::Device, device))
-            .map_err(|_| self.lost_stream())?;
+        self.send_device(live, workers)?;
         downtime.device_ms = ms(t.elapsed());
         // Verify: a digest of every page against the destination's.
         let t = Instant::now();
@@ -1053,6 +1032,40 @@ impl Ctx {
         info.ram.dirty_sync_count = pass;
         info.ram.pages_written =
             live.workload.as_ref().map_or(0, |w| w.pages_written()) - written_start;
+        Ok(())
+    }
+
+    /// Waits until every stream has sent what it was given, then marks
+    /// `pass` (with [`FINAL`] for the last) on each.
+    fn flush_streams(&self, workers: &[Stream], pass: u64) -> Result<(), Failure> {
+        let mut acks = Vec::new();
+        for w in workers {
+            let (tx, rx) = mpsc::sync_channel(1);
+            w.jobs
+                .send(Job::Flush(pass, tx))
+                .map_err(|_| self.lost_stream())?;
+            acks.push(rx);
+        }
+        for rx in acks {
+            match rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(Failure::Before(self.io_error(&e))),
+                Err(_) => return Err(Failure::Before(self.lost_stream())),
+            }
+        }
+        Ok(())
+    }
+
+    /// The VM's device state, sent in the blackout.
+    fn send_device(&self, live: &Live, workers: &[Stream]) -> Result<(), Failure> {
+        let device = DeviceState {
+            blob: live.device.to_vec(),
+        };
+        let device = serde_json::to_vec(&device).unwrap_or_default();
+        workers[0]
+            .jobs
+            .send(Job::Frame(Command::Device, device))
+            .map_err(|_| self.lost_stream())?;
         Ok(())
     }
 

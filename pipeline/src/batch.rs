@@ -53,88 +53,24 @@ impl EventBatch {
     /// then one metric line each. The ack stays behind: the receiving side
     /// acknowledges its delivery instead.
     pub fn to_wire(&self) -> Vec<u8> {
-        let mut out = format!(
-            "{{\"type\":\"relive.event_batch\",\"version\":{},\"dedup_key\":\"{}\",\"from\":{},\"to\":{},\"events\":{},\"metrics\":{}}}\n",
-            Self::VERSION,
-            self.dedup_key(),
-            self.from,
-            self.to,
-            self.events.len(),
-            self.metrics.len()
-        )
-        .into_bytes();
-        for event in &self.events {
-            event.write_json(&mut out);
-            out.push(b'\n');
-        }
-        for metric in &self.metrics {
-            out.extend_from_slice(metric.to_json().as_bytes());
-            out.push(b'\n');
-        }
-        out
+        let header = serde_json::json!({
+            "type": "relive.event_batch",
+            "version": Self::VERSION,
+            "dedup_key": self.dedup_key(),
+            "from": self.from,
+            "to": self.to,
+            "events": self.events.len(),
+            "metrics": self.metrics.len(),
+        });
+        wire(&header, &self.events, &self.metrics)
     }
 
     /// Reads [`EventBatch::to_wire`] back; `ack` is what delivering it
     /// acknowledges on this side.
     pub fn from_wire(bytes: &[u8], ack: Ack) -> Result<EventBatch, WireError> {
-        let (head, body) = match memchr_newline(bytes) {
-            Some(i) => (&bytes[..i], &bytes[i + 1..]),
-            None => return Err(WireError::Header("no header line".into())),
-        };
-        let header: serde_json::Value =
-            serde_json::from_slice(head).map_err(|e| WireError::Header(e.to_string()))?;
-        if header["type"] != "relive.event_batch" {
-            return Err(WireError::Header(format!("type {}", header["type"])));
-        }
-        let version = header["version"].as_u64().unwrap_or(0);
-        if version != u64::from(Self::VERSION) {
-            return Err(WireError::Version(version, Self::VERSION));
-        }
-        let number = |key: &str| {
-            header[key]
-                .as_u64()
-                .ok_or_else(|| WireError::Header(format!("no {key}")))
-        };
-        let (from, to) = (number("from")?, number("to")?);
-        let (n_events, n_metrics) = (number("events")? as usize, number("metrics")? as usize);
-        let mut lines = body.split(|&b| b == b'\n').filter(|l| !l.is_empty());
-        let mut events = Vec::with_capacity(n_events);
-        let mut metrics = Vec::with_capacity(n_metrics);
-        let ecs = parsers::ParseOptions {
-            format: Some(parsers::Format::EcsJson),
-            ..parsers::ParseOptions::default()
-        };
-        let metric_lines = parsers::ParseOptions {
-            format: Some(parsers::Format::MetricsJson),
-            ..parsers::ParseOptions::default()
-        };
-        for (n, expected) in [(n_events, true), (n_metrics, false)] {
-            for _ in 0..n {
-                let Some(line) = lines.next() else {
-                    return Err(WireError::Body(format!(
-                        "{} events and {} metrics announced, the body ends early",
-                        n_events, n_metrics
-                    )));
-                };
-                let opts = if expected { &ecs } else { &metric_lines };
-                let mut out = parsers::parse_bytes(line, opts);
-                if let Some(e) = out.errors.pop() {
-                    return Err(WireError::Body(e.to_string()));
-                }
-                match (expected, out.events.pop(), out.metrics.pop()) {
-                    (true, Some(e), None) => events.push(e),
-                    (false, None, Some(m)) => metrics.push(m),
-                    _ => {
-                        return Err(WireError::Body(
-                            "a line is not the event or metric announced".into(),
-                        ))
-                    }
-                }
-            }
-        }
-        if lines.next().is_some() {
-            return Err(WireError::Body("more lines than announced".into()));
-        }
+        let (header, body) = header(bytes, "relive.event_batch", Self::VERSION)?;
+        let (from, to) = (number(&header, "from")?, number(&header, "to")?);
+        let (events, metrics) = read_body(&header, body)?;
         Ok(EventBatch {
             from,
             to,
@@ -146,8 +82,93 @@ impl EventBatch {
     }
 }
 
-fn memchr_newline(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == b'\n')
+/// A header line, then one ECS JSON line per event and one line per metric.
+fn wire(header: &serde_json::Value, events: &[Event], metrics: &[Metric]) -> Vec<u8> {
+    let mut out = header.to_string().into_bytes();
+    out.push(b'\n');
+    for event in events {
+        event.write_json(&mut out);
+        out.push(b'\n');
+    }
+    for metric in metrics {
+        out.extend_from_slice(metric.to_json().as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// The header of a wire form of `kind`, checked, and the body after it.
+fn header<'a>(
+    bytes: &'a [u8],
+    kind: &str,
+    version: u16,
+) -> Result<(serde_json::Value, &'a [u8]), WireError> {
+    let Some(i) = bytes.iter().position(|&b| b == b'\n') else {
+        return Err(WireError::Header("no header line".into()));
+    };
+    let header: serde_json::Value =
+        serde_json::from_slice(&bytes[..i]).map_err(|e| WireError::Header(e.to_string()))?;
+    if header["type"] != kind {
+        return Err(WireError::Header(format!("type {}", header["type"])));
+    }
+    let found = header["version"].as_u64().unwrap_or(0);
+    if found != u64::from(version) {
+        return Err(WireError::Version(found, version));
+    }
+    Ok((header, &bytes[i + 1..]))
+}
+
+fn number(header: &serde_json::Value, key: &str) -> Result<u64, WireError> {
+    header[key]
+        .as_u64()
+        .ok_or_else(|| WireError::Header(format!("no {key}")))
+}
+
+/// Exactly the events and metrics the header announces.
+fn read_body(
+    header: &serde_json::Value,
+    body: &[u8],
+) -> Result<(Vec<Event>, Vec<Metric>), WireError> {
+    let n_events = number(header, "events")? as usize;
+    let n_metrics = number(header, "metrics")? as usize;
+    let mut lines = body.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+    let mut events = Vec::with_capacity(n_events);
+    let mut metrics = Vec::with_capacity(n_metrics);
+    let options = |format| parsers::ParseOptions {
+        format: Some(format),
+        ..parsers::ParseOptions::default()
+    };
+    let (ecs, metric_lines) = (
+        options(parsers::Format::EcsJson),
+        options(parsers::Format::MetricsJson),
+    );
+    for (n, is_event) in [(n_events, true), (n_metrics, false)] {
+        for _ in 0..n {
+            let Some(line) = lines.next() else {
+                return Err(WireError::Body(format!(
+                    "{n_events} events and {n_metrics} metrics announced, the body ends early"
+                )));
+            };
+            let opts = if is_event { &ecs } else { &metric_lines };
+            let mut out = parsers::parse_bytes(line, opts);
+            if let Some(e) = out.errors.pop() {
+                return Err(WireError::Body(e.to_string()));
+            }
+            match (is_event, out.events.pop(), out.metrics.pop()) {
+                (true, Some(e), None) => events.push(e),
+                (false, None, Some(m)) => metrics.push(m),
+                _ => {
+                    return Err(WireError::Body(
+                        "a line is not the event or metric announced".into(),
+                    ))
+                }
+            }
+        }
+    }
+    if lines.next().is_some() {
+        return Err(WireError::Body("more lines than announced".into()));
+    }
+    Ok((events, metrics))
 }
 
 /// Events made durable and searchable by one index commit (index → correlator).
@@ -172,5 +193,40 @@ impl Message for Committed {
     const VERSION: u16 = 1;
     fn dedup_key(&self) -> String {
         format!("commit:upto:{}", self.upto)
+    }
+}
+
+impl Committed {
+    /// The commit as it crosses a process boundary (index → correlator),
+    /// in the form of [`EventBatch::to_wire`]: a header (type
+    /// `relive.committed`, version, dedup key, commit number, log position),
+    /// then the events.
+    pub fn to_wire(&self) -> Vec<u8> {
+        let header = serde_json::json!({
+            "type": "relive.committed",
+            "version": Self::VERSION,
+            "dedup_key": self.dedup_key(),
+            "commit": self.commit,
+            "upto": self.upto,
+            "events": self.events.len(),
+            "metrics": 0,
+        });
+        wire(&header, &self.events, &[])
+    }
+
+    /// Reads [`Committed::to_wire`] back; `ack` is what delivering it
+    /// acknowledges on this side.
+    pub fn from_wire(bytes: &[u8], ack: Ack) -> Result<Committed, WireError> {
+        let (header, body) = header(bytes, "relive.committed", Self::VERSION)?;
+        let (events, _) = read_body(&header, body)?;
+        let now = Instant::now();
+        Ok(Committed {
+            commit: number(&header, "commit")?,
+            upto: number(&header, "upto")?,
+            events,
+            read_at: now,
+            committed_at: now,
+            ack,
+        })
     }
 }

@@ -102,3 +102,29 @@ fn a_bad_wire_form_is_refused_with_what_is_wrong() {
     let garbage = wire.replacen("{\"@timestamp\"", "not json", 1);
     assert!(matches!(read(&garbage), Err(WireError::Body(_))));
 }
+
+#[test]
+fn a_commit_reads_back_from_its_wire_form() {
+    let (events, _) = samples();
+    let commit = pipeline::Committed {
+        commit: 3,
+        upto: 99,
+        events: events.into_iter().take(500).collect(),
+        read_at: std::time::Instant::now(),
+        committed_at: std::time::Instant::now(),
+        ack: Ack::none(),
+    };
+    let back = pipeline::Committed::from_wire(&commit.to_wire(), Ack::none()).expect("reads back");
+    assert_eq!((back.commit, back.upto), (3, 99));
+    assert_eq!(back.dedup_key(), commit.dedup_key());
+    assert_eq!(back.events.len(), 500);
+    for (a, b) in commit.events.iter().zip(&back.events) {
+        assert_eq!(parsers::dedup::index_key(a), parsers::dedup::index_key(b));
+        assert_eq!(a.timestamp, b.timestamp);
+    }
+    // Not an event batch.
+    assert!(matches!(
+        EventBatch::from_wire(&commit.to_wire(), Ack::none()),
+        Err(WireError::Header(_))
+    ));
+}
