@@ -162,17 +162,18 @@ mod tests {
     use chrono::{TimeZone, Utc};
 
     fn event(channel: &str, record: Option<u64>, nanos: u32, message: &str) -> Event {
-        let mut e = Event::default();
-        e.host = "NODE-B.datawisetech.corp".into();
-        e.channel = channel.into();
-        e.event_id = 21502;
-        e.record_id = record;
-        e.message = message.into();
-        e.timestamp = Utc
-            .timestamp_opt(1_538_055_404, nanos)
-            .single()
-            .expect("valid");
-        e
+        Event {
+            host: "NODE-B.datawisetech.corp".into(),
+            channel: channel.into(),
+            event_id: 21502,
+            record_id: record,
+            message: message.into(),
+            timestamp: Utc
+                .timestamp_opt(1_538_055_404, nanos)
+                .single()
+                .expect("valid"),
+            ..Event::default()
+        }
     }
 
     #[test]
