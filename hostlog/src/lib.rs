@@ -117,6 +117,17 @@ fn title(b: bool) -> String {
     if b { "True" } else { "False" }.into()
 }
 
+/// A host's event or metrics log that cannot be opened for appending.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open {}: {source}", path.display())]
+pub struct OpenError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    #[source]
+    pub source: std::io::Error,
+}
+
 impl EventLog {
     /// A log for the host in `slot`, appending events (ECS JSON lines) to
     /// `events` and migration metrics to `metrics` when given; the error
@@ -125,8 +136,13 @@ impl EventLog {
         slot: HostSlot,
         events: Option<&Path>,
         metrics: Option<&Path>,
-    ) -> Result<EventLog, (PathBuf, std::io::Error)> {
-        let open = |p: &Path| open_append(p).map_err(|e| (p.to_path_buf(), e));
+    ) -> Result<EventLog, OpenError> {
+        let open = |p: &Path| {
+            open_append(p).map_err(|source| OpenError {
+                path: p.to_path_buf(),
+                source,
+            })
+        };
         Ok(EventLog {
             host: slot,
             events: events.map(open).transpose()?,

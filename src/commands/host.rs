@@ -28,7 +28,7 @@ pub fn run(args: HostArgs) -> anyhow::Result<ExitCode> {
             config.event_log.as_deref(),
             config.metrics_log.as_deref(),
         )
-        .map_err(|(path, e)| anyhow::anyhow!("cannot open {}: {e}", path.display()))?,
+        .context("cannot open the host's logs")?,
     );
     let vms = config.vms.clone();
     let host = Host::new(config.clone(), log.clone());
