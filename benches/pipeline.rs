@@ -158,7 +158,7 @@ impl Gen {
         let ha_ch = "Microsoft-Windows-Hyper-V-High-Availability-Admin";
         let mut events = Vec::new();
         self.t += self.step;
-        if vm % 4 == 0 {
+        if vm.is_multiple_of(4) {
             events.push(self.event(
                 src,
                 21066,
@@ -175,7 +175,7 @@ impl Gen {
             ha_ch,
             format!("Live migration of 'Virtual Machine {name}' failed."),
         ));
-        if vm % 10 == 0 {
+        if vm.is_multiple_of(10) {
             self.t += TimeDelta::milliseconds(1);
             let mut ok = self.event(src, 20415, "Microsoft-Windows-Hyper-V-VMMS", "Microsoft-Windows-Hyper-V-VMMS-Admin",
                 format!("The Virtual Machine Management service successfully completed the live migration of virtual machine  '{name}' with a blackout time of 0.5 seconds (VMID {guid})."));

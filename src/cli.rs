@@ -101,6 +101,20 @@ Receivers and their default ports (each set or disabled in relive.toml):
   [receivers.watch]   paths = [\"/drop\"]  folders whose files the collector reads itself
 Prints one JSON line with the bound addresses, then runs until SIGTERM or Ctrl-C.")]
     Serve(ServeArgs),
+    /// Notifications sent, pending and failed (from the journal under --data).
+    #[command(after_help = "Examples:
+  relive alerts
+  relive alerts --status failed
+  relive alerts --json | jq '.[] | {subject, status, reason}'
+Every decision (queued, sent, retried, failed, silenced, inhibited, rate-limited) is a JSON
+line in --data/alerts/notifications.jsonl.")]
+    Alerts(AlertsArgs),
+    /// Alertmanager-style silences: mute alerts whose labels match, until a time.
+    #[command(subcommand)]
+    Silence(SilenceCommand),
+    /// Print a commented default configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Tail log files on this host and ship them to the collector.
     #[command(after_help = "Examples:
   relive agent --config agent.toml
@@ -313,4 +327,76 @@ pub struct ParseArgs {
     /// Longest record kept in memory, in bytes; longer ones are reported.
     #[arg(long, default_value_t = 4 * 1024 * 1024)]
     pub max_record_bytes: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsArgs {
+    /// Only notifications whose last word is this (queued, sent, retry, failed, resumed).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// At most this many, newest first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// Print one JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SilenceCommand {
+    /// Mute alerts matching every matcher (labels: root_cause, fix_class,
+    /// severity, scope, cluster, vm, source_host, destination_host, incident).
+    #[command(after_help = "Examples:
+  relive silence add vm=ADFS1 --for 2h --comment 'rebuilding the CSV'
+  relive silence add 'root_cause=~\"shared-.*\"' cluster=PROD --until 2026-12-08T06:00Z
+Matchers: name=value, name!=value, name=~regex, name!~regex (regexes match the whole value).")]
+    Add(SilenceAddArgs),
+    /// Active and pending silences (--all: expired ones too).
+    List(SilenceListArgs),
+    /// End a silence now.
+    Expire(SilenceExpireArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SilenceAddArgs {
+    /// Label matchers, all of which must hold.
+    #[arg(required = true)]
+    pub matchers: Vec<String>,
+    /// How long from now (`2h`, `1d`).
+    #[arg(long = "for", conflicts_with = "until")]
+    pub duration: Option<String>,
+    /// Until this RFC 3339 time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Who (default: $USER).
+    #[arg(long)]
+    pub author: Option<String>,
+    /// Why.
+    #[arg(long, default_value = "")]
+    pub comment: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SilenceListArgs {
+    /// Expired silences too.
+    #[arg(long)]
+    pub all: bool,
+    /// Print one JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SilenceExpireArgs {
+    /// Silence id (or a unique prefix).
+    pub id: String,
+    /// Who (default: $USER).
+    #[arg(long)]
+    pub author: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// A commented relive.toml with every section and its defaults.
+    Default,
 }

@@ -106,7 +106,7 @@ impl Gen {
         let before = out.len();
         let ha = "Microsoft-Windows-Hyper-V-High-Availability";
         let ha_ch = "Microsoft-Windows-Hyper-V-High-Availability-Admin";
-        if vm % 4 == 0 {
+        if vm.is_multiple_of(4) {
             out.push(self.event(
                 src,
                 21066,
@@ -123,7 +123,7 @@ impl Gen {
             ha_ch,
             format!("Live migration of 'Virtual Machine {name}' failed."),
         ));
-        if vm % 10 == 0 {
+        if vm.is_multiple_of(10) {
             // Some retries succeed.
             self.t += TimeDelta::milliseconds(1);
             let mut ok = self.event(src, 20415, "Microsoft-Windows-Hyper-V-VMMS", "Microsoft-Windows-Hyper-V-VMMS-Admin",

@@ -117,6 +117,11 @@ impl Knowledge {
         self.playbooks.get(id)
     }
 
+    /// Every playbook id (= root-cause slug), in no particular order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.playbooks.keys().map(String::as_str)
+    }
+
     /// Number of playbooks.
     pub fn len(&self) -> usize {
         self.playbooks.len()

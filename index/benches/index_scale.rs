@@ -215,7 +215,7 @@ impl Gen {
         }
         // About 1 % of the events: one failed migration of one of four kinds.
         self.chain += 1;
-        if self.chain % 3 != 0 {
+        if !self.chain.is_multiple_of(3) {
             return;
         }
         let r = self.next();
@@ -230,7 +230,7 @@ impl Gen {
             _ => format!("Virtual machine migration operation for '{name}' failed at migration source 'HV{:02}'. The data is invalid. (0x8007000D).", src + 1),
         };
         let data = [("VmName", name.clone()), ("VmId", guid.clone())];
-        if self.chain % 4 == 0 {
+        if self.chain.is_multiple_of(4) {
             let e = self.event(
                 dst,
                 3,

@@ -381,7 +381,7 @@ impl EventIndex {
         writer.add_document(doc)?;
         self.uncommitted += 1;
         if self.uncommitted >= COMMIT_EVERY
-            || (self.uncommitted % 1024 == 0 && self.last_commit.elapsed() >= COMMIT_AFTER)
+            || (self.uncommitted.is_multiple_of(1024) && self.last_commit.elapsed() >= COMMIT_AFTER)
         {
             self.commit()?;
         }

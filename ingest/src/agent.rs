@@ -233,7 +233,7 @@ fn looks_utf16le(head: &[u8]) -> bool {
 /// True when `buf[i]` (file offset `at + i`) is the `\n` of a UTF-16LE
 /// line end: on a unit boundary, with a zero high byte.
 fn utf16_newline(buf: &[u8], at: u64, i: usize) -> bool {
-    (at + i as u64) % 2 == 0 && buf.get(i + 1) == Some(&0)
+    (at + i as u64).is_multiple_of(2) && buf.get(i + 1) == Some(&0)
 }
 
 /// Just past the first line end in `buf`, which starts at file offset `at`.

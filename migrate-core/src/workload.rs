@@ -269,7 +269,7 @@ fn run(
             // 4 bytes of pass number and 4 of page: a store per page.
             memory.write_word(page, pass as usize, (pass << 32) | page as u64);
             if let Some(disk) = disk.filter(|_| spec.disk_every > 0 && !disk_failed) {
-                if position % u64::from(spec.disk_every) == 0 {
+                if position.is_multiple_of(u64::from(spec.disk_every)) {
                     let block = (position / u64::from(spec.disk_every)) as usize;
                     if let Err(e) = disk.write_u32(block, pass as usize, pass as u32) {
                         tracing::warn!(error = %e, path = %disk.path().display(), "the workload cannot write its disk");

@@ -149,7 +149,7 @@ fn subsecond_digits(event: &Event) -> u32 {
         return 0;
     }
     let mut digits = 9;
-    while nanos % 10 == 0 {
+    while nanos.is_multiple_of(10) {
         nanos /= 10;
         digits -= 1;
     }

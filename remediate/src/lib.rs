@@ -1,7 +1,20 @@
-//! `remediate` will own what happens after an incident is named: alert routing
-//! (SMTP through lettre, webhooks), `Playbook`s per root cause, executors that
-//! are suggest-only unless configured, approval of risky actions, and the
-//! append-only audit log.
+//! `remediate` owns what happens after an incident is named. Its first half
+//! is alerting ([`alert`]): every incident change becomes an [`alert::Alert`],
+//! routed through an Alertmanager-style tree to receivers (email through
+//! lettre, webhooks in the Alertmanager, Slack and Teams shapes, an existing
+//! Alertmanager, and always a JSON-lines log), grouped, inhibited, silenced,
+//! and delivered through a durable outbox so a restart sends nothing twice.
 //!
-//! Nothing is implemented yet; see the remediation issue.
+//! The second half (playbooks as executable plans, executors, approvals and
+//! the append-only audit log) is the remediation issue's work.
+//!
+//! ```
+//! use remediate::alert::matcher::Matcher;
+//! let m: Matcher = "root_cause=~\"shared-.*\"".parse().unwrap();
+//! let mut labels = remediate::alert::Labels::new();
+//! labels.insert("root_cause".into(), "shared-storage-path-missing".into());
+//! assert!(m.matches(&labels));
+//! ```
 #![deny(missing_docs)]
+
+pub mod alert;

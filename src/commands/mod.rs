@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
 mod agent;
+mod alerts;
+mod config;
 mod host;
 mod incidents;
 mod ingest;
@@ -31,5 +33,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Vms(args) => host::vms(args),
         Command::Serve(args) => serve::run(args, &cli.data, &cli.rules),
         Command::Agent(args) => agent::run(args),
+        Command::Alerts(args) => alerts::list(args, &cli.data),
+        Command::Silence(command) => alerts::silence(command, &cli.data),
+        Command::Config(command) => config::run(command),
     }
 }

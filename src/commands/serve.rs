@@ -21,6 +21,7 @@ struct ServeConfig {
     receivers: ingest::Receivers,
     collector: CollectorSection,
     correlate: correlate::Config,
+    alerts: remediate::alert::AlertsConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +70,17 @@ pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
         );
     }
     let (rules, kb) = relive::load_rules(rule_dirs)?;
+    // Checked before anything starts: a mistake in [alerts] is a start-up error.
+    let alerts = if config.alerts.enabled {
+        let built = config
+            .alerts
+            .build()
+            .context("[alerts] in relive.toml cannot be used")?;
+        let context = remediate::alert::AlertContext::new(&config.alerts.clusters, Some(&kb));
+        Some((built, context))
+    } else {
+        None
+    };
     let topology = topology::start(
         data,
         rules,
@@ -85,6 +97,18 @@ pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
             correlation: config.collector.correlate,
         },
     )?;
+    let alerter = match alerts {
+        Some((built, context)) => Some(
+            remediate::alert::Alerter::start(
+                data,
+                built,
+                context,
+                topology.registry.stage("alerts"),
+            )
+            .context("cannot start alerting")?,
+        ),
+        None => None,
+    };
     let mut options = ingest::CollectorOptions::new(data);
     options.max_lag_records = config.collector.max_lag_records.max(1);
     let collector = ingest::Collector::start(options, Box::new(topology.input.clone()))
@@ -162,6 +186,11 @@ pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
     // drains its input and stops.
     collector.shutdown();
     let finished = topology.finish()?;
+    // After the correlator: alerting reads the change log to its end.
+    let alert_stats = match alerter {
+        Some(alerter) => Some(alerter.stop(ALERT_DRAIN).context("alerting failed")?),
+        None => None,
+    };
     eprintln!(
         "relive serve: stopped; {} records durable, {} events parsed, {} unparsable records skipped, {} incident changes written",
         stats.records_durable.load(Ordering::Relaxed),
@@ -169,12 +198,25 @@ pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
         stats.parse_errors.load(Ordering::Relaxed),
         finished.correlation.changes,
     );
+    if let Some(stats) = alert_stats {
+        eprintln!(
+            "relive serve: alerts: {} notifications queued, {} sent, {} failed, {} suppressed",
+            stats.queued.load(Ordering::Relaxed),
+            stats.sent.load(Ordering::Relaxed),
+            stats.failed.load(Ordering::Relaxed),
+            stats.suppressed.load(Ordering::Relaxed),
+        );
+    }
     result?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// How long receivers may take to finish what they are inside after SIGTERM.
 const RECEIVER_DRAIN: Duration = Duration::from_secs(2);
+
+/// How long receivers may take to deliver what is queued at shutdown (the
+/// rest stays in the outbox and goes out at the next start).
+const ALERT_DRAIN: Duration = Duration::from_secs(2);
 
 /// The agent name the in-process folder watcher uses.
 const WATCH_AGENT: &str = "relive-serve-watch";

@@ -1,5 +1,6 @@
 //! End-to-end tests: they run the real `relive` binary.
 
+mod alerts;
 mod collector;
 mod host;
 mod incidents;

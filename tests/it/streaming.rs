@@ -16,7 +16,7 @@ use crate::{free_port, relive, Procs};
 const SEED: &str = "../shared/samples-real/text/seed-workinghardinit-sharedstoragepath-chain.txt";
 
 /// The seed's chain as ECS JSON lines, from `relive parse --json`.
-fn seed_lines(data: &Path) -> Vec<String> {
+pub(crate) fn seed_lines(data: &Path) -> Vec<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(SEED);
     let out = relive(data, &["parse", "--json", path.to_str().unwrap()]);
     assert!(
@@ -31,7 +31,7 @@ fn seed_lines(data: &Path) -> Vec<String> {
         .collect()
 }
 
-fn config(dir: &Path, port: u16) -> std::path::PathBuf {
+pub(crate) fn config(dir: &Path, port: u16) -> std::path::PathBuf {
     let path = dir.join("relive.toml");
     let free = |_: u16| free_port();
     std::fs::write(
@@ -54,7 +54,7 @@ fn config(dir: &Path, port: u16) -> std::path::PathBuf {
 }
 
 /// Starts `relive serve`; `fault` sets `RELIVE_FAULT` (a crash point).
-fn serve(config: &Path, data: &Path, fault: Option<&str>) -> Child {
+pub(crate) fn serve(config: &Path, data: &Path, fault: Option<&str>) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_relive"));
     command
         .arg("--data")
@@ -76,7 +76,7 @@ fn serve(config: &Path, data: &Path, fault: Option<&str>) -> Child {
 }
 
 /// POSTs NDJSON to `_bulk`; Err when the server went away before answering.
-fn bulk(port: u16, lines: &[String]) -> Result<String, std::io::Error> {
+pub(crate) fn bulk(port: u16, lines: &[String]) -> Result<String, std::io::Error> {
     let mut body = String::new();
     for line in lines {
         body.push_str("{\"create\":{}}\n");
@@ -239,7 +239,7 @@ fn kill_9_at_every_point_between_the_log_and_the_store_loses_nothing() {
     }
 }
 
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+pub(crate) fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let start = Instant::now();
     while start.elapsed() < limit {
         if let Some(status) = child.try_wait().unwrap() {

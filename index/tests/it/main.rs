@@ -317,10 +317,15 @@ fn dedup_stays_exact_past_the_forgotten_keys_filter_and_across_handles() {
         .with_timezone(&chrono::Utc);
     let event = |n: u64| Event {
         timestamp: base + chrono::TimeDelta::minutes(n as i64),
-        host: if n % 2 == 0 { "NODE-A" } else { "NODE-B" }.into(),
+        host: if n.is_multiple_of(2) {
+            "NODE-A"
+        } else {
+            "NODE-B"
+        }
+        .into(),
         channel: "System".into(),
         event_id: 7036,
-        record_id: (n % 3 != 0).then_some(n),
+        record_id: (!n.is_multiple_of(3)).then_some(n),
         message: format!("service {n} entered the running state"),
         ..Event::default()
     };

@@ -41,7 +41,7 @@ fn find_event_start(
     while let Some(rel) = open.find(&window[at..]) {
         let i = at + rel;
         let next = i + open.needle().len();
-        let aligned = unit == 1 || i % 2 == 0;
+        let aligned = unit == 1 || i.is_multiple_of(2);
         let Some(next_char) = window.get(next..next + unit) else {
             // Can't tell yet: let the caller read more.
             return if aligned { Some(i) } else { None };

@@ -1,0 +1,245 @@
+//! Email through lettre: SMTP with STARTTLS, implicit TLS or neither (a
+//! local relay), AUTH, several recipients, a plain-text and an HTML part.
+//! One pooled connection is reused between notifications.
+//!
+//! Threading: the first notification of a group's thread has the
+//! `Message-ID` `<relive-THREAD@domain>`; every later one (updates, the
+//! resolved notice) has its own id and `In-Reply-To`/`References` pointing
+//! at it, so mail clients show one thread per group. A notification resent
+//! after a restart keeps its `Message-ID`.
+//!
+//! Headers carry only values relive builds: the subject is one line without
+//! control characters and lettre encodes it (RFC 2047 for non-ASCII);
+//! addresses come from the configuration, never from logs.
+
+use std::time::Duration;
+
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::PoolConfig;
+use lettre::{Message, SmtpTransport, Transport};
+
+use super::config::{duration, EmailConfig};
+use super::dispatch::Notifier;
+use super::render;
+use super::state::Notification;
+use super::{ConfigError, NotifyError};
+
+/// `host:port` → (host, port); port 25 when absent; `[v6]:port` accepted.
+pub fn split_host_port(text: &str) -> Result<(String, u16), String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("smtp is empty: give host:port".into());
+    }
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("`{text}`: missing ]"))?;
+        (host.to_string(), after.strip_prefix(':'))
+    } else {
+        match text.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h.to_string(), Some(p)),
+            _ => (text.to_string(), None),
+        }
+    };
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| format!("`{text}`: `{p}` is not a port"))?,
+        None => 25,
+    };
+    if host.is_empty() {
+        return Err(format!("`{text}`: no host"));
+    }
+    Ok((host, port))
+}
+
+/// Sends notifications as email.
+pub struct Email {
+    transport: SmtpTransport,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    domain: String,
+}
+
+fn bad(receiver: &str, reason: String) -> ConfigError {
+    ConfigError::Receiver {
+        receiver: receiver.to_string(),
+        reason,
+    }
+}
+
+impl Email {
+    /// Builds the SMTP client (nothing connects until the first send).
+    pub fn new(receiver: &str, config: &EmailConfig) -> Result<Email, ConfigError> {
+        let (host, port) = split_host_port(&config.smtp).map_err(|r| bad(receiver, r))?;
+        let mut builder = SmtpTransport::builder_dangerous(host.as_str()).port(port);
+        if config.starttls || config.tls {
+            let mut tls = TlsParameters::builder(host.clone());
+            if let Some(ca) = &config.ca_file {
+                let pem = std::fs::read(ca).map_err(|source| ConfigError::Read {
+                    path: ca.clone(),
+                    source,
+                })?;
+                let cert = Certificate::from_pem(&pem)
+                    .map_err(|e| bad(receiver, format!("{}: {e}", ca.display())))?;
+                tls = tls.add_root_certificate(cert);
+            }
+            let params = tls
+                .build_rustls()
+                .map_err(|e| bad(receiver, format!("TLS settings: {e}")))?;
+            builder = builder.tls(if config.tls {
+                Tls::Wrapper(params)
+            } else {
+                Tls::Required(params)
+            });
+        }
+        if let Some(user) = &config.username {
+            let password = match (&config.password, &config.password_file) {
+                (Some(p), _) => p.clone(),
+                (None, Some(path)) => std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read {
+                        path: path.clone(),
+                        source,
+                    })?
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+                (None, None) => {
+                    return Err(bad(
+                        receiver,
+                        "username without password or password_file".into(),
+                    ))
+                }
+            };
+            builder = builder.credentials(Credentials::new(user.clone(), password));
+        }
+        if let Some(name) = &config.hello_name {
+            builder = builder.hello_name(lettre::transport::smtp::extension::ClientId::Domain(
+                name.clone(),
+            ));
+        }
+        let timeout = duration("timeout", &config.timeout)?;
+        builder = builder.timeout(Some(timeout)).pool_config(
+            PoolConfig::new()
+                .max_size(1)
+                .idle_timeout(Duration::from_secs(60)),
+        );
+        let from: Mailbox = config
+            .from
+            .parse()
+            .map_err(|e| bad(receiver, format!("from `{}`: {e}", config.from)))?;
+        let to = config
+            .to
+            .iter()
+            .map(|t| {
+                t.parse::<Mailbox>()
+                    .map_err(|e| bad(receiver, format!("to `{t}`: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let domain = from.email.domain().to_string();
+        Ok(Email {
+            transport: builder.build(),
+            from,
+            to,
+            domain,
+        })
+    }
+
+    /// The message for a notification, exactly as it is sent.
+    pub fn message(&self, n: &Notification) -> Result<Message, NotifyError> {
+        build_message(n, &self.from, &self.to, &self.domain)
+    }
+}
+
+/// Builds the email for a notification (also what `relive alerts test` shows).
+pub fn build_message(
+    n: &Notification,
+    from: &Mailbox,
+    to: &[Mailbox],
+    domain: &str,
+) -> Result<Message, NotifyError> {
+    let id = |id: &str| format!("<relive-{id}@{domain}>");
+    let mut builder = Message::builder()
+        .from(from.clone())
+        .subject(render::subject(n))
+        .message_id(Some(if n.sequence == 0 {
+            id(&n.thread)
+        } else {
+            id(&n.id)
+        }))
+        .date(n.created_at.into());
+    for mailbox in to {
+        builder = builder.to(mailbox.clone());
+    }
+    if n.sequence > 0 {
+        builder = builder.in_reply_to(id(&n.thread)).references(id(&n.thread));
+    }
+    let status = n.status().as_str();
+    builder = builder.raw_header(HeaderValue::new(
+        HeaderName::new_from_ascii_str("X-Relive-Status"),
+        status.to_string(),
+    ));
+    builder
+        .multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(render::text(n)),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(render::html(n)),
+                ),
+        )
+        .map_err(|e| NotifyError::Permanent(format!("cannot build the message: {e}")))
+}
+
+impl Notifier for Email {
+    fn send(&mut self, n: &Notification) -> Result<(), NotifyError> {
+        let message = self.message(n)?;
+        match self.transport.send(&message) {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_permanent() => Err(NotifyError::Permanent(smtp_error(&e))),
+            // 4xx, a refused or cut connection, a timeout, a TLS failure:
+            // worth trying again.
+            Err(e) => Err(NotifyError::Transient(smtp_error(&e))),
+        }
+    }
+}
+
+fn smtp_error(e: &lettre::transport::smtp::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    match e.status() {
+        Some(code) => format!("SMTP {code}: {text}"),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_host_port;
+
+    #[test]
+    fn smtp_addresses() {
+        assert_eq!(
+            split_host_port("mail.example.com:587").unwrap(),
+            ("mail.example.com".into(), 587)
+        );
+        assert_eq!(split_host_port("relay").unwrap(), ("relay".into(), 25));
+        assert_eq!(split_host_port("[::1]:2525").unwrap(), ("::1".into(), 2525));
+        assert!(split_host_port("mail:port").is_err());
+        assert!(split_host_port(":25").is_err());
+    }
+}

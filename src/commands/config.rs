@@ -1,0 +1,58 @@
+//! `relive config default`: a commented relive.toml with every section.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use crate::cli::ConfigCommand;
+
+/// The collector's part of the default configuration.
+const SERVE_TOML: &str = r#"# relive.toml — read by `relive serve --config relive.toml`.
+# Every value shown is the default; uncomment what you change.
+
+# ---- Receivers (ports the shippers expect) -------------------------------
+# [receivers.agent]            # relive agents: acked, optional TLS and tokens
+# listen = "0.0.0.0:7301"
+# token = "one secret for every agent"
+# tokens = { "hv01" = "a secret for hv01" }
+# cert = "collector.pem"       # TLS when cert and key are set
+# key = "collector.key"
+# [receivers.syslog]           # RFC 5424/3164, Snare, NXLog JSON lines
+# tcp = "0.0.0.0:1514"
+# udp = "0.0.0.0:1514"
+# [receivers.es_bulk]          # Elasticsearch _bulk: Winlogbeat, Fluent Bit, rsyslog
+# listen = "0.0.0.0:9200"
+# [receivers.otlp]             # OTLP/HTTP logs
+# listen = "0.0.0.0:4318"
+# [receivers.lumberjack]       # Beats' Logstash output
+# listen = "0.0.0.0:5044"
+# [receivers.watch]            # folders whose files the collector reads itself
+# paths = []
+# Each receiver: enabled = false turns it off.
+
+# ---- Pipeline -------------------------------------------------------------
+# [collector]
+# commit_ms = 250              # longest wait before events are searchable
+# max_lag_records = 4096       # parse backlog before receivers slow down
+# correlate_hold_ms = 250      # events arriving together are put in time order
+# correlate = true             # false: an index-only collector
+
+# [correlate]
+# lateness = "60s"             # how late an event may arrive and still be ordered
+# settle = "10s"               # wait for the rest of a chain before deciding
+# fold_window = "1h"           # same VM and cause within this = one incident
+# attempt_gap = "30s"          # failure signals further apart are separate attempts
+# max_evidence = 200
+
+"#;
+
+/// Runs `relive config …`.
+pub fn run(command: ConfigCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ConfigCommand::Default => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(SERVE_TOML.as_bytes())?;
+            out.write_all(remediate::alert::config::DEFAULT_TOML.as_bytes())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
