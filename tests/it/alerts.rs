@@ -694,3 +694,224 @@ fn webhooks_in_slack_teams_and_alertmanager_shapes_and_a_dead_one_never_blocks_e
         .expect("the dead webhook's notification");
     assert_ne!(dead_one["status"], "sent");
 }
+
+/// Postfix's smtp-sink on `port` with fault options; messages it accepts
+/// are dumped into `dump` (one file each).
+fn smtp_sink(port: u16, dump: &Path, faults: &[&str]) -> Child {
+    std::fs::create_dir_all(dump).unwrap();
+    // smtp-sink drops root privileges to `nobody`, which must write the dumps.
+    let _ = Command::new("chmod").arg("0777").arg(dump).status();
+    let mut command = Command::new("/usr/sbin/smtp-sink");
+    if is_root() {
+        command.args(["-u", "nobody"]);
+    }
+    let child = command
+        .args(faults)
+        .arg("-d")
+        .arg(dump.join("msg."))
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("16")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("smtp-sink (Debian postfix; scripts/test installs it)");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "smtp-sink did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+fn dumped(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| d.flatten().count())
+}
+
+fn wait_for(limit: Duration, what: &str, check: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[test]
+fn smtp_faults_4xx_is_retried_once_delivered_5xx_is_recorded_a_cut_data_is_retried() {
+    // (smtp-sink options for the first server, whether relive retries)
+    for (faults, retried) in [
+        (&["-r", "."][..], true),
+        (&["-f", "."][..], false),
+        (&["-q", "."][..], true),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let smtp_port = free_port();
+        let mut first = smtp_sink(smtp_port, &dir.path().join("first"), faults);
+        let (config, port) = alert_config(
+            dir.path(),
+            &format!(
+                "[alerts.email]\nsmtp = \"127.0.0.1:{smtp_port}\"\nfrom = \"relive@example.com\"\nto = [\"oncall@example.com\"]\ntimeout = \"3s\"\n\
+                 [alerts.route]\ngroup_wait = \"0s\"\n"
+            ),
+        );
+        let mut procs = Procs(vec![serve(&config, &data, None)]);
+        bulk(port, &seed_lines(&data)).unwrap();
+        if retried {
+            wait_for(
+                Duration::from_secs(30),
+                "two retries in the journal",
+                || decisions(&data, "retry") >= 2,
+            );
+            assert_eq!(decisions(&data, "failed"), 0, "{faults:?}: not given up");
+            let _ = first.kill();
+            let _ = first.wait();
+            let mut second = smtp_sink(smtp_port, &dir.path().join("second"), &[]);
+            wait_for(Duration::from_secs(30), "the delivery", || {
+                decisions(&data, "sent") == 1
+            });
+            std::thread::sleep(Duration::from_secs(2));
+            assert_eq!(
+                dumped(&dir.path().join("second")),
+                1,
+                "{faults:?}: exactly one delivery"
+            );
+            assert_eq!(decisions(&data, "sent"), 1);
+            let _ = second.kill();
+            let _ = second.wait();
+        } else {
+            wait_for(
+                Duration::from_secs(30),
+                "the failure in the journal",
+                || decisions(&data, "failed") == 1,
+            );
+            std::thread::sleep(Duration::from_secs(3));
+            assert_eq!(decisions(&data, "retry"), 0, "5xx: no retry storm");
+            assert_eq!(decisions(&data, "failed"), 1);
+            let out = relive(&data, &["alerts", "--status", "failed"]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(text.contains("FAILED") && text.contains("SMTP 5"), "{text}");
+            let _ = first.kill();
+            let _ = first.wait();
+        }
+        stop(procs.0.remove(0));
+    }
+}
+
+#[test]
+fn a_real_alertmanager_receives_relives_alerts_and_a_relive_silence_keeps_one_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let am_port = free_port();
+    std::fs::write(
+        dir.path().join("am.yml"),
+        "route:\n  receiver: blackhole\n  group_wait: 1s\nreceivers:\n  - name: blackhole\n",
+    )
+    .unwrap();
+    let am = Command::new("prometheus-alertmanager")
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("am.yml").display()
+        ))
+        .arg(format!(
+            "--storage.path={}",
+            dir.path().join("am").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus-alertmanager (scripts/test installs it)");
+    let mut procs = Procs(vec![am]);
+    let client = |path: &str| -> Option<Value> {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", am_port)).ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).ok()?;
+        let body = answer.split_once("\r\n\r\n")?.1;
+        // Chunked or not, the JSON is the part between the first [ or { and the last ] or }.
+        let start = body.find(['[', '{'])?;
+        let end = body.rfind([']', '}'])?;
+        serde_json::from_str(&body[start..=end]).ok()
+    };
+    wait_for(Duration::from_secs(30), "Alertmanager to answer", || {
+        client("/api/v2/status").is_some()
+    });
+    let (config, port) = alert_config(
+        dir.path(),
+        &format!(
+            "[alerts.route]\nreceiver = \"am\"\ngroup_wait = \"0s\"\n\
+             [[alerts.receivers]]\nname = \"am\"\n[alerts.receivers.alertmanager]\nurl = \"http://127.0.0.1:{am_port}\"\n"
+        ),
+    );
+    let silenced = relive(
+        &data,
+        &[
+            "silence",
+            "add",
+            "vm=ADFS2",
+            "--for",
+            "1h",
+            "--author",
+            "test",
+            "--comment",
+            "ADFS2 is being rebuilt",
+        ],
+    );
+    assert!(
+        silenced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&silenced.stderr)
+    );
+    procs.0.push(serve(&config, &data, None));
+    let seed = seed_lines(&data);
+    bulk(port, &seed).unwrap();
+    bulk(
+        port,
+        &variant(
+            &seed,
+            "ADFS2",
+            "0D1E2F30-4152-6374-8596-A7B8C9D0E1F2",
+            1_000_000,
+        ),
+    )
+    .unwrap();
+    wait_for(Duration::from_secs(30), "the alert in Alertmanager", || {
+        client("/api/v2/alerts").is_some_and(|a| a.as_array().is_some_and(|a| !a.is_empty()))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let alerts = client("/api/v2/alerts").unwrap();
+    let alerts = alerts.as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "ADFS2 is silenced in relive: {alerts:#?}");
+    let alert = &alerts[0];
+    assert_eq!(alert["labels"]["alertname"], "LiveMigrationFailed");
+    assert_eq!(alert["labels"]["vm"], "ADFS1");
+    assert_eq!(alert["labels"]["root_cause"], "shared-storage-path-missing");
+    assert_eq!(alert["labels"]["source_host"], "NODE-B");
+    assert_eq!(alert["status"]["state"], "active");
+    assert!(alert["annotations"]["summary"]
+        .as_str()
+        .unwrap()
+        .contains("ADFS1 NODE-B→NODE-A"));
+    assert!(alert["generatorURL"]
+        .as_str()
+        .unwrap()
+        .contains("/incidents/"));
+    assert_eq!(decisions(&data, "silenced"), 1, "{:#?}", journal(&data));
+    let serve = procs.0.pop().unwrap();
+    stop(serve);
+}

@@ -383,8 +383,15 @@ impl Dispatcher {
     }
 
     /// Puts an alert (new or changed) into its groups.
-    fn absorb(&mut self, alert: Alert) {
+    fn absorb(&mut self, mut alert: Alert) {
         let now = Instant::now();
+        if let Some(old) = self.alerts.get(&alert.fingerprint) {
+            if old.incident.root_cause != alert.incident.root_cause {
+                alert.previous_cause = Some(old.incident.root_cause.clone());
+            } else if alert.previous_cause.is_none() {
+                alert.previous_cause = old.previous_cause.clone();
+            }
+        }
         let fingerprint = alert.fingerprint.clone();
         let mut keys = Vec::new();
         for route in self.built.route.matching(&alert.labels) {

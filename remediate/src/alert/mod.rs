@@ -112,6 +112,9 @@ pub struct Alert {
     pub cause_title: String,
     /// When the correlator last changed it (wall clock).
     pub updated_at: DateTime<Utc>,
+    /// The cause it had before late evidence changed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_cause: Option<String>,
     /// The incident as it is now.
     pub incident: Incident,
 }
@@ -220,6 +223,7 @@ impl Alert {
             },
             cause_title,
             updated_at,
+            previous_cause: None,
             incident,
         }
     }

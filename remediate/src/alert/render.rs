@@ -210,6 +210,12 @@ fn alert_text(out: &mut String, alert: &Alert, base: &str) {
         i.root_cause,
         i.confidence * 100.0
     );
+    if let Some(previous) = &alert.previous_cause {
+        let _ = writeln!(
+            out,
+            "            (changed by later evidence; it was first named {previous})"
+        );
+    }
     if !i.remediation.summary.is_empty() {
         let _ = writeln!(out, "            {}", one_line(&i.remediation.summary, 600));
     }

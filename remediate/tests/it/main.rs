@@ -1,0 +1,329 @@
+//! The alerting stage over a real change log and the built-in journal
+//! receiver: grouping, folding, repeat, inhibition, silences and restarts
+//! decide what is told, and nothing is told twice.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use correlate::changes::{ChangeKind, ChangeLog, IncidentChange};
+use correlate::{Incident, Remediation, Status};
+use remediate::alert::journal::{self, Decision, JournalEntry};
+use remediate::alert::silence::{NewSilence, SilenceStore};
+use remediate::alert::{AlertContext, Alerter, AlertsConfig};
+
+fn at(minute: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 1, 3, 0, 0).unwrap() + chrono::Duration::minutes(minute)
+}
+
+fn incident(id: &str, cause: &str, vm: &str, minute: i64) -> Incident {
+    Incident {
+        id: id.into(),
+        root_cause: cause.into(),
+        title: format!("{vm} failed: {cause}"),
+        vm_name: Some(vm.into()),
+        vm_id: None,
+        source_host: Some("NODE-A".into()),
+        destination_host: Some("NODE-B".into()),
+        first_seen: at(minute),
+        last_seen: at(minute),
+        status: Status::Open,
+        resolved_at: None,
+        count: 1,
+        confidence: 0.9,
+        alternatives: Vec::new(),
+        related_vms: 0,
+        evidence: Vec::new(),
+        remediation: Remediation {
+            playbook: cause.into(),
+            fix_class: "approval".into(),
+            retry: "after-fix".into(),
+            ..Remediation::default()
+        },
+        warnings: Vec::new(),
+    }
+}
+
+fn append(data: &Path, changes: &[(ChangeKind, Incident)]) {
+    let mut log = ChangeLog::open(data).unwrap();
+    let changes: Vec<IncidentChange> = changes
+        .iter()
+        .map(|(k, i)| IncidentChange::new(*k, i.clone()))
+        .collect();
+    log.append(&changes).unwrap();
+}
+
+fn config(text: &str) -> AlertsConfig {
+    #[derive(serde::Deserialize)]
+    struct File {
+        alerts: AlertsConfig,
+    }
+    toml::from_str::<File>(&format!("[alerts]\n{text}"))
+        .unwrap()
+        .alerts
+}
+
+fn start(data: &Path, config: &AlertsConfig) -> Alerter {
+    Alerter::start(
+        data,
+        config.build().unwrap(),
+        AlertContext::new(&config.clusters, None),
+        pipeline::StageMetrics::new("alerts"),
+    )
+    .unwrap()
+}
+
+fn sent(data: &Path) -> Vec<JournalEntry> {
+    journal::read(data)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.decision == Decision::Sent)
+        .collect()
+}
+
+/// Waits until `n` notifications were sent (None: `limit` passed first).
+fn wait_sent(data: &Path, n: usize, limit: Duration) -> Option<Vec<JournalEntry>> {
+    let start = Instant::now();
+    loop {
+        let got = sent(data);
+        if got.len() >= n {
+            return Some(got);
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn quiet(data: &Path, n: usize) {
+    std::thread::sleep(Duration::from_millis(600));
+    let got = sent(data);
+    assert_eq!(got.len(), n, "{got:#?}");
+}
+
+const FAST: &str = "[alerts.route]\ngroup_wait = \"0s\"\ngroup_interval = \"0s\"\n";
+
+#[test]
+fn a_fold_and_a_cause_change_update_an_alert_more_evidence_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let alerter = start(data, &config(FAST));
+    let mut web1 = incident("a1", "vswitch-mismatch", "WEB1", 0);
+    append(data, &[(ChangeKind::Opened, web1.clone())]);
+    wait_sent(data, 1, Duration::from_secs(5)).expect("opened");
+    // More evidence, a better confidence: the same alert, nothing to tell.
+    web1.last_seen += chrono::Duration::seconds(5);
+    web1.confidence = 0.95;
+    append(data, &[(ChangeKind::EvidenceAdded, web1.clone())]);
+    quiet(data, 1);
+    web1.count = 2;
+    append(data, &[(ChangeKind::Folded, web1.clone())]);
+    let got = wait_sent(data, 2, Duration::from_secs(5)).expect("folded");
+    assert!(
+        got[1].subject.as_deref().unwrap().ends_with("(2 attempts)"),
+        "{got:?}"
+    );
+    // Late evidence changes the cause: told again, under the new cause.
+    web1.root_cause = "numa-spanning-disabled".into();
+    append(data, &[(ChangeKind::CauseChanged, web1.clone())]);
+    let got = wait_sent(data, 3, Duration::from_secs(5)).expect("cause changed");
+    assert_ne!(got[2].group, got[1].group, "{got:#?}");
+    web1.status = Status::Resolved;
+    web1.resolved_at = Some(at(30));
+    append(data, &[(ChangeKind::Resolved, web1.clone())]);
+    let got = wait_sent(data, 4, Duration::from_secs(5)).expect("resolved");
+    assert!(got[3]
+        .subject
+        .as_deref()
+        .unwrap()
+        .starts_with("[relive] RESOLVED WEB1"));
+    quiet(data, 4);
+    alerter.stop(Duration::from_secs(2)).unwrap();
+    // A restart tells nothing again.
+    let alerter = start(data, &config(FAST));
+    quiet(data, 4);
+    alerter.stop(Duration::from_secs(2)).unwrap();
+}
+
+#[test]
+fn same_cluster_and_cause_group_into_one_and_group_by_each_splits() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let alerter = start(data, &config("[alerts.route]\ngroup_wait = \"300ms\"\n"));
+    append(
+        data,
+        &[
+            (
+                ChangeKind::Opened,
+                incident("b1", "vswitch-mismatch", "WEB1", 0),
+            ),
+            (
+                ChangeKind::Opened,
+                incident("b2", "vswitch-mismatch", "WEB2", 1),
+            ),
+            (
+                ChangeKind::Opened,
+                incident("b3", "numa-spanning-disabled", "SQL1", 1),
+            ),
+        ],
+    );
+    let got = wait_sent(data, 2, Duration::from_secs(5)).expect("two groups");
+    quiet(data, 2);
+    let mut sizes: Vec<usize> = got.iter().map(|e| e.alerts.len()).collect();
+    sizes.sort();
+    assert_eq!(sizes, [1, 2]);
+    alerter.stop(Duration::from_secs(2)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let alerter = start(
+        data,
+        &config("[alerts.route]\ngroup_wait = \"0s\"\ngroup_by = [\"...\"]\n"),
+    );
+    append(
+        data,
+        &[
+            (
+                ChangeKind::Opened,
+                incident("c1", "vswitch-mismatch", "WEB1", 0),
+            ),
+            (
+                ChangeKind::Opened,
+                incident("c2", "vswitch-mismatch", "WEB2", 1),
+            ),
+        ],
+    );
+    wait_sent(data, 2, Duration::from_secs(5)).expect("one each");
+    quiet(data, 2);
+    alerter.stop(Duration::from_secs(2)).unwrap();
+}
+
+#[test]
+fn a_cluster_wide_cause_inhibits_the_per_vm_alerts_it_explains_and_says_how_many() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let alerter = start(
+        data,
+        &config("clusters = { PROD = [\"NODE-A\", \"NODE-B\"] }\n[alerts.route]\ngroup_wait = \"300ms\"\n"),
+    );
+    append(
+        data,
+        &[
+            (
+                ChangeKind::Opened,
+                incident("d1", "shared-storage-path-missing", "ADFS1", 0),
+            ),
+            (ChangeKind::Opened, incident("d2", "unknown", "WEB1", 2)),
+            (
+                ChangeKind::Opened,
+                incident("d3", "vswitch-mismatch", "WEB2", 3),
+            ),
+            // Two hours later: not explained by it.
+            (
+                ChangeKind::Opened,
+                incident("d4", "vswitch-mismatch", "WEB3", 120),
+            ),
+        ],
+    );
+    let got = wait_sent(data, 2, Duration::from_secs(5)).expect("notifications");
+    quiet(data, 2);
+    let all: Vec<String> = got.iter().flat_map(|e| e.alerts.clone()).collect();
+    assert!(
+        all.contains(&"d1".to_string()) && all.contains(&"d4".to_string()),
+        "{got:#?}"
+    );
+    assert!(
+        !all.contains(&"d2".to_string()) && !all.contains(&"d3".to_string()),
+        "{got:#?}"
+    );
+    let cluster = got.iter().find(|e| e.alerts == ["d1"]).unwrap();
+    assert!(
+        cluster
+            .subject
+            .as_deref()
+            .unwrap()
+            .ends_with("+2 explained"),
+        "{cluster:?}"
+    );
+    let inhibited = journal::read(data)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.decision == Decision::Inhibited)
+        .count();
+    assert_eq!(inhibited, 2);
+    alerter.stop(Duration::from_secs(2)).unwrap();
+}
+
+#[test]
+fn a_silence_mutes_until_it_is_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let silences = SilenceStore::new(data);
+    let silence = silences
+        .add(NewSilence {
+            matchers: vec!["vm=~\"WEB.*\"".parse().unwrap()],
+            starts_at: None,
+            ends_at: Utc::now() + chrono::Duration::hours(1),
+            created_by: "alice".into(),
+            comment: "switch work".into(),
+        })
+        .unwrap();
+    let alerter = start(data, &config(FAST));
+    append(
+        data,
+        &[
+            (
+                ChangeKind::Opened,
+                incident("e1", "vswitch-mismatch", "WEB1", 0),
+            ),
+            (
+                ChangeKind::Opened,
+                incident("e2", "numa-spanning-disabled", "SQL1", 0),
+            ),
+        ],
+    );
+    let got = wait_sent(data, 1, Duration::from_secs(5)).expect("SQL1");
+    quiet(data, 1);
+    assert_eq!(got[0].alerts, ["e2"]);
+    silences.expire(&silence.id, "alice").unwrap();
+    let got = wait_sent(data, 2, Duration::from_secs(5)).expect("WEB1 once the silence ended");
+    assert_eq!(got[1].alerts, ["e1"]);
+    alerter.stop(Duration::from_secs(2)).unwrap();
+    let decisions: Vec<Decision> = journal::read(data)
+        .unwrap()
+        .iter()
+        .map(|e| e.decision)
+        .collect();
+    assert!(decisions.contains(&Decision::Silenced));
+    assert!(decisions.contains(&Decision::SilenceExpired));
+}
+
+#[test]
+fn an_unchanged_firing_group_is_repeated_after_repeat_interval_in_its_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let alerter = start(
+        data,
+        &config("[alerts.route]\ngroup_wait = \"0s\"\nrepeat_interval = \"1s\"\n"),
+    );
+    append(
+        data,
+        &[(
+            ChangeKind::Opened,
+            incident("f1", "vswitch-mismatch", "WEB1", 0),
+        )],
+    );
+    let first = wait_sent(data, 1, Duration::from_secs(5)).expect("first");
+    let start_at = Instant::now();
+    let got = wait_sent(data, 2, Duration::from_secs(5)).expect("repeat");
+    assert!(
+        start_at.elapsed() >= Duration::from_millis(500),
+        "not before the interval"
+    );
+    assert_eq!(got[1].alerts, first[0].alerts);
+    alerter.stop(Duration::from_secs(2)).unwrap();
+    // The state log knows the thread: `relive alerts` shows both sent.
+    let statuses = journal::statuses(&journal::read(data).unwrap());
+    assert_eq!(statuses.len(), 2);
+}
