@@ -6,7 +6,8 @@
 //!    clock starts when the collector's `200` (the acknowledgement: the
 //!    events are durable) is read and stops when the sink reads the end of
 //!    the message's DATA (the moment it would answer `250`). Trials run one
-//!    at a time, so the n-th message belongs to the n-th trial.
+//!    at a time, so the n-th message belongs to the n-th trial; each
+//!    chain carries the present time, as a live failure does.
 //! 2. `throughput`: notifications per second through one SMTP connection.
 //!    relive: the alerting stage in process, fed N opened incidents (each
 //!    its own group) through the change log; time until the sink has read
@@ -130,8 +131,18 @@ fn relive(data: &Path, args: &[&str]) -> std::process::Output {
 const SEED: &str = "../shared/samples-real/text/seed-workinghardinit-sharedstoragepath-chain.txt";
 const SEED_VM_ID: &str = "4B5F2F6C-AEA3-4C7B-8342-E255D1D112D7";
 
-/// The seed chain as ECS lines, for the VM `vm` with its own records.
+/// The seed chain as ECS lines for the VM `BENCHnnnn` with its own
+/// records, moved to the present (a live failure: its events are the
+/// newest the correlator has seen, as on a real collector).
 fn chain(seed: &[String], n: u64) -> String {
+    let time = |line: &str| {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        chrono::DateTime::parse_from_rfc3339(event["@timestamp"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+    };
+    let first = seed.iter().map(|l| time(l)).min().unwrap();
+    let shift = chrono::Utc::now() - first;
     let mut body = String::new();
     for line in seed {
         let line = line
@@ -141,6 +152,10 @@ fn chain(seed: &[String], n: u64) -> String {
         if let Some(r) = event["winlog"]["record_id"].as_u64() {
             event["winlog"]["record_id"] = (r + n * 100_000).into();
         }
+        let at = time(&line) + shift;
+        event["@timestamp"] = at
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            .into();
         body.push_str("{\"create\":{}}\n");
         body.push_str(&event.to_string());
         body.push('\n');
@@ -319,20 +334,7 @@ fn lettre_run(template: &Incident, n: usize) -> f64 {
     for incident in incidents(template, n) {
         // The same message relive sends: one alert, rendered the same way.
         let alert = remediate::alert::Alert::from_incident(incident, chrono::Utc::now(), &context);
-        let notification = remediate::alert::Notification {
-            id: alert.fingerprint.clone(),
-            target: "email/email[0]".into(),
-            receiver: "email".into(),
-            group_key: alert.fingerprint.clone(),
-            group_labels: alert.labels.clone(),
-            created_at: chrono::Utc::now(),
-            thread: alert.fingerprint.clone(),
-            sequence: 0,
-            firing: vec![alert],
-            resolved: Vec::new(),
-            covers: Vec::new(),
-            external_url: "http://127.0.0.1:7300".into(),
-        };
+        let notification = remediate::alert::Notification::preview(alert, "http://127.0.0.1:7300");
         let message =
             remediate::alert::email::build_message(&notification, &from, &to, "example.com")
                 .unwrap();

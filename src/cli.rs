@@ -106,6 +106,7 @@ Prints one JSON line with the bound addresses, then runs until SIGTERM or Ctrl-C
   relive alerts
   relive alerts --status failed
   relive alerts --json | jq '.[] | {subject, status, reason}'
+  relive alerts --render 3f2a --shape slack   (the message an incident gives, not sent)
 Every decision (queued, sent, retried, failed, silenced, inhibited, rate-limited) is a JSON
 line in --data/alerts/notifications.jsonl.")]
     Alerts(AlertsArgs),
@@ -331,6 +332,13 @@ pub struct ParseArgs {
 
 #[derive(Debug, Args)]
 pub struct AlertsArgs {
+    /// Print the exact message relive would send for this incident (id or
+    /// unique prefix) instead of the list: a dry run of the renderer.
+    #[arg(long, value_name = "INCIDENT")]
+    pub render: Option<String>,
+    /// With --render: email (the raw message), generic, slack or teams (the JSON).
+    #[arg(long, default_value = "email", value_parser = ["email", "generic", "slack", "teams"])]
+    pub shape: String,
     /// Only notifications whose last word is this (queued, sent, retry, failed, resumed).
     #[arg(long)]
     pub status: Option<String>,

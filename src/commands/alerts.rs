@@ -14,6 +14,9 @@ use relive::display::clean;
 
 /// `relive alerts`.
 pub fn list(args: AlertsArgs, data: &Path) -> anyhow::Result<ExitCode> {
+    if let Some(id) = &args.render {
+        return render(id, &args.shape, data);
+    }
     let entries = journal::read(data).context("cannot read the notification journal")?;
     let wanted: Option<Decision> = match &args.status {
         Some(s) => Some(
@@ -149,6 +152,48 @@ pub fn silence(command: SilenceCommand, data: &Path) -> anyhow::Result<ExitCode>
         SilenceCommand::Expire(args) => {
             let silence = store.expire(&args.id, &author(args.author))?;
             writeln!(out, "silence {} expired", silence.id)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `relive alerts --render ID`: the message an incident gives, not sent.
+fn render(id: &str, shape: &str, data: &Path) -> anyhow::Result<ExitCode> {
+    let incident = correlate::IncidentStore::new(data)
+        .find(id)
+        .context("cannot read the incident store")?
+        .ok_or_else(|| anyhow::anyhow!("no incident `{id}` (or the prefix is not unique)"))?;
+    let (_, kb) = relive::load_rules(&[])?;
+    let context = remediate::alert::AlertContext::new(&Default::default(), Some(&kb));
+    let notification = remediate::alert::Notification::preview(
+        remediate::alert::Alert::from_incident(incident, chrono::Utc::now(), &context),
+        "http://127.0.0.1:7300",
+    );
+    let mut out = std::io::stdout().lock();
+    match shape {
+        "email" => {
+            out.write_all(&remediate::alert::email::preview(&notification)?)?;
+        }
+        "generic" => {
+            serde_json::to_writer_pretty(
+                &mut out,
+                &remediate::alert::webhook::generic(&notification, "preview"),
+            )?;
+            writeln!(out)?;
+        }
+        "slack" => {
+            serde_json::to_writer_pretty(
+                &mut out,
+                &remediate::alert::webhook::slack(&notification),
+            )?;
+            writeln!(out)?;
+        }
+        _ => {
+            serde_json::to_writer_pretty(
+                &mut out,
+                &remediate::alert::webhook::teams(&notification),
+            )?;
+            writeln!(out)?;
         }
     }
     Ok(ExitCode::SUCCESS)

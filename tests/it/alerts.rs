@@ -915,3 +915,86 @@ fn a_real_alertmanager_receives_relives_alerts_and_a_relive_silence_keeps_one_ou
     let serve = procs.0.pop().unwrap();
     stop(serve);
 }
+
+#[test]
+fn email_over_implicit_tls_with_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (ca, cert, key) = certificates(dir.path());
+    let server = smtp(
+        &dir.path().join("mail"),
+        &[
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--implicit-tls",
+            "--user",
+            "relive",
+            "--password",
+            "pw",
+        ],
+    );
+    let password_file = dir.path().join("smtp-password");
+    std::fs::write(&password_file, "pw\n").unwrap();
+    let (config, port) = alert_config(
+        dir.path(),
+        &format!(
+            "[alerts.email]\nsmtp = \"127.0.0.1:{}\"\nfrom = \"relive@example.com\"\nto = [\"oncall@example.com\"]\n\
+             tls = true\nusername = \"relive\"\npassword_file = \"{}\"\nca_file = \"{}\"\n\
+             [alerts.route]\ngroup_wait = \"0s\"\n",
+            server.port,
+            password_file.display(),
+            ca.display()
+        ),
+    );
+    let mut procs = Procs(vec![serve(&config, &data, None)]);
+    bulk(port, &seed_lines(&data)).unwrap();
+    let got =
+        wait_received(&server.dir, 1, Duration::from_secs(30)).expect("an email over implicit TLS");
+    assert!(header(&parts(&got[0].1), "Subject").starts_with("[relive] ADFS1 "));
+    stop(procs.0.remove(0));
+}
+
+#[test]
+fn config_default_shows_both_forms_and_render_is_a_dry_run_of_the_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = relive(dir.path(), &["config", "default"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let parsed: toml::Table = toml::from_str(&text).expect("the default is valid TOML as printed");
+    assert!(parsed.contains_key("alerts"));
+    for want in [
+        "# [alerts.email]",
+        "# [alerts.route]",
+        "# [[alerts.receivers]]",
+        "# [[alerts.inhibit]]",
+        "# [receivers.es_bulk]",
+    ] {
+        assert!(text.contains(want), "{want}");
+    }
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/samples-real/text/seed-workinghardinit-sharedstoragepath-chain.txt");
+    assert!(relive(dir.path(), &["ingest", seed.to_str().unwrap()])
+        .status
+        .success());
+    let incidents: Value =
+        serde_json::from_slice(&relive(dir.path(), &["incidents", "--json"]).stdout).unwrap();
+    let id = incidents[0]["id"].as_str().unwrap();
+    let email = relive(dir.path(), &["alerts", "--render", &id[..6]]);
+    assert!(
+        email.status.success(),
+        "{}",
+        String::from_utf8_lossy(&email.stderr)
+    );
+    let email = String::from_utf8(email.stdout).unwrap();
+    assert!(
+        email.contains("Subject: ") && email.contains("multipart/alternative"),
+        "{email}"
+    );
+    let slack = relive(dir.path(), &["alerts", "--render", id, "--shape", "slack"]);
+    let slack: Value = serde_json::from_slice(&slack.stdout).unwrap();
+    assert!(slack["text"].as_str().unwrap().contains("ADFS1"));
+    // Nothing was sent: a render writes no journal.
+    assert!(!dir.path().join("alerts/notifications.jsonl").exists());
+}

@@ -24,6 +24,7 @@ use pipeline::{Shutdown, StageMetrics};
 use super::config::{Built, Integration, Target, LOG_RECEIVER};
 use super::inhibit::muted_by;
 use super::journal::{Decision, Journal, JournalEntry};
+use super::matcher::all_match;
 use super::route::Route;
 use super::silence::{Silence, SilenceStore};
 use super::state::{nflog_key, Covered, NflogEntry, Notification, StateLog};
@@ -141,6 +142,7 @@ impl Alerter {
                 stats: stats.clone(),
                 stop: stop.clone(),
                 sent_times: VecDeque::new(),
+                metrics: metrics.clone(),
             };
             workers.push(
                 std::thread::Builder::new()
@@ -495,11 +497,13 @@ impl Dispatcher {
             return;
         };
         let route = &self.routes[group.route];
-        let firing_all: Vec<&Alert> = self
-            .alerts
-            .values()
-            .filter(|a| a.state == AlertState::Firing)
-            .collect();
+        // Only alerts that can mute others are searched for a muting one
+        // (usually a handful of cluster-wide causes among many alerts).
+        let rules = &self.built.inhibit;
+        let is_source = |a: &Alert| {
+            a.state == AlertState::Firing && rules.iter().any(|r| all_match(&r.source, &a.labels))
+        };
+        let sources: Vec<&Alert> = self.alerts.values().filter(|a| is_source(a)).collect();
         let mut firing = Vec::new();
         let mut resolved_alerts = Vec::new();
         let mut suppressed = Vec::new();
@@ -518,9 +522,7 @@ impl Dispatcher {
                                 silence.id, silence.created_by, silence.comment
                             ),
                         ));
-                    } else if let Some(by) =
-                        muted_by(&self.built.inhibit, alert, firing_all.iter().copied())
-                    {
+                    } else if let Some(by) = muted_by(rules, alert, sources.iter().copied()) {
                         suppressed.push((
                             alert,
                             Decision::Inhibited,
@@ -563,10 +565,13 @@ impl Dispatcher {
         }
         self.told_suppressed
             .retain(|(g, f), _| g != key || still_suppressed.iter().any(|(_, sf)| sf == f));
-        let covers: Vec<Covered> = firing_all
-            .iter()
+        let ours: Vec<&Alert> = firing.iter().copied().filter(|a| is_source(a)).collect();
+        let covers: Vec<Covered> = self
+            .alerts
+            .values()
+            .filter(|a| !ours.is_empty() && a.state == AlertState::Firing)
             .filter_map(|target| {
-                let by = muted_by(&self.built.inhibit, target, firing.iter().copied())?;
+                let by = muted_by(rules, target, ours.iter().copied())?;
                 Some(Covered {
                     fingerprint: target.fingerprint.clone(),
                     vm: target.vm().to_string(),
@@ -704,6 +709,7 @@ struct Worker {
     stats: Arc<AlerterStats>,
     stop: Shutdown,
     sent_times: VecDeque<Instant>,
+    metrics: Arc<StageMetrics>,
 }
 
 impl Worker {
@@ -779,6 +785,7 @@ impl Worker {
                         tracing::error!(notification = %n.id, error = %e, "sent, but cannot record it: it may be sent again after a restart");
                     }
                     self.stats.sent.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.items_out.fetch_add(1, Ordering::Relaxed);
                     self.journal.write(&entry);
                     tracing::info!(notification = %n.id, target = %n.target, attempt, "alert notification sent");
                     return;
@@ -825,6 +832,7 @@ impl Worker {
                     entry.reason = Some(reason);
                     self.journal.write(&entry);
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.errors.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(notification = %n.id, target = %n.target, attempt, error = %e, "alert notification failed");
                     return;
                 }

@@ -200,6 +200,14 @@ pub fn build_message(
         .map_err(|e| NotifyError::Permanent(format!("cannot build the message: {e}")))
 }
 
+/// The raw message for a notification with example addresses (a dry run:
+/// `relive alerts --render`).
+pub fn preview(n: &Notification) -> Result<Vec<u8>, NotifyError> {
+    let from: Mailbox = "relive@example.com".parse().expect("a valid address");
+    let to: Mailbox = "oncall@example.com".parse().expect("a valid address");
+    Ok(build_message(n, &from, &[to], "example.com")?.formatted())
+}
+
 impl Notifier for Email {
     fn send(&mut self, n: &Notification) -> Result<(), NotifyError> {
         let message = self.message(n)?;

@@ -54,6 +54,34 @@ pub struct Notification {
 }
 
 impl Notification {
+    /// A notification of one alert alone, first in its thread (what a group
+    /// of one would send; for previews and baselines).
+    pub fn preview(alert: Alert, external_url: &str) -> Notification {
+        let id = alert.fingerprint.clone();
+        Notification {
+            target: "preview".into(),
+            receiver: "preview".into(),
+            group_key: format!("preview:{{}}/{id}"),
+            group_labels: alert.labels.clone(),
+            created_at: alert.updated_at,
+            thread: id.clone(),
+            sequence: 0,
+            id,
+            resolved: if alert.state == AlertState::Resolved {
+                vec![alert.clone()]
+            } else {
+                Vec::new()
+            },
+            firing: if alert.state == AlertState::Firing {
+                vec![alert]
+            } else {
+                Vec::new()
+            },
+            covers: Vec::new(),
+            external_url: external_url.trim_end_matches('/').to_string(),
+        }
+    }
+
     /// `firing` when anything fires, else `resolved`.
     pub fn status(&self) -> AlertState {
         if self.firing.is_empty() {

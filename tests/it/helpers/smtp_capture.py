@@ -4,7 +4,7 @@ Every accepted message is written to DIR as NNN.eml (the bytes as
 received) and NNN.json (envelope sender and recipients). Prints `ready PORT`
 once it listens; stops when its standard input closes.
 
-  smtp_capture.py --dir DIR [--port 0] [--cert C --key K] [--user U --password P]
+  smtp_capture.py --dir DIR [--port 0] [--cert C --key K [--implicit-tls]] [--user U --password P]
 """
 import argparse
 import asyncio
@@ -46,12 +46,17 @@ def main():
     p.add_argument("--key")
     p.add_argument("--user")
     p.add_argument("--password")
+    p.add_argument("--implicit-tls", action="store_true")
     a = p.parse_args()
     kwargs = {}
+    implicit = None
     if a.cert:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(a.cert, a.key)
-        kwargs.update(tls_context=ctx, require_starttls=True)
+        if a.implicit_tls:
+            implicit = ctx
+        else:
+            kwargs.update(tls_context=ctx, require_starttls=True)
     if a.user:
         def authenticate(server, session, envelope, mechanism, auth_data):
             ok = (
@@ -61,7 +66,7 @@ def main():
             )
             return AuthResult(success=ok)
 
-        kwargs.update(authenticator=authenticate, auth_required=True, auth_require_tls=bool(a.cert))
+        kwargs.update(authenticator=authenticate, auth_required=True, auth_require_tls=bool(a.cert) and not a.implicit_tls)
     port = a.port
     if port == 0:
         import socket
@@ -70,7 +75,9 @@ def main():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         s.close()
-    controller = Controller(Capture(a.dir), hostname="127.0.0.1", port=port, **kwargs)
+    controller = Controller(
+        Capture(a.dir), hostname="127.0.0.1", port=port, ssl_context=implicit, **kwargs
+    )
     controller.start()
     print("ready %d" % port, flush=True)
     try:
