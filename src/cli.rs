@@ -87,6 +87,15 @@ as JSON lines that `relive ingest` and the agents read.")]
     Migrate(MigrateArgs),
     /// List the VMs of a host (through its control API).
     Vms(ControlArgs),
+    /// Settle a migration whose commit answer was lost: its VM waits,
+    /// paused and "in doubt", on the source host until the destination says
+    /// whether it runs it. Use this only when the destination cannot answer.
+    #[command(after_help = "Examples:
+  relive resolve ADFS1 --destination-runs   (you checked: HV02 runs ADFS1; the paused copy here is discarded)
+  relive resolve ADFS1 --resume-here        (you checked: HV02 does not run ADFS1, e.g. it is powered off)
+Run it against the source host's control API (--control). Resuming here while the destination
+runs the VM makes two copies write to one disk: check the destination first.")]
+    Resolve(ResolveArgs),
     /// Run the collector: receivers, write-ahead log, index, correlation.
     #[command(after_help = "Examples:
   relive serve
@@ -407,4 +416,22 @@ pub struct SilenceExpireArgs {
 pub enum ConfigCommand {
     /// A commented relive.toml with every section and its defaults.
     Default,
+}
+
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// The VM (name or id) in doubt on the source host.
+    pub vm: String,
+    /// Resume the VM on the source host: only when the destination does not run it.
+    #[arg(
+        long,
+        conflicts_with = "destination_runs",
+        required_unless_present = "destination_runs"
+    )]
+    pub resume_here: bool,
+    /// The destination runs the VM: discard the paused copy on the source host.
+    #[arg(long)]
+    pub destination_runs: bool,
+    #[command(flatten)]
+    pub control: ControlArgs,
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
 use migrate_core::config::{AuthMode, HostConfig};
-use migrate_core::host::{Host, Notice, NoticeSink, Role};
+use migrate_core::host::{Host, InDoubtOutcome, Notice, NoticeSink, Role};
 use migrate_core::report::{Audit, MigrationReport, Status};
 use parsers::{Event, Level, Metric, Outcome, Phase};
 
@@ -369,6 +369,52 @@ impl NoticeSink for EventLog {
                 if let Some(report) = report {
                     self.metrics(report);
                 }
+            }
+            Notice::MigrationInDoubt {
+                vm_name,
+                vm_id,
+                peer,
+                error,
+            } => {
+                // A failed attempt as far as the admin can tell (the VM is
+                // not where it was sent), with what relive does about it.
+                let mut first = event(
+                    host,
+                    HA,
+                    HA_CHANNEL,
+                    21502,
+                    Level::Error,
+                    format!("Live migration of 'Virtual Machine {vm_name}' failed.\n\nVirtual machine migration operation for '{vm_name}' failed at migration source '{host}' (Virtual machine ID {vm_id}). Peer: '{peer}'.\nThe answer to the commit was lost: the outcome is in doubt. The virtual machine stays paused on '{host}' until '{peer}' confirms whether it runs it (or an administrator runs `relive resolve`).\n{}", error.message),
+                );
+                first.data.push_static("Hresult", error.hresult());
+                first.data.push_static("VmName", vm_name.as_str());
+                first.data.push_static("VmId", vm_id.as_str());
+                first.data.push_static("InDoubt", "true");
+                self.write(&[first]);
+            }
+            Notice::InDoubtResolved {
+                vm_name,
+                vm_id,
+                peer,
+                outcome,
+            } => {
+                let text = match outcome {
+                    InDoubtOutcome::Committed => format!("'{peer}' confirmed that it committed the live migration of '{vm_name}': the virtual machine runs there; the paused copy on '{host}' was discarded (VMID {vm_id})."),
+                    InDoubtOutcome::Aborted => format!("'{peer}' confirmed that it did not commit the live migration of '{vm_name}' and never will: the virtual machine resumed on '{host}' (VMID {vm_id})."),
+                    InDoubtOutcome::OperatorResumedHere => format!("An administrator resolved the in-doubt live migration of '{vm_name}': the virtual machine resumed on '{host}' without word from '{peer}' (VMID {vm_id})."),
+                    InDoubtOutcome::OperatorDiscardedHere => format!("An administrator resolved the in-doubt live migration of '{vm_name}': '{peer}' runs it; the paused copy on '{host}' was discarded (VMID {vm_id})."),
+                };
+                let mut e = event(
+                    host,
+                    "relive-migrate",
+                    "relive/Migration",
+                    3,
+                    Level::Warning,
+                    text,
+                );
+                e.data.push_static("VmName", vm_name.as_str());
+                e.data.push_static("VmId", vm_id.as_str());
+                self.write(&[e]);
             }
             Notice::SettingChanged { .. } => {
                 let host = self.host.lock().expect("host slot").clone();

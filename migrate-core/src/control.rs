@@ -93,6 +93,17 @@ pub enum Request {
         /// Migration id.
         id: String,
     },
+    /// An operator settles an in-doubt migration of a VM on this (source)
+    /// host: `resume_here` (only safe when the destination does not run
+    /// it) or `discard_here` (the destination runs it).
+    ResolveInDoubt {
+        /// Name or id.
+        vm: String,
+        /// What to do.
+        decision: crate::host::InDoubtDecision,
+    },
+    /// The host's ledger: VMs in doubt, moved away, arrived.
+    Ledger,
     /// The host's configuration (secrets left out).
     Settings,
     /// Changes a host setting (a playbook's fix).
@@ -281,6 +292,10 @@ impl Host {
                 Ok(json!({}))
             }
             Request::Wait { id } => Ok(value(&self.handle_of(&id)?.wait())),
+            Request::ResolveInDoubt { vm, decision } => self
+                .decide_in_doubt(&vm, decision)
+                .map(|id| json!({"vm_id": id, "decision": decision})),
+            Request::Ledger => Ok(value(&self.ledger().entries())),
             Request::Settings => {
                 let mut config = value(&self.config());
                 if let Some(auth) = config.get_mut("auth") {

@@ -63,6 +63,10 @@ pub(crate) struct Session {
     pass_seen: Mutex<Vec<u64>>,
     changed: Condvar,
     failed: AtomicBool,
+    /// The source host.
+    source: String,
+    /// The source's migration id (`vm id/migration id` is what a fence names).
+    migration: String,
 }
 
 fn reject(out: &mut impl Write, error: &MigrationError) -> std::io::Result<()> {
@@ -89,6 +93,7 @@ fn incoming(host: &Host, stream: TcpStream, peer: SocketAddr) -> std::io::Result
         Some(Command::Hello) => hello(host, peer, &body, reader, writer),
         Some(Command::Join) => join(host, &body, &mut reader),
         Some(Command::Query) => query(host, &body, &mut writer),
+        Some(Command::Resolve) => resolve(host, &body, &mut writer),
         other => Err(bad_data(&format!("expected Hello, got {other:?}"))),
     }
 }
@@ -122,6 +127,72 @@ fn query(host: &Host, body: &[u8], writer: &mut BufWriter<TcpStream>) -> std::io
     let answer = serde_json::json!({ "vm_id": id, "state": state });
     protocol::write_frame(writer, Command::Status, &[answer.to_string().as_bytes()])?;
     writer.flush()
+}
+
+fn fence_key(vm_id: &str, migration: &str) -> String {
+    format!("{}/{migration}", vm_id.to_ascii_uppercase())
+}
+
+/// Fences kept (a fence matters only while its migration could still send
+/// `Commit`; the oldest are dropped beyond this).
+const MAX_FENCES: usize = 10_000;
+
+/// `Resolve`: settles a commit whose answer the source lost. Under the VMs
+/// lock, so it cannot interleave with a `Commit` being applied.
+fn resolve(host: &Host, body: &[u8], writer: &mut BufWriter<TcpStream>) -> std::io::Result<()> {
+    let request: protocol::ResolveRequest =
+        serde_json::from_slice(body).map_err(|e| bad_data(&format!("bad resolve request: {e}")))?;
+    let config = host.config();
+    let mac = hex_decode(&request.mac).unwrap_or_default();
+    if !protocol::hmac_sha256_verify(
+        config.auth.secret_for(&request.source).as_bytes(),
+        &[request.signed_text().as_bytes()],
+        &mac,
+    ) {
+        tracing::warn!(source = %request.source, vm_id = %request.vm_id, "a resolve request failed authentication");
+        return Err(bad_data("resolve request not authenticated"));
+    }
+    let id = request.vm_id.to_ascii_uppercase();
+    let answer = {
+        let vms = host.inner.vms.lock().expect("vms lock");
+        let running = vms.get(&id).is_some_and(|vm| vm.state == VmState::Running);
+        let arrived = matches!(
+            host.ledger().get(&id).map(|e| e.placement),
+            Some(crate::ledger::Placement::Arrived { migration, .. }) if migration == request.migration
+        );
+        if vms.contains_key(&id) || arrived {
+            protocol::ResolveAnswer {
+                vm_id: id.clone(),
+                committed: true,
+                running,
+            }
+        } else {
+            let mut fenced = host.inner.fenced.lock().expect("fence lock");
+            if fenced.len() >= MAX_FENCES {
+                fenced.clear();
+            }
+            fenced.insert(fence_key(&id, &request.migration));
+            protocol::ResolveAnswer {
+                vm_id: id.clone(),
+                committed: false,
+                running: false,
+            }
+        }
+    };
+    tracing::info!(vm_id = %id, source = %request.source, committed = answer.committed, "resolved an in-doubt migration");
+    let body = serde_json::to_vec(&answer).unwrap_or_default();
+    protocol::write_frame(writer, Command::Status, &[&body])?;
+    writer.flush()
+}
+
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// `Hello`: a new migration. Handshake and admission, authentication, the
@@ -282,6 +353,8 @@ fn hello(
         pass_seen: Mutex::new(vec![0; offer.streams as usize]),
         changed: Condvar::new(),
         failed: AtomicBool::new(false),
+        source: source.clone(),
+        migration: offer.migration.clone(),
     });
     host.inner
         .sessions
@@ -655,18 +728,52 @@ fn receive_migration(
                         paused,
                     ))
                 });
-                host.inner.vms.lock().expect("vms lock").insert(
-                    vm.id.clone(),
-                    Vm {
-                        config: vm.clone(),
-                        memory,
-                        workload,
-                        device_state: Arc::new(device.blob),
-                        disk: session.disk.clone(),
-                        state: VmState::Running,
-                        numa_node: node,
-                    },
-                );
+                {
+                    // Under the VMs lock, like `Resolve`: either the source
+                    // fenced this migration first (refused), or the VM is
+                    // committed here first (and `Resolve` says so).
+                    let mut vms = host.inner.vms.lock().expect("vms lock");
+                    let fenced = host
+                        .inner
+                        .fenced
+                        .lock()
+                        .expect("fence lock")
+                        .contains(&fence_key(&vm.id, &session.migration));
+                    if fenced {
+                        if let Some(w) = &workload {
+                            w.stop();
+                        }
+                        return Err(Received::Error(MigrationError::new(
+                            ErrorKind::Cancelled,
+                            format!("The commit of '{}' arrived after the source settled the migration as not committed; the virtual machine stays on '{}'.", vm.name, session.source),
+                        )));
+                    }
+                    // Written down before the VM runs here, so a crash after
+                    // this still answers "committed" to the source.
+                    host.ledger()
+                        .set(
+                            &vm.id,
+                            &vm.name,
+                            crate::ledger::Placement::Arrived {
+                                from: session.source.clone(),
+                                migration: session.migration.clone(),
+                            },
+                        )
+                        .map_err(Received::Io)?;
+                    vms.insert(
+                        vm.id.clone(),
+                        Vm {
+                            config: vm.clone(),
+                            memory,
+                            workload,
+                            device_state: Arc::new(device.blob),
+                            disk: session.disk.clone(),
+                            state: VmState::Running,
+                            numa_node: node,
+                        },
+                    );
+                }
+                crate::fault_point("destination-after-resume");
                 let blackout = final_at.map_or(0, |t| t.elapsed().as_millis() as u64);
                 // The announcement (the analog of the ARP update) goes with the ack.
                 let ack = serde_json::json!({ "announced": host.name(), "vm_id": vm.id });
@@ -689,6 +796,47 @@ fn receive_migration(
 }
 
 impl Host {
+    /// Asks the destination at `addr` to settle migration `migration` of
+    /// VM `vm_id` (after a lost commit answer): `Ok(true)` = committed
+    /// there, `Ok(false)` = not committed and fenced.
+    pub fn resolve_remote(
+        &self,
+        addr: SocketAddr,
+        peer: &str,
+        vm_id: &str,
+        migration: &str,
+    ) -> std::io::Result<bool> {
+        let config = self.config();
+        let mut request = protocol::ResolveRequest {
+            source: config.name.clone(),
+            vm_id: vm_id.to_string(),
+            migration: migration.to_string(),
+            nonce: format!("{:016x}", random_u64()),
+            mac: String::new(),
+        };
+        let mac = protocol::hmac_sha256(
+            config.auth.secret_for(peer).as_bytes(),
+            &[request.signed_text().as_bytes()],
+        );
+        request.mac = mac.iter().map(|b| format!("{b:02x}")).collect();
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut writer = BufWriter::new(stream.try_clone()?);
+        let body = serde_json::to_vec(&request).map_err(|e| bad_data(&e.to_string()))?;
+        protocol::write_frame(&mut writer, Command::Resolve, &[&body])?;
+        writer.flush()?;
+        let mut reader = BufReader::new(stream);
+        let mut body = Vec::new();
+        match protocol::read_frame(&mut reader, &mut body)? {
+            Some(Command::Status) => {
+                let answer: protocol::ResolveAnswer =
+                    serde_json::from_slice(&body).map_err(|e| bad_data(&e.to_string()))?;
+                Ok(answer.committed)
+            }
+            other => Err(bad_data(&format!("expected Status, got {other:?}"))),
+        }
+    }
+
     /// Asks the host at `addr` whether VM `id` runs there (after a lost
     /// commit acknowledgement).
     pub fn query_remote(addr: SocketAddr, id: &str) -> std::io::Result<Option<VmState>> {

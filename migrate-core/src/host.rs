@@ -92,6 +92,29 @@ pub enum Notice {
         /// The source's report (source only).
         report: Option<Box<MigrationReport>>,
     },
+    /// The commit's answer was lost: the VM stays paused here until the
+    /// destination says whether it runs it.
+    MigrationInDoubt {
+        /// VM name.
+        vm_name: String,
+        /// VM id.
+        vm_id: String,
+        /// The destination.
+        peer: String,
+        /// What happened.
+        error: MigrationError,
+    },
+    /// An operator decided an in-doubt migration.
+    InDoubtResolved {
+        /// VM name.
+        vm_name: String,
+        /// VM id.
+        vm_id: String,
+        /// The destination.
+        peer: String,
+        /// What was decided and by whom.
+        outcome: InDoubtOutcome,
+    },
     /// A setting changed through the control API.
     SettingChanged {
         /// Which.
@@ -99,6 +122,32 @@ pub enum Notice {
         /// To what.
         value: String,
     },
+}
+
+/// How an in-doubt migration ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InDoubtOutcome {
+    /// The destination committed: the VM runs (or ran) there; the paused
+    /// copy here was discarded.
+    Committed,
+    /// The destination had not committed and now never will: the VM
+    /// resumed here.
+    Aborted,
+    /// An operator resumed the VM here.
+    OperatorResumedHere,
+    /// An operator discarded the copy here (the destination runs it).
+    OperatorDiscardedHere,
+}
+
+/// An operator's decision on an in-doubt VM (`relive resolve`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InDoubtDecision {
+    /// Resume the VM here: only safe when the destination does not run it.
+    ResumeHere,
+    /// Discard the copy here: the destination runs it.
+    DiscardHere,
 }
 
 /// Where a host's notices go.
@@ -134,6 +183,10 @@ pub enum VmState {
     Migrating,
     /// Paused for the blackout.
     Paused,
+    /// Paused after a commit whose answer was lost: it must not run here
+    /// until the destination says it does not run it (or an operator
+    /// decides with `relive resolve`).
+    InDoubt,
 }
 
 /// A VM on a host.
@@ -187,6 +240,16 @@ pub(crate) struct HostInner {
     pub(crate) listener: Mutex<Option<ListenerHandle>>,
     pub(crate) outgoing: Mutex<BTreeMap<String, MigrationHandle>>,
     pub(crate) next_id: AtomicU64,
+    /// Migrations a source resolved as not committed (`vm id/migration id`):
+    /// their `Commit`, if it still arrives, is refused.
+    pub(crate) fenced: Mutex<std::collections::HashSet<String>>,
+    /// Operators' decisions on in-doubt VMs, by VM id.
+    pub(crate) decisions: Mutex<HashMap<String, InDoubtDecision>>,
+    /// In-doubt VMs this host knows only from its ledger (after a restart):
+    /// VM id → (name, destination).
+    pub(crate) in_doubt: Mutex<BTreeMap<String, (String, String)>>,
+    /// Set by `shutdown`: in-doubt waits end without resuming anything.
+    pub(crate) closing: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) struct ListenerHandle {
@@ -222,6 +285,10 @@ impl Host {
                 listener: Mutex::new(None),
                 outgoing: Mutex::new(BTreeMap::new()),
                 next_id: AtomicU64::new(1),
+                fenced: Mutex::new(std::collections::HashSet::new()),
+                decisions: Mutex::new(HashMap::new()),
+                in_doubt: Mutex::new(BTreeMap::new()),
+                closing: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -523,9 +590,10 @@ impl Host {
         Ok(())
     }
 
-    /// Every VM here.
+    /// Every VM here, in-doubt ones known only from the ledger included.
     pub fn list_vms(&self) -> Vec<VmSummary> {
-        self.inner
+        let mut list: Vec<VmSummary> = self
+            .inner
             .vms
             .lock()
             .expect("vms lock")
@@ -538,7 +606,151 @@ impl Host {
                 counter: vm.memory.read_word(0, 0),
                 pages_written: vm.workload.as_ref().map_or(0, |w| w.pages_written()),
             })
-            .collect()
+            .collect();
+        for (id, (name, _)) in self.inner.in_doubt.lock().expect("in-doubt lock").iter() {
+            list.push(VmSummary {
+                name: name.clone(),
+                id: id.clone(),
+                memory_mib: 0,
+                state: VmState::InDoubt,
+                counter: 0,
+                pages_written: 0,
+            });
+        }
+        list
+    }
+
+    /// This host's ledger (who runs which VM, durably).
+    pub fn ledger(&self) -> crate::ledger::Ledger {
+        crate::ledger::Ledger::new(&self.config().state_root())
+    }
+
+    /// Records an operator's decision on an in-doubt VM (by name or id);
+    /// the migration waiting on it (or the resolver of a restarted host)
+    /// acts on it within a second.
+    pub fn decide_in_doubt(
+        &self,
+        name_or_id: &str,
+        decision: InDoubtDecision,
+    ) -> Result<String, MigrationError> {
+        let id = match self.find_vm(name_or_id) {
+            Ok(id) => id,
+            Err(e) => {
+                let known = self.inner.in_doubt.lock().expect("in-doubt lock");
+                known
+                    .iter()
+                    .find(|(id, (name, _))| {
+                        id.eq_ignore_ascii_case(name_or_id) || name.eq_ignore_ascii_case(name_or_id)
+                    })
+                    .map(|(id, _)| id.clone())
+                    .ok_or(e)?
+            }
+        };
+        let in_doubt = self.vm_state(&id) == Some(VmState::InDoubt)
+            || self
+                .inner
+                .in_doubt
+                .lock()
+                .expect("in-doubt lock")
+                .contains_key(&id);
+        if !in_doubt {
+            return Err(MigrationError::new(
+                ErrorKind::VmNotFound,
+                format!("There is no in-doubt migration of '{name_or_id}' on this host; nothing to resolve."),
+            ));
+        }
+        self.inner
+            .decisions
+            .lock()
+            .expect("decisions lock")
+            .insert(id.clone(), decision);
+        Ok(id)
+    }
+
+    pub(crate) fn take_decision(&self, vm_id: &str) -> Option<InDoubtDecision> {
+        self.inner
+            .decisions
+            .lock()
+            .expect("decisions lock")
+            .remove(vm_id)
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.inner.closing.load(Ordering::Relaxed)
+    }
+
+    /// Starts the VMs of the configuration, as the ledger allows: a VM
+    /// that moved away is not started again; one in doubt is not started
+    /// until its destination says it does not run it (a thread asks, as
+    /// the interrupted migration would have). Returns what was not started
+    /// and why.
+    pub fn start_configured(&self, vms: Vec<VmConfig>) -> Result<Vec<String>, MigrationError> {
+        let ledger = self.ledger();
+        let mut skipped = Vec::new();
+        for mut vm in vms {
+            // The id `start_vm` would give it: the ledger is keyed by it.
+            if vm.id.is_empty() {
+                vm.id = crate::config::guid_for(&vm.name);
+            }
+            vm.id = vm.id.to_ascii_uppercase();
+            match ledger.get(&vm.id).map(|e| e.placement) {
+                None | Some(crate::ledger::Placement::Arrived { .. }) => {
+                    self.start_vm(vm)?;
+                }
+                Some(crate::ledger::Placement::Moved { peer, .. }) => {
+                    tracing::info!(vm = %vm.name, peer = %peer, "not started: it moved to another host");
+                    skipped.push(format!("{} moved to {peer}", vm.name));
+                }
+                Some(crate::ledger::Placement::InDoubt {
+                    peer,
+                    address,
+                    migration,
+                }) => {
+                    tracing::warn!(vm = %vm.name, peer = %peer, "not started: its migration is in doubt; asking {peer}");
+                    skipped.push(format!("{} in doubt (asking {peer})", vm.name));
+                    self.inner
+                        .in_doubt
+                        .lock()
+                        .expect("in-doubt lock")
+                        .insert(vm.id.clone(), (vm.name.clone(), peer.clone()));
+                    let host = self.clone();
+                    std::thread::Builder::new()
+                        .name(format!("in-doubt {}", vm.name))
+                        .spawn(move || host.resolve_after_restart(vm, peer, address, migration))
+                        .map_err(|e| MigrationError::new(ErrorKind::Io, e.to_string()))?;
+                }
+            }
+        }
+        Ok(skipped)
+    }
+
+    /// The resolver of a VM found in doubt at start-up.
+    fn resolve_after_restart(
+        &self,
+        vm: VmConfig,
+        peer: String,
+        address: SocketAddr,
+        migration: String,
+    ) {
+        let outcome =
+            crate::source::wait_in_doubt(self, &vm.id, &vm.name, &peer, address, &migration);
+        self.inner
+            .in_doubt
+            .lock()
+            .expect("in-doubt lock")
+            .remove(&vm.id);
+        let Some(outcome) = outcome else { return };
+        match outcome {
+            InDoubtOutcome::Aborted | InDoubtOutcome::OperatorResumedHere => {
+                // The memory it had is gone with the old process: a cold
+                // start, as a cluster restarts a VM whose host failed.
+                let name = vm.name.clone();
+                if let Err(e) = self.start_vm(vm) {
+                    tracing::error!(vm = %name, error = %e, "cannot start the VM after its migration was resolved");
+                }
+            }
+            InDoubtOutcome::Committed | InDoubtOutcome::OperatorDiscardedHere => {}
+        }
     }
 
     /// Migrations in and out right now.
@@ -751,8 +963,11 @@ impl Drop for HostInner {
 }
 
 impl Host {
-    /// Closes the listener and turns every VM off.
+    /// Closes the listener and turns every VM off. An in-doubt migration
+    /// stops waiting without resuming anything (its ledger entry stays, so
+    /// the next start asks again).
     pub fn shutdown(&self) {
+        self.inner.closing.store(true, Ordering::Relaxed);
         self.close_listener();
         let vms: Vec<String> = self
             .inner

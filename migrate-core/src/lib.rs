@@ -52,6 +52,7 @@ pub mod dirty;
 pub mod disk;
 pub mod error;
 pub mod host;
+pub mod ledger;
 pub mod memory;
 pub mod protocol;
 pub mod qemu;
@@ -60,5 +61,18 @@ pub mod source;
 pub mod workload;
 
 pub use error::{ErrorKind, MigrationError};
+
+/// A named crash point for restart tests: `RELIVE_FAULT=<name>` aborts the
+/// process here (as `kill -9` would stop it). The same variable as the
+/// pipeline's crash points; migrate-core depends on no other relive crate,
+/// so it reads it itself.
+pub(crate) fn fault_point(name: &str) {
+    static PLAN: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let plan = PLAN.get_or_init(|| std::env::var("RELIVE_FAULT").ok());
+    if plan.as_deref() == Some(name) {
+        tracing::error!(point = name, "RELIVE_FAULT: aborting here as asked");
+        std::process::abort();
+    }
+}
 pub use host::Host;
 pub use report::{MigrationInfo, MigrationParams, MigrationReport, Status};

@@ -27,8 +27,13 @@
 //! Any failure before `CommitAck` leaves the VM running on the source: the
 //! source sends `Abort` when it can, and the destination frees its
 //! reservation when the connection drops without a `Commit`. A source that
-//! lost the connection after sending `Commit` asks the destination with
-//! `Query{vm id}` whether the VM runs there before it resumes its copy.
+//! lost the answer to `Commit` is in doubt: it writes that down before it
+//! sends `Commit`, keeps the VM paused, and asks the destination with
+//! `Resolve{vm id, migration id}` (authenticated) until it answers:
+//! "committed" (the VM runs or ran there: the source discards its copy) or
+//! "aborted" (the destination fences that migration, so a late `Commit` is
+//! refused, and the source resumes). It never resumes on a timeout; an
+//! operator can decide instead (`relive resolve`).
 
 use std::io::{self, Read, Write};
 
@@ -80,12 +85,15 @@ pub enum Command {
     Join = 15,
     /// Source → destination (new connection): does VM `id` run here?
     Query = 16,
-    /// Destination → source: the answer to `Query` (JSON).
+    /// Destination → source: the answer to `Query` or `Resolve` (JSON).
     Status = 17,
     /// Source → destination (protocol 2): the page count and the digests of
     /// every page folded into one; `Verified` answers 0 when they agree, or
     /// [`SUMMARY_DIFFERS`] to ask for the per-page list (`Verify`).
     VerifySummary = 18,
+    /// Source → destination (new connection): settle an in-doubt commit
+    /// (see [`ResolveRequest`]).
+    Resolve = 19,
 }
 
 /// `Verified` to a `VerifySummary` whose fold differs: send the list.
@@ -111,6 +119,7 @@ impl Command {
             14 => Abort,
             15 => Join,
             16 => Query,
+            19 => Resolve,
             17 => Status,
             18 => VerifySummary,
             _ => return None,
@@ -308,6 +317,41 @@ pub(crate) struct Offer {
     pub disk_blocks: u64,
     pub streams: u32,
     pub codec: Codec,
+    /// The source's migration id (fences name it; empty from older sources).
+    #[serde(default)]
+    pub migration: String,
+}
+
+/// `Resolve`: a source whose commit answer was lost asks the destination
+/// to settle the migration: "committed" if the VM runs (or ran) there,
+/// otherwise the destination fences the migration (a late `Commit` is
+/// refused) and answers "aborted". Authenticated like the handshake.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ResolveRequest {
+    pub source: String,
+    pub vm_id: String,
+    pub migration: String,
+    pub nonce: String,
+    /// HMAC-SHA256 (hex) over `resolve|vm_id|migration|nonce` with the
+    /// secret the two hosts share.
+    pub mac: String,
+}
+
+impl ResolveRequest {
+    pub(crate) fn signed_text(&self) -> String {
+        format!("resolve|{}|{}|{}", self.vm_id, self.migration, self.nonce)
+    }
+}
+
+/// The destination's answer to `Resolve`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ResolveAnswer {
+    pub vm_id: String,
+    /// True: the VM was committed here (it runs here, or ran here until
+    /// this host restarted). False: it was not, and now never will be.
+    pub committed: bool,
+    /// Whether it runs here now.
+    pub running: bool,
 }
 
 /// The destination's acceptance.

@@ -141,6 +141,9 @@ pub enum Status {
     Failed,
     /// Cancelled; the VM runs on the source.
     Cancelled,
+    /// The commit's answer was lost: the VM is paused on the source until
+    /// the destination (or an operator) settles where it runs.
+    InDoubt,
     /// A state only QEMU has (`cancelling`, `pre-switchover`, `postcopy-active` …).
     #[serde(other)]
     Other,

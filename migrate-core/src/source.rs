@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use crate::dirty::{DirtyTracker, PageSet};
 use crate::disk::GuestDisk;
 use crate::error::{ErrorKind, MigrationError};
-use crate::host::{Host, Notice, Role, SlotGuard, VmState};
+use crate::host::{Host, InDoubtDecision, InDoubtOutcome, Notice, Role, SlotGuard, VmState};
+use crate::ledger::Placement;
 use crate::memory::{bytes_digest, fold_digests, GuestMemory, PAGE_SIZE};
 use crate::protocol::{self, page, Accept, Codec, Command, Cursor, DeviceState, Offer, FINAL};
 pub use crate::report::MigrationHandle;
@@ -276,6 +277,95 @@ fn unix_now() -> String {
     format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
 }
 
+/// Waits until an in-doubt migration is settled: asks the destination
+/// (`Resolve`) with a growing pause between tries, and acts on an
+/// operator's decision. Never resumes on a timeout. `None` when the host
+/// shuts down first (the ledger keeps the doubt).
+pub(crate) fn wait_in_doubt(
+    host: &Host,
+    vm_id: &str,
+    vm_name: &str,
+    peer: &str,
+    address: std::net::SocketAddr,
+    migration: &str,
+) -> Option<InDoubtOutcome> {
+    let ledger = host.ledger();
+    let moved = || {
+        if let Err(e) = ledger.set(
+            vm_id,
+            vm_name,
+            Placement::Moved {
+                peer: peer.to_string(),
+                migration: migration.to_string(),
+            },
+        ) {
+            tracing::error!(vm = %vm_name, error = %e, "cannot record that the VM moved");
+        }
+    };
+    let here = || {
+        if let Err(e) = ledger.clear(vm_id) {
+            tracing::error!(vm = %vm_name, error = %e, "cannot clear the in-doubt record");
+        }
+    };
+    let mut pause = Duration::from_millis(200);
+    let mut tries = 0u64;
+    let outcome = loop {
+        if host.is_closing() {
+            return None;
+        }
+        if let Some(decision) = host.take_decision(vm_id) {
+            break match decision {
+                InDoubtDecision::ResumeHere => {
+                    here();
+                    InDoubtOutcome::OperatorResumedHere
+                }
+                InDoubtDecision::DiscardHere => {
+                    moved();
+                    InDoubtOutcome::OperatorDiscardedHere
+                }
+            };
+        }
+        tries += 1;
+        match host.resolve_remote(address, peer, vm_id, migration) {
+            Ok(true) => {
+                moved();
+                break InDoubtOutcome::Committed;
+            }
+            Ok(false) => {
+                here();
+                break InDoubtOutcome::Aborted;
+            }
+            Err(e) => {
+                if tries == 1 || tries.is_multiple_of(20) {
+                    tracing::warn!(vm = %vm_name, peer, tries, error = %e, "migration in doubt: the destination does not answer; the VM stays paused");
+                }
+                let until = Instant::now() + pause;
+                while Instant::now() < until {
+                    if host.is_closing()
+                        || host
+                            .inner
+                            .decisions
+                            .lock()
+                            .expect("decisions lock")
+                            .contains_key(vm_id)
+                    {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    host.notice(&Notice::InDoubtResolved {
+        vm_name: vm_name.to_string(),
+        vm_id: vm_id.to_string(),
+        peer: peer.to_string(),
+        outcome,
+    });
+    Some(outcome)
+}
+
 /// This process's CPU seconds (user + system), from /proc.
 pub fn cpu_seconds() -> f64 {
     process_cpu_seconds("self")
@@ -501,36 +591,66 @@ impl Ctx {
         Ok((live, slot))
     }
 
-    /// Everything after the source-side checks; on failure the VM resumes.
+    /// Everything after the source-side checks; on failure the VM resumes,
+    /// except when the commit's answer was lost: then it stays paused until
+    /// the destination (or an operator) says whether it runs there.
     fn send(&self, live: &Live, report: &mut MigrationReport) -> Result<(), MigrationError> {
+        let ledger = self.host.ledger();
         match self.transfer(live, report) {
             Ok(()) => {
-                // The destination runs the VM: free the copy here.
+                // The destination runs the VM: write that down, then free
+                // the copy here.
+                if let Err(e) = ledger.set(
+                    &live.vm_id,
+                    &live.vm_name,
+                    Placement::Moved {
+                        peer: self.request.destination.clone(),
+                        migration: self.id.clone(),
+                    },
+                ) {
+                    tracing::error!(vm = %live.vm_name, error = %e, "cannot record that the VM moved; a restart will ask the destination");
+                }
                 self.host.discard_vm(&live.vm_id);
                 Ok(())
             }
             Err(Failure::Before(e)) => {
+                // Resume first (the blackout ends now); a crash before the
+                // record is cleared makes the next start ask the destination.
                 self.resume(live);
+                if let Err(err) = ledger.clear(&live.vm_id) {
+                    tracing::error!(vm = %live.vm_name, error = %err, "cannot clear the in-flight record");
+                }
                 Err(e)
             }
             Err(Failure::InDoubt(e)) => {
-                // Ask the destination whether it runs the VM before resuming.
-                let deadline = Instant::now() + Duration::from_secs(10);
-                loop {
-                    match Host::query_remote(self.request.address, &live.vm_id) {
-                        Ok(Some(_)) => {
-                            self.host.discard_vm(&live.vm_id);
-                            return Ok(());
-                        }
-                        Ok(None) => break,
-                        Err(_) if Instant::now() < deadline => {
-                            std::thread::sleep(Duration::from_millis(200))
-                        }
-                        Err(_) => break,
+                self.host.set_vm_state(&live.vm_id, VmState::InDoubt);
+                self.set_status(Status::InDoubt);
+                self.host.notice(&Notice::MigrationInDoubt {
+                    vm_name: live.vm_name.clone(),
+                    vm_id: live.vm_id.clone(),
+                    peer: self.request.destination.clone(),
+                    error: e.clone(),
+                });
+                match wait_in_doubt(
+                    &self.host,
+                    &live.vm_id,
+                    &live.vm_name,
+                    &self.request.destination,
+                    self.request.address,
+                    &self.id,
+                ) {
+                    Some(InDoubtOutcome::Committed | InDoubtOutcome::OperatorDiscardedHere) => {
+                        self.host.discard_vm(&live.vm_id);
+                        Ok(())
                     }
+                    Some(InDoubtOutcome::Aborted | InDoubtOutcome::OperatorResumedHere) => {
+                        self.resume(live);
+                        Err(e)
+                    }
+                    // The host is shutting down: nothing resumes; the
+                    // ledger keeps the doubt for the next start.
+                    None => Err(e),
                 }
-                self.resume(live);
-                Err(e)
             }
         }
     }
@@ -561,6 +681,30 @@ impl Ctx {
     }
 
     fn transfer(&self, live: &Live, report: &mut MigrationReport) -> Result<(), Failure> {
+        // Written down before anything is sent (so not in the blackout):
+        // until this migration is settled, a restart of this host does not
+        // start the VM, and a lost answer to `Commit` leaves it paused until
+        // the destination says where it runs.
+        self.host
+            .ledger()
+            .set(
+                &live.vm_id,
+                &live.vm_name,
+                Placement::InDoubt {
+                    peer: self.request.destination.clone(),
+                    address: self.request.address,
+                    migration: self.id.clone(),
+                },
+            )
+            .map_err(|e| {
+                Failure::Before(MigrationError::new(
+                    ErrorKind::Io,
+                    format!(
+                        "Cannot record the migration of '{}' in the host's ledger: {e}.",
+                        live.vm_name
+                    ),
+                ))
+            })?;
         let params = self.params.lock().expect("params lock").clone();
         let config = self.host.config();
         let initiator = self
@@ -627,6 +771,7 @@ impl Ctx {
             disk_blocks: live.disk.as_ref().map_or(0, |d| d.blocks() as u64),
             streams,
             codec: params.codec,
+            migration: self.id.clone(),
         };
         let offer = serde_json::to_vec(&offer).unwrap_or_default();
         protocol::write_frame(&mut writer, Command::Offer, &[&offer]).map_err(io)?;

@@ -13,7 +13,7 @@ use migrate_core::host::Host;
 use migrate_core::report::{MigrationInfo, MigrationReport, Status, VerifyMode};
 use serde_json::json;
 
-use crate::cli::{ControlArgs, HostArgs, MigrateArgs};
+use crate::cli::{ControlArgs, HostArgs, MigrateArgs, ResolveArgs};
 
 /// `relive host --config FILE`.
 pub fn run(args: HostArgs) -> anyhow::Result<ExitCode> {
@@ -41,11 +41,17 @@ pub fn run(args: HostArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    // VMs first, so a client that reaches the control API finds them.
-    for vm in vms {
-        let name = vm.name.clone();
-        host.start_vm(vm)
-            .with_context(|| format!("starting VM {name}"))?;
+    // VMs first, so a client that reaches the control API finds them; the
+    // ledger keeps a VM that moved away (or is in doubt) from starting twice.
+    let skipped = host
+        .start_configured(vms)
+        .context("starting the configured VMs")?;
+    for line in &skipped {
+        eprintln!(
+            "relive host {}: not started: {}",
+            host.name(),
+            relive::display::clean(line)
+        );
     }
     let control = host.serve_control().context("opening the control API")?;
     eprintln!(
@@ -209,6 +215,40 @@ fn print_report(r: &MigrationReport) {
         println!("  error ({}): {}", e.kind.name(), e.message);
         println!("  the VM keeps running on {}", r.source);
     }
+}
+
+/// `relive resolve VM --resume-here | --destination-runs`.
+pub fn resolve(args: ResolveArgs) -> anyhow::Result<ExitCode> {
+    let decision = if args.resume_here {
+        "resume_here"
+    } else {
+        "discard_here"
+    };
+    let host = args.control.control;
+    if args.resume_here {
+        println!(
+            "Resuming {} on the host at {host}: the destination's answer is not waited for. \
+             If the destination runs this VM, two copies will run.",
+            relive::display::clean(&args.vm)
+        );
+    } else {
+        println!(
+            "Discarding the paused copy of {} on the host at {host}: the destination runs it.",
+            relive::display::clean(&args.vm)
+        );
+    }
+    let mut client = ControlClient::connect(args.control.control, &args.control.token)?;
+    let answer =
+        client.call(json!({"op": "resolve_in_doubt", "vm": args.vm, "decision": decision}))?;
+    if args.control.json {
+        println!("{answer}");
+    } else {
+        println!(
+            "done: the migration waiting on it acts within a second (VM id {})",
+            answer["vm_id"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `relive vms`.

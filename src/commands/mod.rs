@@ -31,6 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Host(args) => host::run(args),
         Command::Migrate(args) => host::migrate(args),
         Command::Vms(args) => host::vms(args),
+        Command::Resolve(args) => host::resolve(args),
         Command::Serve(args) => serve::run(args, &cli.data, &cli.rules),
         Command::Agent(args) => agent::run(args),
         Command::Alerts(args) => alerts::list(args, &cli.data),

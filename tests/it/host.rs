@@ -63,6 +63,7 @@ fn hosts_migrate_fail_get_diagnosed_fixed_retried_and_survive_a_killed_destinati
             r#"name = "HV01"
 listen = "127.0.0.1:{m1}"
 control = "127.0.0.1:{c1}"
+state_dir = "{logs}/../HV01-state"
 event_log = "{logs}/HV01/events.ndjson"
 metrics_log = "{logs}/HV01/migrations.ndjson"
 [peers]
@@ -84,6 +85,7 @@ workload = {{ pages = 2048, rate = 5000 }}
             r#"name = "HV02"
 listen = "127.0.0.1:{m2}"
 control = "127.0.0.1:{c2}"
+state_dir = "{logs}/../HV02-state"
 switches = ["external"]
 event_log = "{logs}/HV02/events.ndjson"
 metrics_log = "{logs}/HV02/migrations.ndjson"

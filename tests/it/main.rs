@@ -3,6 +3,7 @@
 mod alerts;
 mod collector;
 mod host;
+mod in_doubt;
 mod incidents;
 mod parse;
 mod search;

@@ -27,6 +27,9 @@ pub struct TestHost {
 pub fn host(name: &str, tweak: impl FnOnce(&mut HostConfig)) -> TestHost {
     let mut config = HostConfig::named(name);
     config.listen = Some("127.0.0.1:0".parse().unwrap());
+    // A state folder of its own: tests run in parallel, and a host's
+    // ledger (who runs which VM) must not be shared between them.
+    config.state_dir = Some(state_dir(name));
     config.memory_mib = 1024;
     tweak(&mut config);
     let notices = Arc::new(Notices::default());
@@ -37,6 +40,19 @@ pub fn host(name: &str, tweak: impl FnOnce(&mut HostConfig)) -> TestHost {
         notices,
         addr,
     }
+}
+
+/// A fresh state folder for a test host (left in the temporary directory).
+pub fn state_dir(name: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "relive-test-host-{name}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
 
 /// A VM of `mib` MiB, half filled, with a workload over `ws_mib` MiB at
