@@ -164,14 +164,14 @@ pub struct ControlArgs {
     /// The host's control API address.
     #[arg(long, default_value = "127.0.0.1:6601")]
     pub control: std::net::SocketAddr,
-    /// The host's control token (or RELIVE_CONTROL_TOKEN).
-    #[arg(
-        long,
-        env = "RELIVE_CONTROL_TOKEN",
-        default_value = "relive-lab-secret",
-        hide_default_value = true
-    )]
-    pub token: String,
+    /// The host's control token (or RELIVE_CONTROL_TOKEN). A host without
+    /// a configured `control_token` generated one at its first start, in
+    /// its state folder: `secrets/control-token` (see --token-file).
+    #[arg(long, env = "RELIVE_CONTROL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A file holding the control token (its first line).
+    #[arg(long, conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -434,4 +434,26 @@ pub struct ResolveArgs {
     pub destination_runs: bool,
     #[command(flatten)]
     pub control: ControlArgs,
+}
+
+impl ControlArgs {
+    /// The token from --token, RELIVE_CONTROL_TOKEN or --token-file.
+    pub fn token(&self) -> anyhow::Result<String> {
+        use anyhow::Context as _;
+        match (&self.token, &self.token_file) {
+            (Some(token), _) => Ok(token.trim().to_string()),
+            (None, Some(path)) => Ok(std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the token file {}", path.display()))?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()),
+            (None, None) => anyhow::bail!(
+                "the host's control API needs its token: --token, RELIVE_CONTROL_TOKEN or \
+                 --token-file (a host without a configured control_token keeps a generated \
+                 one in STATE_DIR/secrets/control-token)"
+            ),
+        }
+    }
 }

@@ -36,6 +36,7 @@ fn pair() -> Pair {
         c.listen = Some("127.0.0.1:0".parse().unwrap());
         c.memory_mib = 8192;
         c.max_migrations = 8;
+        c.auth.default_secret = "bench-secret-0123456789".into();
         Host::new(c, Arc::new(Notices::default()))
     };
     let src = mk("HV01");

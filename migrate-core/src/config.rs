@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -63,7 +63,7 @@ pub enum AuthMode {
 }
 
 /// Authentication settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// Direct or delegated.
@@ -72,35 +72,63 @@ pub struct AuthConfig {
     /// Pre-shared secret per peer host name (both ends hold the same).
     #[serde(default)]
     pub peers: BTreeMap<String, String>,
-    /// Secret used with peers not listed (lab default).
-    #[serde(default = "default_secret")]
+    /// Secret used with peers not listed. Empty = not configured: the host
+    /// generates one on first start and keeps it under its state folder
+    /// ([`HostConfig::ensure_secrets`]); an empty secret never authenticates.
+    #[serde(default)]
     pub default_secret: String,
     /// Machines trusted to initiate migrations to this host (delegated).
     #[serde(default)]
     pub trusted_initiators: Vec<String>,
-    /// Token the control API requires.
-    #[serde(default = "default_secret")]
+    /// Token the control API requires. Empty = not configured: generated
+    /// like `default_secret`; an empty token is never accepted.
+    #[serde(default)]
     pub control_token: String,
 }
 
-fn default_secret() -> String {
-    "relive-lab-secret".into()
-}
+/// Secrets older relive versions shipped as defaults: refused.
+pub const KNOWN_SECRETS: &[&str] = &["relive-lab-secret"];
 
-impl Default for AuthConfig {
-    fn default() -> Self {
-        AuthConfig {
-            mode: AuthMode::default(),
-            peers: BTreeMap::new(),
-            default_secret: default_secret(),
-            trusted_initiators: Vec::new(),
-            control_token: default_secret(),
-        }
-    }
+/// The shortest secret accepted.
+pub const MIN_SECRET_CHARS: usize = 12;
+
+/// What [`HostConfig::ensure_secrets`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedSecret {
+    /// `default_secret` or `control_token`.
+    pub setting: &'static str,
+    /// The file holding it (owner-only).
+    pub path: PathBuf,
+    /// Whether it was made now (false: read from an earlier start).
+    pub new: bool,
 }
 
 impl AuthConfig {
-    /// The secret shared with `peer`.
+    /// Refuses a known or short secret, with the setting's name.
+    pub fn check(&self) -> Result<(), String> {
+        let settings = [
+            ("default_secret", self.default_secret.as_str()),
+            ("control_token", self.control_token.as_str()),
+        ];
+        let peers = self
+            .peers
+            .iter()
+            .map(|(name, secret)| (name.as_str(), secret.as_str()));
+        for (name, secret) in settings.into_iter().chain(peers) {
+            if KNOWN_SECRETS.contains(&secret) {
+                return Err(format!("[auth] {name}: a secret published in relive's sources is never accepted; remove it to have one generated, or set your own"));
+            }
+            if !secret.is_empty() && secret.chars().count() < MIN_SECRET_CHARS {
+                return Err(format!(
+                    "[auth] {name}: at least {MIN_SECRET_CHARS} characters"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The secret shared with `peer` (empty when none is configured: it
+    /// authenticates nothing).
     pub fn secret_for(&self, peer: &str) -> &str {
         self.peers
             .iter()
@@ -199,6 +227,34 @@ fn default_limit() -> usize {
 }
 
 impl HostConfig {
+    /// Fills an unset `default_secret` and `control_token` from files under
+    /// `state_root()/secrets`, generating random ones (32 bytes, hex) on
+    /// first start; the files are created owner-only (0600). Refuses known
+    /// or short secrets.
+    pub fn ensure_secrets(&mut self) -> Result<Vec<GeneratedSecret>, String> {
+        self.auth.check()?;
+        let dir = self.state_root().join("secrets");
+        let mut out = Vec::new();
+        for (setting, value) in [
+            ("default_secret", &mut self.auth.default_secret),
+            ("control_token", &mut self.auth.control_token),
+        ] {
+            if !value.is_empty() {
+                continue;
+            }
+            let path = dir.join(setting.replace('_', "-"));
+            let (secret, new) = load_or_make_secret(&path).map_err(|e| {
+                format!(
+                    "{setting}: cannot keep a generated secret in {}: {e}",
+                    path.display()
+                )
+            })?;
+            *value = secret;
+            out.push(GeneratedSecret { setting, path, new });
+        }
+        Ok(out)
+    }
+
     /// A host named `name` with every default.
     pub fn named(name: &str) -> HostConfig {
         toml::from_str(&format!("name = {:?}", name)).expect("defaults parse")
@@ -380,9 +436,74 @@ pub fn cidr_contains(cidr: &str, addr: std::net::IpAddr) -> bool {
     }
 }
 
+fn load_or_make_secret(path: &Path) -> std::io::Result<(String, bool)> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let secret = text.trim().to_string();
+        if secret.chars().count() >= MIN_SECRET_CHARS {
+            return Ok((secret, false));
+        }
+    }
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&tmp)?;
+        std::io::Write::write_all(&mut file, format!("{secret}\n").as_bytes())?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok((secret, true))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_generated_once_owner_only_and_known_ones_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut host = HostConfig::named("HV01");
+        host.state_dir = Some(dir.path().to_path_buf());
+        let made = host.ensure_secrets().unwrap();
+        assert_eq!(made.len(), 2);
+        assert!(made.iter().all(|g| g.new));
+        assert_eq!(host.auth.default_secret.len(), 64);
+        assert_ne!(host.auth.default_secret, host.auth.control_token);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&made[0].path)
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let mut again = HostConfig::named("HV01");
+        again.state_dir = Some(dir.path().to_path_buf());
+        let kept = again.ensure_secrets().unwrap();
+        assert!(kept.iter().all(|g| !g.new));
+        assert_eq!(again.auth.default_secret, host.auth.default_secret);
+        let mut known = HostConfig::named("HV01");
+        known.auth.control_token = "relive-lab-secret".into();
+        assert!(known
+            .ensure_secrets()
+            .unwrap_err()
+            .contains("never accepted"));
+        let mut short = HostConfig::named("HV01");
+        short.auth.peers.insert("HV02".into(), "abc".into());
+        assert!(short.ensure_secrets().unwrap_err().contains("at least"));
+    }
 
     #[test]
     fn defaults_and_cidrs() {
@@ -391,8 +512,8 @@ mod tests {
         assert!(host.migration_enabled && host.numa_spanning);
         assert_eq!(host.numa_nodes(), vec![4096]);
         assert_eq!(
-            host.auth.control_token, "relive-lab-secret",
-            "defaults without an [auth] table"
+            host.auth.control_token, "",
+            "no token until one is configured or generated"
         );
         assert!(cidr_contains("127.0.0.0/8", "127.0.0.1".parse().unwrap()));
         assert!(!cidr_contains("10.0.0.0/8", "127.0.0.1".parse().unwrap()));

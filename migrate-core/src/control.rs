@@ -451,7 +451,9 @@ fn serve_connection(host: &Host, stream: TcpStream, peer: SocketAddr) -> std::io
             }
             Ok(envelope) => {
                 let token = host.config().auth.control_token;
-                if !crate::protocol::mac_eq(envelope.token.as_bytes(), token.as_bytes()) {
+                if token.is_empty()
+                    || !crate::protocol::mac_eq(envelope.token.as_bytes(), token.as_bytes())
+                {
                     tracing::warn!(host = %host.name(), %peer, "control request refused: wrong token");
                     json!({"ok": false, "error": {"kind": "credentials_not_recognized", "message": "The control token was not recognized."}})
                 } else {

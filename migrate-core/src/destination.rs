@@ -144,11 +144,14 @@ fn resolve(host: &Host, body: &[u8], writer: &mut BufWriter<TcpStream>) -> std::
         serde_json::from_slice(body).map_err(|e| bad_data(&format!("bad resolve request: {e}")))?;
     let config = host.config();
     let mac = hex_decode(&request.mac).unwrap_or_default();
-    if !protocol::hmac_sha256_verify(
-        config.auth.secret_for(&request.source).as_bytes(),
-        &[request.signed_text().as_bytes()],
-        &mac,
-    ) {
+    let secret = config.auth.secret_for(&request.source);
+    if secret.is_empty()
+        || !protocol::hmac_sha256_verify(
+            secret.as_bytes(),
+            &[request.signed_text().as_bytes()],
+            &mac,
+        )
+    {
         tracing::warn!(source = %request.source, vm_id = %request.vm_id, "a resolve request failed authentication");
         return Err(bad_data("resolve request not authenticated"));
     }
@@ -462,16 +465,18 @@ fn authenticate(
         Some(Command::Proof) => {}
         other => return Err(bad_data(&format!("expected Proof, got {other:?}"))),
     }
-    let proven = protocol::hmac_sha256_verify(
-        config.auth.secret_for(source).as_bytes(),
-        &[
-            &hello.nonce.to_le_bytes(),
-            &nonce.to_le_bytes(),
-            source.as_bytes(),
-            initiator.as_bytes(),
-        ],
-        &body,
-    );
+    let secret = config.auth.secret_for(source);
+    let proven = !secret.is_empty()
+        && protocol::hmac_sha256_verify(
+            secret.as_bytes(),
+            &[
+                &hello.nonce.to_le_bytes(),
+                &nonce.to_le_bytes(),
+                source.as_bytes(),
+                initiator.as_bytes(),
+            ],
+            &body,
+        );
     if !proven {
         tracing::warn!(host = %config.name, %source, %peer, "migration refused: wrong credential");
         return Ok(Some(MigrationError::new(

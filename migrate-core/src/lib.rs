@@ -26,8 +26,10 @@
 //! use migrate_core::{config::*, host::*, source::MigrateRequest, report::MigrationParams};
 //! let mut a = HostConfig::named("HV01");
 //! a.listen = Some("127.0.0.1:0".parse().unwrap());
+//! a.auth.default_secret = "a secret both hosts hold".into();
 //! let mut b = HostConfig::named("HV02");
 //! b.listen = Some("127.0.0.1:0".parse().unwrap());
+//! b.auth.default_secret = "a secret both hosts hold".into();
 //! let src = Host::new(a, Arc::new(Notices::default()));
 //! let dst = Host::new(b, Arc::new(Notices::default()));
 //! let addr = dst.open_listener().unwrap();

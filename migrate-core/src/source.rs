@@ -742,8 +742,15 @@ impl Ctx {
             Some(Command::Reject) => return Err(Failure::Before(rejected(&body))),
             other => return Err(Failure::Before(protocol::unexpected(other, "Challenge"))),
         };
+        let secret = config.auth.secret_for(&self.request.destination);
+        if secret.is_empty() {
+            return Err(Failure::Before(MigrationError::new(
+                ErrorKind::NoCredentials,
+                format!("Host '{}' has no secret for '{}': set [auth] default_secret or [auth.peers] on both hosts. No credentials are available in the security package (0x8009030E).", config.name, self.request.destination),
+            )));
+        }
         let proof = protocol::hmac_sha256(
-            config.auth.secret_for(&self.request.destination).as_bytes(),
+            secret.as_bytes(),
             &[
                 &nonce.to_le_bytes(),
                 &challenge.to_le_bytes(),

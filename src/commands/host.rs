@@ -19,8 +19,31 @@ use crate::cli::{ControlArgs, HostArgs, MigrateArgs, ResolveArgs};
 pub fn run(args: HostArgs) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))?;
-    let config: HostConfig = toml::from_str(&text)
+    let mut config: HostConfig = toml::from_str(&text)
         .with_context(|| format!("{}: invalid host configuration", args.config.display()))?;
+    // No fixed secrets: what is not configured is generated once and kept
+    // owner-only under the state folder.
+    let generated = config
+        .ensure_secrets()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
+    for secret in &generated {
+        eprintln!(
+            "relive host {}: {} {} {}{}",
+            config.name,
+            if secret.new {
+                "generated"
+            } else {
+                "using the generated"
+            },
+            secret.setting,
+            secret.path.display(),
+            if secret.setting == "default_secret" {
+                " (hosts that migrate to each other need the same one: copy it into their [auth] default_secret)"
+            } else {
+                " (relive migrate/vms --token-file)"
+            }
+        );
+    }
     let slot: hostlog::HostSlot = Arc::new(Mutex::new(None));
     let log = Arc::new(
         hostlog::EventLog::open(
@@ -114,7 +137,7 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         "verify": args.verify,
         "extra-passes": args.extra_passes,
     });
-    let mut client = ControlClient::connect(args.control.control, &args.control.token)?;
+    let mut client = ControlClient::connect(args.control.control, &args.control.token()?)?;
     if let Some(initiator) = &args.initiator {
         client = client.initiator(initiator);
     }
@@ -237,7 +260,7 @@ pub fn resolve(args: ResolveArgs) -> anyhow::Result<ExitCode> {
             relive::display::clean(&args.vm)
         );
     }
-    let mut client = ControlClient::connect(args.control.control, &args.control.token)?;
+    let mut client = ControlClient::connect(args.control.control, &args.control.token()?)?;
     let answer =
         client.call(json!({"op": "resolve_in_doubt", "vm": args.vm, "decision": decision}))?;
     if args.control.json {
@@ -253,7 +276,7 @@ pub fn resolve(args: ResolveArgs) -> anyhow::Result<ExitCode> {
 
 /// `relive vms`.
 pub fn vms(args: ControlArgs) -> anyhow::Result<ExitCode> {
-    let mut client = ControlClient::connect(args.control, &args.token)?;
+    let mut client = ControlClient::connect(args.control, &args.token()?)?;
     let vms = client.call(json!({"op": "list_vms"}))?;
     if args.json {
         println!("{vms}");

@@ -74,8 +74,9 @@ memory_mib = 48
 fill_mib = 24
 nics = [{{ switch = "External" }}]
 workload = {{ pages = 2048, rate = 5000 }}
-"#,
-            logs = logs.display()
+{auth}"#,
+            logs = logs.display(),
+            auth = crate::host_auth()
         ),
     )
     .unwrap();
@@ -91,8 +92,9 @@ event_log = "{logs}/HV02/events.ndjson"
 metrics_log = "{logs}/HV02/migrations.ndjson"
 [peers]
 HV01 = "127.0.0.1:{m1}"
-"#,
-            logs = logs.display()
+{auth}"#,
+            logs = logs.display(),
+            auth = crate::host_auth()
         ),
     )
     .unwrap();
@@ -107,7 +109,16 @@ HV01 = "127.0.0.1:{m1}"
     // 1. The switch names differ in case: refused before any page moves.
     let out = relive(
         &data,
-        &["migrate", "ADFS1", "--to", "HV02", "--control", &c1s],
+        &[
+            "migrate",
+            "ADFS1",
+            "--to",
+            "HV02",
+            "--token",
+            crate::HOST_SECRET,
+            "--control",
+            &c1s,
+        ],
     );
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("switch_missing"), "{}", text(&out));
@@ -142,7 +153,7 @@ HV01 = "127.0.0.1:{m1}"
     // 4. The playbook's fix through the control API, then the retry works.
     let fixed = control(
         control2,
-        serde_json::json!({"token": "relive-lab-secret", "op": "set", "setting": "add_switch", "name": "External"}),
+        serde_json::json!({"token": crate::HOST_SECRET, "op": "set", "setting": "add_switch", "name": "External"}),
     );
     assert_eq!(fixed["ok"], true, "{fixed}");
     let out = relive(
@@ -152,6 +163,8 @@ HV01 = "127.0.0.1:{m1}"
             "ADFS1",
             "--to",
             "HV02",
+            "--token",
+            crate::HOST_SECRET,
             "--control",
             &c1s,
             "--max-bandwidth",
@@ -167,7 +180,17 @@ HV01 = "127.0.0.1:{m1}"
         "audited: {}",
         text(&out)
     );
-    let out = relive(&data, &["vms", "--control", &c2s, "--json"]);
+    let out = relive(
+        &data,
+        &[
+            "vms",
+            "--token",
+            crate::HOST_SECRET,
+            "--control",
+            &c2s,
+            "--json",
+        ],
+    );
     let vms: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(vms[0]["name"], "ADFS1", "{vms}");
     assert_eq!(vms[0]["state"], "running");
@@ -194,6 +217,8 @@ HV01 = "127.0.0.1:{m1}"
             "ADFS1",
             "--to",
             "HV01",
+            "--token",
+            crate::HOST_SECRET,
             "--control",
             &c2s,
             "--max-bandwidth",
@@ -211,7 +236,7 @@ HV01 = "127.0.0.1:{m1}"
     assert!(text(&out).contains("connection_reset"), "{}", text(&out));
     let listed = control(
         control2,
-        serde_json::json!({"token": "relive-lab-secret", "op": "list_vms"}),
+        serde_json::json!({"token": crate::HOST_SECRET, "op": "list_vms"}),
     );
     assert_eq!(listed["result"][0]["name"], "ADFS1", "{listed}");
     assert_eq!(
@@ -222,10 +247,89 @@ HV01 = "127.0.0.1:{m1}"
     std::thread::sleep(Duration::from_millis(200));
     let listed = control(
         control2,
-        serde_json::json!({"token": "relive-lab-secret", "op": "list_vms"}),
+        serde_json::json!({"token": crate::HOST_SECRET, "op": "list_vms"}),
     );
     assert!(
         listed["result"][0]["pages_written"].as_u64().unwrap() > before,
         "its workload runs"
     );
+}
+
+#[test]
+fn a_host_without_secrets_generates_them_and_never_accepts_the_old_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, c) = (free_port(), free_port());
+    let config = dir.path().join("hv09.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"HV09\"\nlisten = \"127.0.0.1:{m}\"\ncontrol = \"127.0.0.1:{c}\"\nstate_dir = \"{}/state\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relive"))
+        .args(["host", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    for _ in 0..2 {
+        stderr.read_line(&mut said).unwrap();
+    }
+    let mut hosts = Hosts(vec![child]);
+    let token_file = dir.path().join("state/secrets/control-token");
+    assert!(said.contains("generated default_secret"), "{said}");
+    assert!(said.contains(&token_file.display().to_string()), "{said}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "owner-only");
+    let control_addr: SocketAddr = format!("127.0.0.1:{c}").parse().unwrap();
+    wait_listening(control_addr);
+    let old = control(
+        control_addr,
+        serde_json::json!({"token": "relive-lab-secret", "op": "list_vms"}),
+    );
+    assert_eq!(old["ok"], false, "{old}");
+    let data = dir.path().join("data");
+    let out = relive(
+        &data,
+        &[
+            "vms",
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "--control",
+            &control_addr.to_string(),
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = relive(&data, &["vms", "--control", &control_addr.to_string()]);
+    assert!(
+        !out.status.success() && text(&out).contains("--token-file"),
+        "{}",
+        text(&out)
+    );
+    for child in &mut hosts.0 {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // A configuration that names the old published default is refused.
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"HV09\"\nlisten = \"127.0.0.1:{m}\"\ncontrol = \"127.0.0.1:{c}\"\n[auth]\ncontrol_token = \"relive-lab-secret\"\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_relive"))
+        .args(["host", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("never accepted"), "{}", text(&out));
 }

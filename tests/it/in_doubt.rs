@@ -156,7 +156,7 @@ fn vm_state(control: SocketAddr) -> Option<String> {
     writeln!(
         writer,
         "{}",
-        serde_json::json!({"token": "relive-lab-secret", "op": "list_vms"})
+        serde_json::json!({"token": crate::HOST_SECRET, "op": "list_vms"})
     )
     .ok()?;
     let mut line = String::new();
@@ -218,9 +218,10 @@ fn lab() -> Lab {
         &hv02,
         format!(
             "name = \"HV02\"\nlisten = \"127.0.0.1:{m2}\"\ncontrol = \"127.0.0.1:{c2}\"\n\
-             state_dir = \"{}/HV02-state\"\nevent_log = \"{}/HV02-events.ndjson\"\n",
+             state_dir = \"{}/HV02-state\"\nevent_log = \"{}/HV02-events.ndjson\"\n{}",
             dir.path().display(),
-            dir.path().display()
+            dir.path().display(),
+            crate::host_auth()
         ),
     )
     .unwrap();
@@ -253,9 +254,10 @@ impl Lab {
                  state_dir = \"{d}/HV01-state\"\nevent_log = \"{d}/HV01-events.ndjson\"\n\
                  [peers]\nHV02 = \"{}\"\n\
                  [[vm]]\nname = \"ADFS1\"\nmemory_mib = 32\nfill_mib = 16\n\
-                 workload = {{ pages = 1024, rate = 2000 }}\n",
+                 workload = {{ pages = 1024, rate = 2000 }}\n{}",
                 self.control1,
                 proxy.addr,
+                crate::host_auth(),
                 d = self.dir.path().display()
             ),
         )
@@ -277,7 +279,15 @@ impl Lab {
     fn migrate(&mut self) -> usize {
         self.clients.push(
             Command::new(env!("CARGO_BIN_EXE_relive"))
-                .args(["migrate", "ADFS1", "--to", "HV02", "--control"])
+                .args([
+                    "migrate",
+                    "ADFS1",
+                    "--to",
+                    "HV02",
+                    "--token",
+                    crate::HOST_SECRET,
+                    "--control",
+                ])
                 .arg(self.control1.to_string())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -486,6 +496,8 @@ fn an_operator_settles_a_doubt_with_a_command_that_says_what_it_does() {
             "resolve",
             "ADFS1",
             "--destination-runs",
+            "--token",
+            crate::HOST_SECRET,
             "--control",
             &lab.control1.to_string(),
         ],
@@ -514,6 +526,8 @@ fn an_operator_settles_a_doubt_with_a_command_that_says_what_it_does() {
             "resolve",
             "ADFS1",
             "--resume-here",
+            "--token",
+            crate::HOST_SECRET,
             "--control",
             &lab.control1.to_string(),
         ],

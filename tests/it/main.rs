@@ -32,6 +32,14 @@ impl Drop for Procs {
     }
 }
 
+/// The secret (migration HMAC key and control token) of the test hosts.
+pub const HOST_SECRET: &str = "e2e-host-secret-0123456789";
+
+/// The `[auth]` table of a test host.
+pub fn host_auth() -> String {
+    format!("[auth]\ndefault_secret = \"{HOST_SECRET}\"\ncontrol_token = \"{HOST_SECRET}\"\n")
+}
+
 /// A loopback port free at the time of asking.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -30,6 +30,10 @@ pub fn host(name: &str, tweak: impl FnOnce(&mut HostConfig)) -> TestHost {
     // A state folder of its own: tests run in parallel, and a host's
     // ledger (who runs which VM) must not be shared between them.
     config.state_dir = Some(state_dir(name));
+    // The hosts of a test share one secret, as hosts that migrate to each
+    // other must (a host without one refuses every migration).
+    config.auth.default_secret = TEST_SECRET.into();
+    config.auth.control_token = TEST_SECRET.into();
     config.memory_mib = 1024;
     tweak(&mut config);
     let notices = Arc::new(Notices::default());
@@ -41,6 +45,9 @@ pub fn host(name: &str, tweak: impl FnOnce(&mut HostConfig)) -> TestHost {
         addr,
     }
 }
+
+/// The secret test hosts share.
+pub const TEST_SECRET: &str = "test-secret-0123456789";
 
 /// A fresh state folder for a test host (left in the temporary directory).
 pub fn state_dir(name: &str) -> std::path::PathBuf {
