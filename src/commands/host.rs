@@ -193,7 +193,10 @@ fn print_report(r: &MigrationReport) {
     };
     println!(
         "migration {} of {} {} -> {}: {status}",
-        r.id, r.vm_name, r.source, r.destination
+        r.id,
+        relive::display::clean(&r.vm_name),
+        relive::display::clean(&r.source),
+        relive::display::clean(&r.destination)
     );
     println!(
         "  total {} ms, setup {} ms, blackout {}, {} passes, {:.1} MB sent ({} pages, {} zero), {:.0} Mbit/s, transport {}",
@@ -235,8 +238,15 @@ fn print_report(r: &MigrationReport) {
         }
     }
     if let Some(e) = &r.error {
-        println!("  error ({}): {}", e.kind.name(), e.message);
-        println!("  the VM keeps running on {}", r.source);
+        println!(
+            "  error ({}): {}",
+            e.kind.name(),
+            relive::display::clean(&e.message)
+        );
+        println!(
+            "  the VM keeps running on {}",
+            relive::display::clean(&r.source)
+        );
     }
 }
 
@@ -288,8 +298,8 @@ pub fn vms(args: ControlArgs) -> anyhow::Result<ExitCode> {
         for vm in vms.as_array().into_iter().flatten() {
             println!(
                 "{:<20} {:<38} {:>8} {:<10} {:>8}",
-                vm["name"].as_str().unwrap_or_default(),
-                vm["id"].as_str().unwrap_or_default(),
+                relive::display::clean(vm["name"].as_str().unwrap_or_default()),
+                relive::display::clean(vm["id"].as_str().unwrap_or_default()),
                 vm["memory_mib"],
                 vm["state"].as_str().unwrap_or_default(),
                 vm["counter"]

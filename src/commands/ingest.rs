@@ -110,7 +110,7 @@ impl Sink for FileSource {
 
     fn error(&mut self, error: RecordError) {
         self.errors += 1;
-        eprintln!("error: {error}");
+        eprintln!("error: {}", relive::display::clean(&error.to_string()));
     }
 }
 
@@ -256,7 +256,8 @@ pub fn run(args: ParseArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
                 let minutes = offset.num_minutes();
                 let sign = if minutes < 0 { '-' } else { '+' };
                 format!(
-                    "{host} UTC{sign}{:02}:{:02}",
+                    "{} UTC{sign}{:02}:{:02}",
+                    relive::display::clean(host),
                     minutes.abs() / 60,
                     minutes.abs() % 60
                 )
@@ -269,7 +270,7 @@ pub fn run(args: ParseArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
     }
     println!("hosts:   {}", hosts.len());
     for (host, n) in &hosts {
-        println!("  {host:<32} {n}");
+        println!("  {:<32} {n}", relive::display::clean(host));
     }
     if let Some(found) = found {
         let opened = found.opened;

@@ -113,7 +113,7 @@ impl<W: Write> Sink for Printer<W> {
 
     fn error(&mut self, error: RecordError) {
         self.totals.errors += 1;
-        eprintln!("error: {error}");
+        eprintln!("error: {}", relive::display::clean(&error.to_string()));
     }
 }
 
@@ -195,7 +195,7 @@ pub fn run(args: ParseArgs) -> anyhow::Result<ExitCode> {
         }
         writeln!(out, "hosts:   {}", t.hosts.len())?;
         for (host, n) in &t.hosts {
-            writeln!(out, "  {host:<32} {n}")?;
+            writeln!(out, "  {:<32} {n}", relive::display::clean(host))?;
         }
     }
     Ok(if t.errors > 0 {

@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use chrono::Utc;
 
 use crate::cli::SearchArgs;
+use relive::display::clean;
 
 /// Runs `relive search`.
 pub fn run(args: SearchArgs, data: &Path) -> anyhow::Result<ExitCode> {
@@ -47,7 +48,7 @@ pub fn run(args: SearchArgs, data: &Path) -> anyhow::Result<ExitCode> {
             }
         } else {
             for (value, n) in &counts {
-                writeln!(out, "{n:>10}  {value}")?;
+                writeln!(out, "{n:>10}  {}", clean(value))?;
             }
         }
         return Ok(ExitCode::SUCCESS);
@@ -75,14 +76,15 @@ pub fn run(args: SearchArgs, data: &Path) -> anyhow::Result<ExitCode> {
             let event: serde_json::Value = serde_json::from_str(&hit.json).unwrap_or_default();
             let message = event["message"].as_str().unwrap_or_default();
             let first_line = message.lines().next().unwrap_or_default();
+            // Log text, so escaped: nothing in it reaches the terminal as a control.
             writeln!(
                 out,
                 "{}  {:<24} {:>6} {:<11} {}",
                 hit.timestamp.format("%Y-%m-%d %H:%M:%S%.3fZ"),
-                event["host"]["name"].as_str().unwrap_or_default(),
+                clean(event["host"]["name"].as_str().unwrap_or_default()),
                 event["winlog"]["event_id"],
-                event["log"]["level"].as_str().unwrap_or_default(),
-                first_line
+                clean(event["log"]["level"].as_str().unwrap_or_default()),
+                clean(first_line)
             )?;
         }
     }

@@ -8,6 +8,7 @@ mod incidents;
 mod parse;
 mod search;
 mod streaming;
+mod terminal;
 
 /// Runs the real binary with `--data` and the arguments, from the repository root.
 pub fn relive(data: &std::path::Path, args: &[&str]) -> std::process::Output {
