@@ -1,13 +1,15 @@
-//! Links the `relive` binary as a fixed-position executable: it carries
-//! about 140,000 relative relocations (tantivy, polars, tokio …) that a
-//! position-independent one applies at every start, a few milliseconds
-//! of page faults for a `relive parse` that may itself take tens. The
-//! cost: no address randomization for the binary's own code (libraries and
-//! the heap, stack and mmaps stay randomized); relive has no unsafe code of
-//! its own and reads logs as data only.
+//! The `relive` binary is linked position-independent (the toolchain's
+//! default), so its code is address-randomized like its libraries: it is
+//! a network daemon that parses hostile input. On Linux the relative
+//! relocations of a PIE are packed (`-z pack-relative-relocs`, DT_RELR:
+//! glibc 2.36 or newer), which keeps the start-up cost of applying them
+//! small (BENCHMARKS.md, "Start-up").
 
 fn main() {
-    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
-        println!("cargo:rustc-link-arg-bins=-no-pie");
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=RELIVE_NO_RELR");
+    let linux = std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux");
+    if linux && std::env::var_os("RELIVE_NO_RELR").is_none() {
+        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
 }
