@@ -101,12 +101,13 @@ runs the VM makes two copies write to one disk: check the destination first.")]
   relive serve
   relive serve --config relive.toml --data /var/lib/relive
 
-Receivers and their default ports (each set or disabled in relive.toml):
-  [receivers.agent]   0.0.0.0:7301  relive agents (acked, optional TLS and tokens)
-  [receivers.syslog]  tcp/udp 0.0.0.0:1514  RFC 5424/3164, Snare, NXLog JSON lines
-  [receivers.es_bulk] 0.0.0.0:9200  Elasticsearch _bulk (Winlogbeat, Fluent Bit, rsyslog)
-  [receivers.otlp]    0.0.0.0:4318  OTLP/HTTP logs (protobuf and JSON)
-  [receivers.lumberjack] 0.0.0.0:5044  Lumberjack v2: Beats' Logstash output (optional TLS)
+Receivers and their default addresses (loopback; each set or disabled in relive.toml):
+  [receivers.agent]   127.0.0.1:7301  relive agents (acked; tokens, TLS, client certificates)
+  [receivers.syslog]  tcp/udp 127.0.0.1:1514  RFC 5424/3164, Snare, NXLog JSON lines (allow = CIDRs)
+  [receivers.es_bulk] 127.0.0.1:9200  Elasticsearch _bulk (Winlogbeat, Fluent Bit, rsyslog; Basic/ApiKey)
+  [receivers.otlp]    127.0.0.1:4318  OTLP/HTTP logs (protobuf and JSON; bearer or header token)
+  [receivers.lumberjack] 127.0.0.1:5044  Lumberjack v2: Beats' Logstash output (TLS, client certificates)
+On another address a receiver needs one of those, or allow_unauthenticated = true.
   [receivers.watch]   paths = [\"/drop\"]  folders whose files the collector reads itself
 Prints one JSON line with the bound addresses, then runs until SIGTERM or Ctrl-C.")]
     Serve(ServeArgs),

@@ -53,6 +53,10 @@ pub struct AgentConfig {
     pub token: String,
     /// CA certificate (PEM) to trust; TLS is on when set.
     pub ca: Option<PathBuf>,
+    /// This agent's certificate (PEM), for a collector with `client_ca`.
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub key: Option<PathBuf>,
     /// Name in the collector's certificate (default: the collector host).
     pub server_name: Option<String>,
     /// Checkpoints and spool.
@@ -78,6 +82,8 @@ impl Default for AgentConfig {
             collector: "127.0.0.1:7301".into(),
             token: String::new(),
             ca: None,
+            cert: None,
+            key: None,
             server_name: None,
             state_dir: PathBuf::from("relive-agent"),
             spool_max_bytes: 1 << 30,
@@ -344,8 +350,22 @@ impl Agent {
         if let Some(damage) = recovery.damage {
             tracing::warn!("agent spool: dropped a torn tail: {damage}");
         }
+        let client = match (&config.cert, &config.key) {
+            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+            (None, None) => None,
+            _ => {
+                return Err(IngestError::Config(
+                    "agent: a client certificate needs both cert and key".into(),
+                ))
+            }
+        };
         let tls = match &config.ca {
-            Some(ca) => Some(crate::tls::client_config(ca)?),
+            Some(ca) => Some(crate::tls::client_config(ca, client)?),
+            None if client.is_some() => {
+                return Err(IngestError::Config(
+                    "agent: cert and key are used over TLS: set ca (the collector's CA)".into(),
+                ))
+            }
             None => None,
         };
         let mut specs = Vec::new();

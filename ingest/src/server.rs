@@ -95,10 +95,11 @@ async fn serve_http(
 fn tls_acceptor(
     cert: Option<&std::path::Path>,
     key: Option<&std::path::Path>,
+    client_ca: Option<&std::path::Path>,
     section: &str,
 ) -> Result<Option<tokio_rustls::TlsAcceptor>, IngestError> {
     match (cert, key) {
-        (Some(cert), Some(key)) => Ok(Some(crate::tls::acceptor(cert, key)?)),
+        (Some(cert), Some(key)) => Ok(Some(crate::tls::acceptor(cert, key, client_ca)?)),
         (None, None) => Ok(None),
         _ => Err(IngestError::Config(format!(
             "[receivers.{section}] needs both cert and key for TLS"
@@ -155,6 +156,11 @@ pub async fn start(
     submitter: &Submitter,
     stop: &Shutdown,
 ) -> Result<Running, IngestError> {
+    // Nothing binds before the configuration says who may send.
+    for warning in receivers.check().map_err(IngestError::Config)? {
+        tracing::warn!("{warning}");
+    }
+    let syslog_allow = Arc::new(receivers.syslog_allow().map_err(IngestError::Config)?);
     let tasks = TaskTracker::new();
     let stop = stop.clone();
     let mut bound = Bound::default();
@@ -164,6 +170,7 @@ pub async fn start(
         let tls = tls_acceptor(
             receivers.agent.cert.as_deref(),
             receivers.agent.key.as_deref(),
+            receivers.agent.client_ca.as_deref(),
             "agent",
         )?;
         let cfg = Arc::new(receivers.agent.clone());
@@ -192,7 +199,18 @@ pub async fn start(
                 (tasks.clone(), stop.clone()),
                 {
                     let stop = stop.clone();
-                    move |stream, peer| syslog_tcp(stream, peer, max, sub.clone(), stop.clone())
+                    let allow = syslog_allow.clone();
+                    move |stream, peer| {
+                        let allowed = allowed(&allow, peer);
+                        let (sub, stop) = (sub.clone(), stop.clone());
+                        async move {
+                            if allowed {
+                                syslog_tcp(stream, peer, max, sub, stop).await;
+                            } else {
+                                tracing::warn!(%peer, "syslog TCP: a source outside [receivers.syslog] allow was dropped");
+                            }
+                        }
+                    }
                 },
             ));
         }
@@ -205,7 +223,12 @@ pub async fn start(
                     source,
                 })?;
             bound.syslog_udp = socket.local_addr().ok();
-            tasks.spawn(syslog_udp(socket, submitter.clone(), stop.clone()));
+            tasks.spawn(syslog_udp(
+                socket,
+                submitter.clone(),
+                syslog_allow.clone(),
+                stop.clone(),
+            ));
         }
     }
     if receivers.es_bulk.enabled {
@@ -214,8 +237,8 @@ pub async fn start(
             max_body: receivers.es_bulk.max_body,
         };
         let addr = receivers.es_bulk_addr();
-        bound.es_bulk =
-            Some(serve_http(addr, "_bulk receiver", es_router(state), &tasks, &stop).await?);
+        let app = with_auth(es_router(state), &receivers.es_bulk.auth);
+        bound.es_bulk = Some(serve_http(addr, "_bulk receiver", app, &tasks, &stop).await?);
     }
     if receivers.otlp.enabled {
         let state = HttpState {
@@ -223,8 +246,8 @@ pub async fn start(
             max_body: receivers.otlp.max_body,
         };
         let addr = receivers.otlp_addr();
-        bound.otlp =
-            Some(serve_http(addr, "OTLP receiver", otlp_router(state), &tasks, &stop).await?);
+        let app = with_auth(otlp_router(state), &receivers.otlp.auth);
+        bound.otlp = Some(serve_http(addr, "OTLP receiver", app, &tasks, &stop).await?);
     }
     if receivers.lumberjack.enabled {
         let listener = bind_tcp(receivers.lumberjack_addr(), "Lumberjack receiver").await?;
@@ -232,6 +255,7 @@ pub async fn start(
         let tls = tls_acceptor(
             receivers.lumberjack.cert.as_deref(),
             receivers.lumberjack.key.as_deref(),
+            receivers.lumberjack.client_ca.as_deref(),
             "lumberjack",
         )?;
         let sub = submitter.clone();
@@ -865,8 +889,25 @@ async fn syslog_tcp<S: AsyncRead + Unpin>(
     }
 }
 
-async fn syslog_udp(socket: UdpSocket, sub: Submitter, stop: Shutdown) {
+/// Whether `peer` may send syslog (an empty allow-list lets everyone).
+fn allowed(allow: &[ipnet::IpNet], peer: SocketAddr) -> bool {
+    let ip = match peer.ip() {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    allow.is_empty() || allow.iter().any(|net| net.contains(&ip))
+}
+
+async fn syslog_udp(
+    socket: UdpSocket,
+    sub: Submitter,
+    allow: Arc<Vec<ipnet::IpNet>>,
+    stop: Shutdown,
+) {
     let mut datagram = vec![0u8; 65536];
+    let mut refused = 0u64;
     loop {
         let received = tokio::select! {
             biased;
@@ -881,17 +922,34 @@ async fn syslog_udp(socket: UdpSocket, sub: Submitter, stop: Shutdown) {
             }
         };
         let mut payload = Vec::new();
-        record::push_message(&mut payload, &datagram[..n]);
+        let mut count = 0;
+        if allowed(&allow, peer) {
+            record::push_message(&mut payload, &datagram[..n]);
+            count += 1;
+        } else {
+            refused += 1;
+        }
         // Take what else has already arrived, in one record.
-        let mut count = 1;
-        while count < 4096 {
+        let mut taken = 1;
+        while taken < 4096 {
             match socket.try_recv_from(&mut datagram) {
-                Ok((n, _)) => {
-                    record::push_message(&mut payload, &datagram[..n]);
-                    count += 1;
+                Ok((n, from)) => {
+                    taken += 1;
+                    if allowed(&allow, from) {
+                        record::push_message(&mut payload, &datagram[..n]);
+                        count += 1;
+                    } else {
+                        refused += 1;
+                    }
                 }
                 Err(_) => break,
             }
+        }
+        if refused > 0 && (refused == 1 || refused.is_power_of_two()) {
+            tracing::warn!(refused, last = %peer, "syslog UDP: datagrams from sources outside [receivers.syslog] allow were dropped");
+        }
+        if count == 0 {
+            continue;
         }
         let record = Record {
             kind: Kind::Syslog,
@@ -906,6 +964,91 @@ async fn syslog_udp(socket: UdpSocket, sub: Submitter, stop: Shutdown) {
 }
 
 // ---------------------------------------------------------------- HTTP
+
+/// Requires one of `auth`'s credentials on every request (nothing when
+/// none is configured: a loopback receiver, or one open on purpose).
+fn with_auth(app: Router, auth: &crate::config::HttpAuth) -> Router {
+    if auth.is_empty() {
+        return app;
+    }
+    let auth = Arc::new(auth.clone());
+    app.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let auth = auth.clone();
+            async move {
+                if authorized(&auth, request.headers()) {
+                    next.run(request).await
+                } else {
+                    tracing::warn!(path = %request.uri().path(), "HTTP receiver: a request without valid credentials was refused");
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        [
+                            (header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"relive\", ApiKey, Bearer")),
+                            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                        ],
+                        r#"{"error":{"type":"security_exception","reason":"missing or wrong credentials for relive"},"status":401}"#,
+                    )
+                        .into_response()
+                }
+            }
+        },
+    ))
+}
+
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether the request carries one of the configured credentials.
+fn authorized(auth: &crate::config::HttpAuth, headers: &HeaderMap) -> bool {
+    use base64::Engine as _;
+    for (name, value) in &auth.headers {
+        if headers
+            .get(name.as_str())
+            .is_some_and(|v| same(v.as_bytes(), value.as_bytes()))
+        {
+            return true;
+        }
+    }
+    let Some(authorization) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let (scheme, credential) = authorization
+        .trim()
+        .split_once(' ')
+        .unwrap_or((authorization, ""));
+    let credential = credential.trim();
+    let decoded = || {
+        base64::engine::general_purpose::STANDARD
+            .decode(credential)
+            .ok()
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "basic" => decoded().is_some_and(|plain| {
+            plain.split(|&b| b == b':').next().is_some_and(|user| {
+                let password = &plain[(user.len() + 1).min(plain.len())..];
+                auth.basic
+                    .iter()
+                    .any(|(u, p)| same(u.as_bytes(), user) & same(p.as_bytes(), password))
+            })
+        }),
+        "apikey" => {
+            let plain = decoded();
+            auth.api_keys.iter().any(|key| {
+                plain.as_deref().is_some_and(|p| same(p, key.as_bytes()))
+                    || same(credential.as_bytes(), key.as_bytes())
+            })
+        }
+        "bearer" => auth
+            .bearer_tokens
+            .iter()
+            .any(|t| same(t.as_bytes(), credential.as_bytes())),
+        _ => false,
+    }
+}
 
 #[derive(Clone)]
 struct HttpState {

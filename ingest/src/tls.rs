@@ -29,29 +29,65 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, IngestError> {
     Ok(certs)
 }
 
-/// The collector side: serves `cert` (PEM chain) with `key` (PEM).
-pub fn acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, IngestError> {
+/// The collector side: serves `cert` (PEM chain) with `key` (PEM); with
+/// `client_ca`, a client must present a certificate that CA signed.
+pub fn acceptor(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<tokio_rustls::TlsAcceptor, IngestError> {
     let chain = certs(cert)?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| tls_err(key, "key file", e))?;
-    let config = rustls::ServerConfig::builder_with_provider(provider())
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| IngestError::Config(format!("TLS: {e}")))?
-        .with_no_client_auth()
+        .map_err(|e| IngestError::Config(format!("TLS: {e}")))?;
+    let builder = match client_ca {
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in certs(ca)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| tls_err(ca, "client CA file", e))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            )
+            .build()
+            .map_err(|e| tls_err(ca, "client CA file", e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
         .with_single_cert(chain, key)
         .map_err(|e| IngestError::Config(format!("TLS certificate and key: {e}")))?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
-/// The agent side: trusts only the certificates in `ca` (PEM).
-pub fn client_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, IngestError> {
+/// The agent side: trusts only the certificates in `ca` (PEM); presents
+/// `client` (certificate chain, key) when the collector asks for one.
+pub fn client_config(
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+) -> Result<Arc<rustls::ClientConfig>, IngestError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in certs(ca)? {
         roots.add(cert).map_err(|e| tls_err(ca, "CA file", e))?;
     }
-    let config = rustls::ClientConfig::builder_with_provider(provider())
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| IngestError::Config(format!("TLS: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match client {
+        Some((cert, key)) => {
+            let chain = certs(cert)?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| tls_err(key, "key file", e))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| IngestError::Config(format!("TLS client certificate and key: {e}")))?
+        }
+        None => builder.with_no_client_auth(),
+    };
     Ok(Arc::new(config))
 }

@@ -9,22 +9,35 @@ use crate::cli::ConfigCommand;
 const SERVE_TOML: &str = r#"# relive.toml — read by `relive serve --config relive.toml`.
 # Every value shown is the default; uncomment what you change.
 
-# ---- Receivers (ports the shippers expect) -------------------------------
+# ---- Receivers (ports the shippers expect; loopback unless you say) -----
+# On an address other than loopback, a receiver must know who sends: the
+# auth shown for it, or allow_unauthenticated = true (announced at start-up).
 # [receivers.agent]            # relive agents: acked, optional TLS and tokens
-# listen = "0.0.0.0:7301"
+# listen = "127.0.0.1:7301"
 # token = "one secret for every agent"
 # tokens = { "hv01" = "a secret for hv01" }
 # cert = "collector.pem"       # TLS when cert and key are set
 # key = "collector.key"
+# client_ca = "agents-ca.pem"  # agents must present a certificate this CA signed
 # [receivers.syslog]           # RFC 5424/3164, Snare, NXLog JSON lines
-# tcp = "0.0.0.0:1514"
-# udp = "0.0.0.0:1514"
+# tcp = "127.0.0.1:1514"
+# udp = "127.0.0.1:1514"
+# allow = ["10.1.0.0/16"]      # sources allowed to send
 # [receivers.es_bulk]          # Elasticsearch _bulk: Winlogbeat, Fluent Bit, rsyslog
-# listen = "0.0.0.0:9200"
+# listen = "127.0.0.1:9200"
+# [receivers.es_bulk.auth]
+# basic = { beats = "a password" }          # Authorization: Basic
+# api_keys = ["id:api_key"]                 # Authorization: ApiKey (Winlogbeat api_key)
 # [receivers.otlp]             # OTLP/HTTP logs
-# listen = "0.0.0.0:4318"
+# listen = "127.0.0.1:4318"
+# [receivers.otlp.auth]
+# bearer_tokens = ["a token"]               # Authorization: Bearer
+# headers = { "x-api-key" = "a key" }       # the exporter's headers
 # [receivers.lumberjack]       # Beats' Logstash output
-# listen = "0.0.0.0:5044"
+# listen = "127.0.0.1:5044"
+# cert = "collector.pem"
+# key = "collector.key"
+# client_ca = "beats-ca.pem"   # Beats' ssl.certificate/ssl.key, signed by this CA
 # [receivers.watch]            # folders whose files the collector reads itself
 # paths = []
 # Each receiver: enabled = false turns it off.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::streaming::{bulk, config, seed_lines, serve, wait_exit};
-use crate::{free_port, relive, Procs};
+use crate::{certificates, free_port, relive, Procs};
 
 const HELPERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/helpers");
 const SEED_VM_ID: &str = "4B5F2F6C-AEA3-4C7B-8342-E255D1D112D7";
@@ -158,86 +158,6 @@ fn alert_config(dir: &Path, alerts: &str) -> (PathBuf, u16) {
     text.push_str(alerts);
     std::fs::write(&path, text).unwrap();
     (path, port)
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA and a certificate for 127.0.0.1 signed by it.
-fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=relive test CA",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        ],
-    );
-    (
-        dir.join("ca.pem"),
-        dir.join("server.pem"),
-        dir.join("server.key"),
-    )
 }
 
 fn journal(data: &Path) -> Vec<Value> {

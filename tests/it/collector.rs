@@ -435,3 +435,197 @@ assert ok == 20 and not errors, (ok, errors)
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(count(&data), total, "nothing counted twice");
 }
+
+/// Who may send: HTTP receivers take Basic, ApiKey or header credentials
+/// from the real Elasticsearch and OpenTelemetry clients and refuse
+/// requests without them; syslog drops sources outside its allow-list;
+/// Lumberjack (pylogbeat) and the agent protocol (relive agent) take only
+/// clients whose certificate the configured CA signed; and a receiver on
+/// a non-loopback address without any of these does not start.
+#[test]
+fn receivers_check_who_sends_with_the_real_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (ca, cert, key) = crate::certificates(dir.path());
+    let (client_cert, client_key) = crate::client_certificate(dir.path(), "beats");
+    // A certificate from a CA the collector does not trust.
+    let rogue = dir.path().join("rogue");
+    std::fs::create_dir_all(&rogue).unwrap();
+    crate::certificates(&rogue);
+    let (rogue_cert, rogue_key) = crate::client_certificate(&rogue, "rogue");
+    let syslog_port = crate::free_port();
+    let relive_toml = dir.path().join("relive.toml");
+    std::fs::write(
+        &relive_toml,
+        format!(
+            "[receivers.agent]\nlisten = \"127.0.0.1:0\"\ncert = \"{cert}\"\nkey = \"{key}\"\nclient_ca = \"{ca}\"\n\
+             [receivers.syslog]\ntcp = \"127.0.0.1:{syslog_port}\"\nudp = \"127.0.0.1:{syslog_port}\"\nallow = [\"10.0.0.0/8\"]\n\
+             [receivers.es_bulk]\nlisten = \"127.0.0.1:0\"\n\
+             [receivers.es_bulk.auth]\nbasic = {{ beats = \"beats-password-123\" }}\napi_keys = [\"winlogbeat:api-key-secret-456\"]\n\
+             [receivers.otlp]\nlisten = \"127.0.0.1:0\"\n[receivers.otlp.auth]\nheaders = {{ \"x-api-key\" = \"otlp-secret-789\" }}\n\
+             [receivers.lumberjack]\nlisten = \"127.0.0.1:0\"\ncert = \"{cert}\"\nkey = \"{key}\"\nclient_ca = \"{ca}\"\n\
+             [collector]\ncommit_ms = 100\n",
+            cert = cert.display(),
+            key = key.display(),
+            ca = ca.display()
+        ),
+    )
+    .unwrap();
+    let (collector, listening) = serve(&relive_toml, &data);
+    let mut procs = Procs(vec![collector]);
+    let addr = |k: &str| listening["listening"][k].as_str().unwrap().to_string();
+    let (es, otlp, lumberjack, agent_addr) = (
+        addr("es_bulk"),
+        addr("otlp"),
+        addr("lumberjack"),
+        addr("agent"),
+    );
+    let (lj_host, lj_port) = lumberjack.rsplit_once(':').unwrap();
+    run_python(&format!(
+        r#"
+import logging
+from elasticsearch import Elasticsearch, helpers, AuthenticationException
+def docs(prefix, n):
+    return [{{"_op_type": "create", "_index": "relive-events", "_source": {{"@timestamp": "2026-11-22T19:16:18Z",
+             "host": {{"name": prefix}}, "winlog": {{"event_id": 21502, "record_id": i, "channel": "Microsoft-Windows-Hyper-V-VMMS-Admin"}},
+             "message": "Live migration of 'VM%d' failed." % i}}}} for i in range(n)]
+ok, _ = helpers.bulk(Elasticsearch("http://{es}", basic_auth=("beats", "beats-password-123")), docs("NODE-BASIC", 10))
+assert ok == 10
+ok, _ = helpers.bulk(Elasticsearch("http://{es}", api_key=("winlogbeat", "api-key-secret-456")), docs("NODE-APIKEY", 10))
+assert ok == 10
+for client in [Elasticsearch("http://{es}"), Elasticsearch("http://{es}", basic_auth=("beats", "wrong")),
+               Elasticsearch("http://{es}", api_key=("winlogbeat", "wrong"))]:
+    try:
+        helpers.bulk(client, docs("NODE-NOBODY", 5))
+        raise SystemExit("accepted without valid credentials")
+    except AuthenticationException:
+        pass
+
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.sdk._logs.export import LogExportResult
+from opentelemetry.sdk.resources import Resource
+def otlp(headers, host):
+    exporter = OTLPLogExporter(endpoint="http://{otlp}/v1/logs", headers=headers)
+    provider = LoggerProvider(resource=Resource.create({{"host.name": host}}))
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    log = logging.getLogger(host)
+    log.addHandler(LoggingHandler(logger_provider=provider))
+    for i in range(3):
+        log.error("Failed to receive data for a Virtual Machine migration (0x80072746).",
+                  extra={{"winlog.event_id": 21066, "winlog.record_id": 100 + i}})
+    provider.shutdown()
+otlp({{"x-api-key": "otlp-secret-789"}}, "NODE-OTLP")
+otlp({{}}, "NODE-OTLP-NOBODY")
+
+from pylogbeat import PyLogBeatClient
+def lj(cert, key, host):
+    with PyLogBeatClient("{lj_host}", {lj_port}, ssl_enable=True, ssl_verify=True, ca_certs="{ca}",
+                         certfile=cert, keyfile=key, timeout=10) as client:
+        client.send([{{"@timestamp": "2026-11-22T19:20:00.000Z", "message": "Live migration of 'LJ' failed.",
+                      "host": {{"name": host}}, "winlog": {{"event_id": 21502, "record_id": 7, "channel": "Microsoft-Windows-Hyper-V-VMMS-Admin"}}}}])
+lj("{client_cert}", "{client_key}", "NODE-LJ")
+try:
+    lj("{rogue_cert}", "{rogue_key}", "NODE-LJ-ROGUE")
+    raise SystemExit("a certificate from another CA was accepted")
+except SystemExit:
+    raise
+except Exception:
+    pass
+print("sent")
+"#,
+        ca = ca.display(),
+        client_cert = client_cert.display(),
+        client_key = client_key.display(),
+        rogue_cert = rogue_cert.display(),
+        rogue_key = rogue_key.display(),
+    ));
+    // Syslog from loopback, which is outside the allow-list: dropped.
+    let _ = Command::new("logger")
+        .args([
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &syslog_port.to_string(),
+            "--tcp",
+            "--rfc5424",
+            "-t",
+            "relive-test",
+        ])
+        .arg("NODE-SYSLOG Live migration of 'SYS1' failed.")
+        .status();
+    // The agent protocol: a client certificate from the trusted CA.
+    let log = dir.path().join("agent.ndjson");
+    std::fs::write(
+        &log,
+        "{\"@timestamp\":\"2026-11-22T19:30:00Z\",\"host\":{\"name\":\"NODE-AGENT\"},\"winlog\":{\"channel\":\"Microsoft-Windows-Hyper-V-VMMS-Admin\",\"event_id\":21502,\"record_id\":1},\"message\":\"Live migration of 'AG1' failed.\"}\n",
+    )
+    .unwrap();
+    let agent_toml = dir.path().join("agent.toml");
+    std::fs::write(
+        &agent_toml,
+        format!(
+            "collector = \"{agent_addr}\"\ntoken = \"\"\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\nserver_name = \"127.0.0.1\"\n\
+             state_dir = \"{}/agent-state\"\npoll_ms = 50\n[[watch]]\npaths = [\"{}\"]\n",
+            ca.display(),
+            client_cert.display(),
+            client_key.display(),
+            dir.path().display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    procs.0.push(agent(&agent_toml));
+    assert_eq!(
+        wait_hits(&data, "host:NODE-AGENT", 1),
+        1,
+        "the agent with a trusted client certificate"
+    );
+    assert_eq!(wait_hits(&data, "host:NODE-BASIC", 10), 10);
+    assert_eq!(wait_hits(&data, "host:NODE-APIKEY", 10), 10);
+    assert_eq!(wait_hits(&data, "host:NODE-OTLP", 3), 3);
+    assert_eq!(wait_hits(&data, "host:NODE-LJ", 1), 1);
+    std::thread::sleep(Duration::from_secs(1));
+    for refused in [
+        "NODE-NOBODY",
+        "NODE-OTLP-NOBODY",
+        "NODE-LJ-ROGUE",
+        "NODE-SYSLOG",
+    ] {
+        assert_eq!(
+            hits(&data, &format!("host:{refused}")),
+            0,
+            "{refused} was let in"
+        );
+    }
+    assert_eq!(
+        hits(&data, "message:SYS1"),
+        0,
+        "syslog from outside the allow-list"
+    );
+    drop(procs);
+
+    // On an address other than loopback, a receiver without a way to tell
+    // who sends refuses to start (checked before anything binds).
+    let exposed = dir.path().join("exposed.toml");
+    std::fs::write(
+        &exposed,
+        "[receivers.agent]\nenabled = false\n[receivers.syslog]\nenabled = false\n[receivers.otlp]\nenabled = false\n\
+         [receivers.lumberjack]\nenabled = false\n[receivers.es_bulk]\nlisten = \"0.0.0.0:0\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_relive"))
+        .arg("--data")
+        .arg(dir.path().join("data2"))
+        .args(["serve", "--config"])
+        .arg(&exposed)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("not loopback") && text.contains("allow_unauthenticated"),
+        "{text}"
+    );
+}
