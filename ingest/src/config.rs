@@ -27,6 +27,34 @@ pub struct Receivers {
     pub lumberjack: LumberjackReceiver,
     /// Folders the collector reads itself.
     pub watch: WatchReceiver,
+    /// Deadlines and caps every network receiver applies.
+    pub limits: LimitsConfig,
+}
+
+/// `[receivers.limits]`: what a slow or greedy peer gets before it is cut.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// An HTTP request's headers must arrive within this, in ms.
+    pub header_timeout_ms: u64,
+    /// A whole HTTP request (headers, body, answer) within this, in ms.
+    pub request_timeout_ms: u64,
+    /// A syslog message, an agent frame or a Lumberjack frame, from its
+    /// first byte to its last, in ms.
+    pub message_timeout_ms: u64,
+    /// Connections open at once per receiver; more are closed at once.
+    pub max_connections: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            header_timeout_ms: 10_000,
+            request_timeout_ms: 120_000,
+            message_timeout_ms: 30_000,
+            max_connections: 512,
+        }
+    }
 }
 
 /// `[receivers.agent]`.

@@ -35,8 +35,28 @@ use crate::IngestError;
 
 /// How long a new connection may take to say hello.
 const HANDSHAKE: Duration = Duration::from_secs(10);
-/// How long a frame or a syslog line may take once begun.
-const MID_RECORD: Duration = Duration::from_secs(30);
+/// `[receivers.limits]` as durations.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    header: Duration,
+    request: Duration,
+    message: Duration,
+    max_connections: usize,
+}
+
+impl From<crate::config::LimitsConfig> for Limits {
+    fn from(c: crate::config::LimitsConfig) -> Limits {
+        Limits {
+            header: Duration::from_millis(c.header_timeout_ms.max(1)),
+            request: Duration::from_millis(c.request_timeout_ms.max(1)),
+            message: Duration::from_millis(c.message_timeout_ms.max(1)),
+            max_connections: c.max_connections.max(1),
+        }
+    }
+}
+
+/// The largest frame an agent may send before it has authenticated.
+const MAX_HELLO: u32 = 64 * 1024;
 /// How long a connection may stay silent between records.
 const IDLE: Duration = Duration::from_secs(600);
 
@@ -67,27 +87,72 @@ async fn bind_tcp(addr: SocketAddr, what: &str) -> Result<TcpListener, IngestErr
         })
 }
 
-/// Binds an HTTP receiver and serves `app` until `stop`, then lets the
-/// requests in flight finish; returns the bound address.
+/// Binds an HTTP receiver and serves `app` on each connection (HTTP/1.1)
+/// until `stop`, then lets the requests in flight finish; returns the
+/// bound address. Headers must arrive within `limits.header`; a whole
+/// request within `limits.request` (408 otherwise); at most
+/// `limits.max_connections` at once.
 async fn serve_http(
     addr: SocketAddr,
     what: &'static str,
     app: Router,
+    limits: Limits,
     tasks: &TaskTracker,
     stop: &Shutdown,
 ) -> Result<SocketAddr, IngestError> {
     let listener = bind_tcp(addr, what).await?;
     let local = listener.local_addr().unwrap_or(addr);
-    let stop = stop.clone();
-    tasks.spawn(async move {
-        let graceful = async move { stop.wait_async().await };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(graceful)
-            .await
-        {
-            tracing::error!(receiver = what, "stopped: {e}");
-        }
-    });
+    let request_deadline = limits.request;
+    let app = app.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            match timeout(request_deadline, next.run(request)).await {
+                Ok(response) => response,
+                Err(_) => (
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request did not complete within {} s",
+                        request_deadline.as_secs_f64()
+                    ),
+                )
+                    .into_response(),
+            }
+        },
+    ));
+    let conn_stop = stop.clone();
+    tasks.spawn(accept_loop(
+        listener,
+        what,
+        None,
+        limits.max_connections,
+        (tasks.clone(), stop.clone()),
+        move |stream, peer| {
+            let app = app.clone();
+            let stop = conn_stop.clone();
+            async move {
+                use tower::ServiceExt as _;
+                let service = hyper::service::service_fn(
+                    move |request: hyper::Request<hyper::body::Incoming>| {
+                        app.clone().oneshot(request.map(axum::body::Body::new))
+                    },
+                );
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(limits.header)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                tokio::pin!(conn);
+                let result = tokio::select! {
+                    result = conn.as_mut() => result,
+                    _ = stop.wait_async() => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::debug!(receiver = what, %peer, "connection closed: {e}");
+                }
+            }
+        },
+    ));
     Ok(local)
 }
 
@@ -161,6 +226,7 @@ pub async fn start(
         tracing::warn!("{warning}");
     }
     let syslog_allow = Arc::new(receivers.syslog_allow().map_err(IngestError::Config)?);
+    let limits = Limits::from(receivers.limits);
     let tasks = TaskTracker::new();
     let stop = stop.clone();
     let mut bound = Bound::default();
@@ -180,9 +246,17 @@ pub async fn start(
             listener,
             "agent",
             tls,
+            limits.max_connections,
             (tasks.clone(), stop.clone()),
             move |stream, peer| {
-                agent_conn(stream, peer, cfg.clone(), sub.clone(), conn_stop.clone())
+                agent_conn(
+                    stream,
+                    peer,
+                    cfg.clone(),
+                    sub.clone(),
+                    limits.message,
+                    conn_stop.clone(),
+                )
             },
         ));
     }
@@ -196,6 +270,7 @@ pub async fn start(
                 listener,
                 "syslog TCP",
                 None,
+                limits.max_connections,
                 (tasks.clone(), stop.clone()),
                 {
                     let stop = stop.clone();
@@ -205,7 +280,7 @@ pub async fn start(
                         let (sub, stop) = (sub.clone(), stop.clone());
                         async move {
                             if allowed {
-                                syslog_tcp(stream, peer, max, sub, stop).await;
+                                syslog_tcp(stream, peer, max, limits.message, sub, stop).await;
                             } else {
                                 tracing::warn!(%peer, "syslog TCP: a source outside [receivers.syslog] allow was dropped");
                             }
@@ -238,7 +313,7 @@ pub async fn start(
         };
         let addr = receivers.es_bulk_addr();
         let app = with_auth(es_router(state), &receivers.es_bulk.auth);
-        bound.es_bulk = Some(serve_http(addr, "_bulk receiver", app, &tasks, &stop).await?);
+        bound.es_bulk = Some(serve_http(addr, "_bulk receiver", app, limits, &tasks, &stop).await?);
     }
     if receivers.otlp.enabled {
         let state = HttpState {
@@ -247,7 +322,7 @@ pub async fn start(
         };
         let addr = receivers.otlp_addr();
         let app = with_auth(otlp_router(state), &receivers.otlp.auth);
-        bound.otlp = Some(serve_http(addr, "OTLP receiver", app, &tasks, &stop).await?);
+        bound.otlp = Some(serve_http(addr, "OTLP receiver", app, limits, &tasks, &stop).await?);
     }
     if receivers.lumberjack.enabled {
         let listener = bind_tcp(receivers.lumberjack_addr(), "Lumberjack receiver").await?;
@@ -264,8 +339,11 @@ pub async fn start(
             listener,
             "lumberjack",
             tls,
+            limits.max_connections,
             (tasks.clone(), stop.clone()),
-            move |stream, peer| lumberjack_conn(stream, peer, sub.clone(), conn_stop.clone()),
+            move |stream, peer| {
+                lumberjack_conn(stream, peer, sub.clone(), limits.message, conn_stop.clone())
+            },
         ));
     }
     Ok(Running { bound, stop, tasks })
@@ -284,6 +362,7 @@ async fn accept_loop<F, Fut>(
     listener: TcpListener,
     what: &'static str,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    max_connections: usize,
     (tasks, stop): (TaskTracker, Shutdown),
     serve: F,
 ) where
@@ -291,6 +370,8 @@ async fn accept_loop<F, Fut>(
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let serve = Arc::new(serve);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let mut refused = 0u64;
     loop {
         let accepted = tokio::select! {
             biased;
@@ -305,9 +386,20 @@ async fn accept_loop<F, Fut>(
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Over the cap: closed at once, so one greedy peer cannot take
+            // every file descriptor.
+            refused += 1;
+            if refused == 1 || refused.is_power_of_two() {
+                tracing::warn!(receiver = what, %peer, refused, max_connections, "connection refused: too many open");
+            }
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let (serve, tls) = (serve.clone(), tls.clone());
         tasks.spawn(async move {
+            let _slot = slot;
             match tls {
                 Some(acceptor) => match timeout(HANDSHAKE, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => serve(Box::new(stream), peer).await,
@@ -322,9 +414,16 @@ async fn accept_loop<F, Fut>(
 
 /// Reads one frame; `Ok(None)` on a clean end of stream, or when `stop`
 /// is given before a frame begins (a frame begun is read to its end).
+/// Reads one agent frame: waits up to `idle` for its first byte, then the
+/// whole frame must arrive within `message` of it (one deadline, not one
+/// per read). A frame longer than `max` is refused before anything is
+/// allocated for it, and the body grows as bytes arrive, never to a
+/// claimed size up front.
 async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     idle: Duration,
+    message: Duration,
+    max: u32,
     stop: &Shutdown,
 ) -> Result<Option<Frame>, FrameError> {
     let mut len = [0u8; 4];
@@ -344,27 +443,34 @@ async fn read_frame<R: AsyncRead + Unpin>(
             Ok(Ok(n)) => n,
         },
     };
-    match timeout(MID_RECORD, r.read_exact(&mut len[got..])).await {
-        Err(_) => {
-            return Err(FrameError::Malformed(format!(
-                "a frame's length did not arrive within {} s",
-                MID_RECORD.as_secs()
-            )))
-        }
+    let deadline = tokio::time::Instant::now() + message;
+    let late = |what: String| {
+        FrameError::Malformed(format!(
+            "{what} did not arrive within {} s of its first byte",
+            message.as_secs_f64()
+        ))
+    };
+    match tokio::time::timeout_at(deadline, r.read_exact(&mut len[got..])).await {
+        Err(_) => return Err(late("a frame's length".into())),
         Ok(Err(e)) => return Err(e.into()),
         Ok(Ok(_)) => {}
     }
     let len = u32::from_be_bytes(len);
-    if len > MAX_FRAME {
+    if len > max.min(MAX_FRAME) {
         return Err(FrameError::TooLarge(len));
     }
-    let mut body = vec![0u8; len as usize];
-    match timeout(MID_RECORD, r.read_exact(&mut body)).await {
-        Err(_) => Err(FrameError::Malformed(format!(
-            "a {len}-byte frame did not arrive within {} s",
-            MID_RECORD.as_secs()
-        ))),
+    let mut body = Vec::with_capacity((len as usize).min(64 * 1024));
+    match tokio::time::timeout_at(
+        deadline,
+        (&mut *r).take(u64::from(len)).read_to_end(&mut body),
+    )
+    .await
+    {
+        Err(_) => Err(late(format!("a {len}-byte frame"))),
         Ok(Err(e)) => Err(e.into()),
+        Ok(Ok(n)) if n < len as usize => Err(FrameError::Malformed(format!(
+            "the connection ended inside a {len}-byte frame"
+        ))),
         Ok(Ok(_)) => Frame::decode(&body).map(Some),
     }
 }
@@ -374,12 +480,14 @@ async fn agent_conn<S>(
     peer: SocketAddr,
     cfg: Arc<AgentReceiver>,
     sub: Submitter,
+    message: Duration,
     stop: Shutdown,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let agent = match read_frame(&mut rd, HANDSHAKE, &stop).await {
+    // Before it has authenticated, a peer gets a small frame, not 16 MiB.
+    let agent = match read_frame(&mut rd, HANDSHAKE, message, MAX_HELLO, &stop).await {
         Ok(Some(Frame::Hello {
             version,
             agent,
@@ -437,7 +545,7 @@ async fn agent_conn<S>(
     });
     let origin = format!("agent {agent}");
     loop {
-        let frame = match read_frame(&mut rd, IDLE, &stop).await {
+        let frame = match read_frame(&mut rd, IDLE, message, MAX_FRAME, &stop).await {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
             Err(e) => {
@@ -477,18 +585,20 @@ async fn agent_conn<S>(
 // ---------------------------------------------------------------- lumberjack
 
 /// Reads exactly `n` bytes within `deadline`.
+/// Reads `n` bytes by `deadline` (the frame's, not one per read); the
+/// buffer grows as bytes arrive.
 async fn read_n<R: AsyncRead + Unpin>(
     r: &mut R,
     n: usize,
-    deadline: Duration,
+    deadline: tokio::time::Instant,
 ) -> Result<Vec<u8>, String> {
-    let mut buf = vec![0u8; n];
-    match timeout(deadline, r.read_exact(&mut buf)).await {
-        Err(_) => Err(format!(
-            "{n} bytes did not arrive within {} s",
-            deadline.as_secs()
-        )),
+    let mut buf = Vec::with_capacity(n.min(64 * 1024));
+    match tokio::time::timeout_at(deadline, r.take(n as u64).read_to_end(&mut buf)).await {
+        Err(_) => Err("a frame did not arrive within the message deadline".into()),
         Ok(Err(e)) => Err(e.to_string()),
+        Ok(Ok(got)) if got < n => Err(format!(
+            "the connection ended inside a frame ({got} of {n} bytes)"
+        )),
         Ok(Ok(_)) => Ok(buf),
     }
 }
@@ -500,12 +610,13 @@ async fn read_sized<R: AsyncRead + Unpin>(
     frame: &mut Vec<u8>,
     head: usize,
     what: &'static str,
+    deadline: tokio::time::Instant,
 ) -> Result<(), String> {
-    let fields = read_n(r, head, MID_RECORD).await?;
+    let fields = read_n(r, head, deadline).await?;
     let len = u32::from_be_bytes(fields[head - 4..].try_into().expect("4 bytes"));
     let n = lumberjack::check_len(what, len).map_err(|e| e.to_string())?;
     frame.extend(fields);
-    frame.extend(read_n(r, n, MID_RECORD).await?);
+    frame.extend(read_n(r, n, deadline).await?);
     Ok(())
 }
 
@@ -515,6 +626,7 @@ async fn read_sized<R: AsyncRead + Unpin>(
 async fn lumberjack_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     first_wait: Duration,
+    message: Duration,
     stop: Option<&Shutdown>,
 ) -> Result<Option<Vec<lumberjack::Item>>, String> {
     use lumberjack::{check_version, parse_frames};
@@ -536,21 +648,23 @@ async fn lumberjack_frame<R: AsyncRead + Unpin>(
         },
     }
     check_version(head[0]).map_err(|e| e.to_string())?;
-    head[1] = read_n(r, 1, MID_RECORD).await?[0];
+    // The whole frame within `message` of its first byte.
+    let deadline = tokio::time::Instant::now() + message;
+    head[1] = read_n(r, 1, deadline).await?[0];
     // The frame is rebuilt into one buffer and parsed by the same code as
     // frames inside a compressed payload.
     let mut frame = head.to_vec();
     match head[1] {
-        b'W' => frame.extend(read_n(r, 4, MID_RECORD).await?),
-        b'C' => read_sized(r, &mut frame, 4, "a compressed payload").await?,
-        b'J' => read_sized(r, &mut frame, 8, "a JSON event").await?,
+        b'W' => frame.extend(read_n(r, 4, deadline).await?),
+        b'C' => read_sized(r, &mut frame, 4, "a compressed payload", deadline).await?,
+        b'J' => read_sized(r, &mut frame, 8, "a JSON event", deadline).await?,
         b'D' => {
-            let seq_pairs = read_n(r, 8, MID_RECORD).await?;
+            let seq_pairs = read_n(r, 8, deadline).await?;
             let pairs =
                 u32::from_be_bytes([seq_pairs[4], seq_pairs[5], seq_pairs[6], seq_pairs[7]]);
             frame.extend(seq_pairs);
             for _ in 0..pairs.saturating_mul(2) {
-                read_sized(r, &mut frame, 4, "a data field").await?;
+                read_sized(r, &mut frame, 4, "a data field", deadline).await?;
                 if frame.len() > lumberjack::MAX_PAYLOAD {
                     return Err("a data frame is over the payload limit".into());
                 }
@@ -573,8 +687,13 @@ async fn lumberjack_frame<R: AsyncRead + Unpin>(
 ///
 /// On `stop`, a window begun is read to its end and acked; the connection
 /// closes between windows.
-async fn lumberjack_conn<S>(stream: S, peer: SocketAddr, sub: Submitter, stop: Shutdown)
-where
+async fn lumberjack_conn<S>(
+    stream: S,
+    peer: SocketAddr,
+    sub: Submitter,
+    message: Duration,
+    stop: Shutdown,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let origin = format!("lumberjack {peer}");
@@ -602,13 +721,13 @@ where
         let wait = if first {
             HANDSHAKE
         } else if pending > 0 {
-            MID_RECORD
+            message
         } else {
             IDLE
         };
         first = false;
         let between_windows = (pending == 0).then_some(&stop);
-        let items = match lumberjack_frame(&mut rd, wait, between_windows).await {
+        let items = match lumberjack_frame(&mut rd, wait, message, between_windows).await {
             Ok(Some(items)) => items,
             Ok(None) => break,
             Err(e) => {
@@ -804,6 +923,7 @@ async fn syslog_tcp<S: AsyncRead + Unpin>(
     mut stream: S,
     peer: SocketAddr,
     max: usize,
+    message: Duration,
     sub: Submitter,
     stop: Shutdown,
 ) {
@@ -814,10 +934,12 @@ async fn syslog_tcp<S: AsyncRead + Unpin>(
     let mut partial_since: Option<tokio::time::Instant> = None;
     let mut stopping = false;
     loop {
-        let deadline = if partial_since.is_some() {
-            MID_RECORD
-        } else {
-            IDLE
+        // A message begun must be whole within `message` of its first byte
+        // (one deadline for it, not one per read: a byte every few seconds
+        // does not keep a connection and its buffer forever).
+        let deadline = match partial_since {
+            Some(since) => message.saturating_sub(since.elapsed()),
+            None => IDLE,
         };
         let read = tokio::select! {
             biased;
@@ -829,10 +951,14 @@ async fn syslog_tcp<S: AsyncRead + Unpin>(
         };
         let n = match read {
             Err(_) => {
-                tracing::warn!(
-                    "{origin}: no complete message within {} s; closing",
-                    deadline.as_secs()
-                );
+                if partial_since.is_some() {
+                    tracing::warn!(
+                        "{origin}: a message was not complete within {} s of its first byte; closing",
+                        message.as_secs_f64()
+                    );
+                } else {
+                    tracing::debug!("{origin}: idle for {} s; closing", IDLE.as_secs());
+                }
                 break;
             }
             Ok(Err(e)) => {
@@ -855,12 +981,10 @@ async fn syslog_tcp<S: AsyncRead + Unpin>(
             tracing::warn!("{origin}: {e}");
         }
         buf.drain(..used);
-        if let Some(since) = partial_since {
-            if buf.is_empty() || since.elapsed() > MID_RECORD {
-                partial_since = None;
-            }
-        }
-        if !buf.is_empty() && partial_since.is_none() {
+        if buf.is_empty() {
+            partial_since = None;
+        } else if used > 0 || partial_since.is_none() {
+            // What is left is the start of the next message.
             partial_since = Some(tokio::time::Instant::now());
         }
         if count > 0 {

@@ -41,6 +41,11 @@ const SERVE_TOML: &str = r#"# relive.toml — read by `relive serve --config rel
 # [receivers.watch]            # folders whose files the collector reads itself
 # paths = []
 # Each receiver: enabled = false turns it off.
+# [receivers.limits]           # what a slow or greedy peer gets
+# header_timeout_ms = 10000    # HTTP headers
+# request_timeout_ms = 120000  # a whole HTTP request (408 after)
+# message_timeout_ms = 30000   # a syslog message, agent or Lumberjack frame, first byte to last
+# max_connections = 512        # per receiver; more are closed at once
 
 # ---- Pipeline -------------------------------------------------------------
 # [collector]

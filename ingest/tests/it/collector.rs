@@ -1034,3 +1034,145 @@ fn a_file_rotated_with_much_unread_is_drained_live_and_after_a_restart() {
     assert_eq!(count(), 110_005, "nothing lost, nothing twice");
     agent.stop();
 }
+
+/// Writes `prefix`, then one `byte` every 200 ms, never finishing; returns
+/// how long after the first byte the server closed the connection (and
+/// what it answered, if anything). Fails after `limit`.
+fn dribble(addr: SocketAddr, prefix: &[u8], byte: u8, limit: Duration) -> (Duration, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let start = std::time::Instant::now();
+    stream.write_all(prefix).unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (start.elapsed(), answer),
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return (start.elapsed(), answer),
+        }
+        assert!(
+            start.elapsed() < limit,
+            "a slow client kept its connection for {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        if stream.write_all(&[byte]).is_err() {
+            return (start.elapsed(), answer);
+        }
+    }
+}
+
+/// Slowloris, one protocol after another: a client that sends a byte every
+/// 200 ms (each read well inside any per-read deadline) is cut when its
+/// message, frame or request is not whole by the deadline, while a
+/// well-behaved client is served meanwhile; past the connection cap, a new
+/// connection is closed at once.
+#[test]
+fn slow_clients_are_cut_at_the_message_deadline_and_connections_are_capped() {
+    let c = start_with(tempfile::tempdir().unwrap(), None, |r| {
+        r.limits.message_timeout_ms = 1000;
+        r.limits.header_timeout_ms = 1000;
+        r.limits.request_timeout_ms = 2000;
+        r.limits.max_connections = 6;
+    });
+    let limit = Duration::from_secs(6);
+    let (agent, syslog, es, lj) = (
+        c.bound.agent.unwrap(),
+        c.bound.syslog_tcp.unwrap(),
+        c.bound.es_bulk.unwrap(),
+        c.bound.lumberjack.unwrap(),
+    );
+    let cases: Vec<(&str, SocketAddr, Vec<u8>, u8, Duration)> = vec![
+        ("agent hello", agent, vec![0, 0, 0, 60, 1], b'x', Duration::from_millis(1000)),
+        ("syslog message", syslog, b"<11>1 2026-11-22T19:15:25Z vm app - - - ".to_vec(), b'x', Duration::from_millis(1000)),
+        ("HTTP headers", es, b"POST /_bulk HTTP/1.1\r\nHost: x\r\nX-Slow: ".to_vec(), b'x', Duration::from_millis(1000)),
+        (
+            "HTTP body",
+            es,
+            b"POST /_bulk HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: 100000\r\n\r\n{".to_vec(),
+            b' ',
+            Duration::from_millis(2000),
+        ),
+        ("Lumberjack frame", lj, vec![b'2', b'J', 0, 0, 0, 1, 0, 0, 0, 200], b'x', Duration::from_millis(1000)),
+    ];
+    let threads: Vec<_> = cases
+        .into_iter()
+        .map(|(what, addr, prefix, byte, deadline)| {
+            std::thread::spawn(move || {
+                let (took, answer) = dribble(addr, &prefix, byte, limit);
+                (what, took, deadline, answer)
+            })
+        })
+        .collect();
+    // Meanwhile a good agent is served at once.
+    let (mut good, answer) = connect(agent, "NODE-A", "");
+    assert_eq!(answer, Frame::Welcome { version: VERSION });
+    batch(0, &[event_line("NODE-A", 1, 21502, "failed")])
+        .write_to(&mut good)
+        .unwrap();
+    assert_eq!(
+        Frame::read_from(&mut good).unwrap(),
+        Some(Frame::Ack { seq: 0 })
+    );
+    for t in threads {
+        let (what, took, deadline, answer) = t.join().unwrap();
+        assert!(
+            took >= deadline.mul_f64(0.8) && took < deadline + Duration::from_millis(1500),
+            "{what}: cut after {took:?}, deadline {deadline:?}"
+        );
+        if what == "HTTP body" {
+            assert!(
+                String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408"),
+                "{what}: {}",
+                String::from_utf8_lossy(&answer)
+            );
+        }
+    }
+    // Before it has authenticated, an agent may not claim a large frame:
+    // 1 MiB (under the 16 MiB frame limit) is refused at once.
+    let (took, _) = dribble(agent, &[0, 0x10, 0, 0, 1], b'x', limit);
+    assert!(
+        took < Duration::from_millis(500),
+        "a large hello refused at once, not after {took:?}"
+    );
+    // The cap: six idle syslog connections are kept; the seventh is closed at once.
+    let mut idle: Vec<TcpStream> = (0..6)
+        .map(|_| TcpStream::connect(syslog).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let (took, _) = dribble(
+        syslog,
+        b"<11>1 2026-11-22T19:15:25Z vm app - - - x",
+        b'x',
+        limit,
+    );
+    assert!(
+        took < Duration::from_millis(500),
+        "over the cap: closed at once, not after {took:?}"
+    );
+    // One leaves: a new connection is served again.
+    idle.pop();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut fresh = TcpStream::connect(syslog).unwrap();
+    fresh
+        .write_all(
+            b"<11>1 2026-11-22T19:16:00Z NODE-C Hyper-V-VMMS - 21502 - served after one left\n",
+        )
+        .unwrap();
+    drop(fresh);
+    let events = c.wait_events(2);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["message"] == "served after one left"),
+        "{events:#?}"
+    );
+    drop(idle);
+}
