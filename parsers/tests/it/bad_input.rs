@@ -22,6 +22,20 @@ impl Read for Repeat {
     }
 }
 
+/// This process's peak resident memory so far, in MiB (each test runs in
+/// a process of its own under nextest).
+fn peak_rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib / 1024)
+}
+
+/// What "bounded" means here: far below the input's size.
+const BOUND_MIB: u64 = 160;
+
 #[test]
 fn binary_garbage_is_an_unknown_format() {
     let garbage: Vec<u8> = (0..10_000u32)
@@ -74,6 +88,11 @@ fn a_one_gigabyte_line_without_a_newline_is_skipped_in_bounded_memory() {
     assert_eq!(
         out.events[1].origin.offset,
         first.len() as u64 + (1 << 30) + 1
+    );
+    let peak = peak_rss_mib();
+    assert!(
+        peak > 0 && peak < BOUND_MIB,
+        "peak RSS {peak} MiB for a 1 GiB line"
     );
 }
 
@@ -181,6 +200,11 @@ fn a_ten_gigabyte_file_without_line_breaks_is_read_in_bounded_memory() {
     assert_eq!(out.errors.len(), 1);
     assert_eq!(out.errors[0].reason, Reason::TooLong { limit: 1 << 20 });
     assert_eq!(out.errors[0].offset, 0);
+    let peak = peak_rss_mib();
+    assert!(
+        peak > 0 && peak < BOUND_MIB,
+        "peak RSS {peak} MiB for a 10 GiB file"
+    );
 }
 
 #[test]
