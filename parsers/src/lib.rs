@@ -379,17 +379,69 @@ pub fn parse_reader<R: Read>(
     };
     let format = opts.format.or_else(|| detect(&head));
     if format == Some(Format::Evtx) {
-        // EVTX needs random access: hold the file in memory.
-        let mut all = head;
-        if let Err(e) = reader.read_to_end(&mut all) {
-            return io_error(name, &e, sink);
-        }
+        // EVTX needs random access: the stream goes to an unnamed temporary
+        // file in bounded memory (1 MiB at a time), then is read like a file.
+        let file = match spool(&head, &mut reader) {
+            Ok(file) => file,
+            Err(e) => return io_error(name, &e, sink),
+        };
         let mut ctx = Ctx::new(opts, name, Format::Evtx, sink);
-        format::evtx::parse(Cursor::new(all), &mut ctx);
+        format::evtx::parse(file, &mut ctx);
         ctx.finish();
         return ctx.summary;
     }
     parse_text(head, reader, name, format, opts, sink)
+}
+
+/// `head` then the rest of `reader` in a temporary file that is already
+/// unlinked (nothing is left behind), positioned at its start.
+fn spool<R: Read>(head: &[u8], reader: &mut R) -> std::io::Result<std::fs::File> {
+    use std::io::{Seek, Write};
+    let dir = std::env::temp_dir();
+    let mut file = None;
+    for attempt in 0..16u32 {
+        let path = dir.join(format!(
+            "relive-stdin-{}-{}-{attempt}.evtx",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(f) => {
+                // Unlinked at once: the data lives as long as the handle.
+                let _ = std::fs::remove_file(&path);
+                file = Some(f);
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot hold an EVTX stream in {}: {e}", dir.display()),
+                ))
+            }
+        }
+    }
+    let mut file = file.ok_or_else(|| std::io::Error::other("cannot create a temporary file"))?;
+    file.write_all(head)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        file.write_all(&buf[..n])?;
+    }
+    file.rewind()?;
+    Ok(file)
 }
 
 /// Parses bytes held in memory and collects the result.

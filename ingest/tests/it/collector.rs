@@ -234,7 +234,6 @@ fn hostile_peers_are_dropped_and_everyone_else_is_served() {
     let mut huge = TcpStream::connect(agent).unwrap();
     huge.write_all(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]).unwrap();
     huge.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut buf = [0u8; 16];
     assert_closed(&mut huge);
     // Garbage after a good hello.
     let (mut garbage, _) = connect(agent, "NODE-X", "");

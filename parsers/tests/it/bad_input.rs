@@ -228,3 +228,39 @@ fn fuzz_crashes_stay_fixed() {
     }
     assert!(n >= 1);
 }
+
+#[test]
+fn an_evtx_stream_is_read_through_a_temporary_file_like_the_file_itself() {
+    let path = samples_real().join("evtx/dfirmuseum-belkasoft__System.evtx");
+    let mut from_file = ParseOutput::default();
+    parsers::parse_path(&path, &ParseOptions::default(), &mut from_file);
+    let mut from_stream = ParseOutput::default();
+    let summary = parsers::parse_reader(
+        std::fs::File::open(&path).unwrap(),
+        Some("-"),
+        &ParseOptions::default(),
+        &mut from_stream,
+    );
+    assert_eq!(summary.format, Some(Format::Evtx));
+    assert!(!from_file.events.is_empty());
+    assert_eq!(from_stream.events.len(), from_file.events.len());
+    assert_eq!(from_stream.errors.len(), from_file.errors.len());
+    let ids = |o: &ParseOutput| {
+        o.events
+            .iter()
+            .map(|e| (e.record_id, e.event_id))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&from_stream), ids(&from_file));
+    // Nothing is left in the temporary folder.
+    let left = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("relive-stdin-{}-", std::process::id()))
+        })
+        .count();
+    assert_eq!(left, 0);
+}
