@@ -92,7 +92,7 @@ pub enum Command {
     /// [`SUMMARY_DIFFERS`] to ask for the per-page list (`Verify`).
     VerifySummary = 18,
     /// Source → destination (new connection): settle an in-doubt commit
-    /// (see [`ResolveRequest`]).
+    /// (see `ResolveRequest`).
     Resolve = 19,
 }
 
