@@ -629,3 +629,80 @@ print("sent")
         "{text}"
     );
 }
+
+/// The OpenTelemetry SDK's exporter with gzip, carrying a body map shaped
+/// like the collector's `windowseventlog` receiver's (event_id.id,
+/// provider.name, system_time, computer, channel, record_id, event_data)
+/// as protobuf: the event comes out with those fields.
+#[test]
+fn otlp_protobuf_with_gzip_and_a_windowseventlog_body_map() {
+    assert!(
+        python_ok("opentelemetry.exporter.otlp.proto.http"),
+        "python3 module opentelemetry-exporter-otlp-proto-http is required (scripts/test installs it)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let relive_toml = dir.path().join("relive.toml");
+    std::fs::write(
+        &relive_toml,
+        "[receivers.agent]\nenabled = false\n[receivers.syslog]\nenabled = false\n\
+         [receivers.es_bulk]\nenabled = false\n[receivers.otlp]\nlisten = \"127.0.0.1:0\"\n\
+         [receivers.lumberjack]\nenabled = false\n[collector]\ncommit_ms = 100\n",
+    )
+    .unwrap();
+    let (collector, listening) = serve(&relive_toml, &data);
+    let _procs = Procs(vec![collector]);
+    let otlp = listening["listening"]["otlp"].as_str().unwrap().to_string();
+    run_python(&format!(
+        r#"
+import logging
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+exporter = OTLPLogExporter(endpoint="http://{otlp}/v1/logs", compression=Compression.Gzip)
+provider = LoggerProvider()
+provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+log = logging.getLogger("windowseventlog")
+log.addHandler(LoggingHandler(logger_provider=provider))
+log.propagate = False
+for i in range(3):
+    log.error({{
+        "channel": "Microsoft-Windows-Hyper-V-High-Availability-Admin",
+        "computer": "NODE-W.example.corp",
+        "event_id": {{"id": 21502, "qualifiers": 0}},
+        "provider": {{"name": "Microsoft-Windows-Hyper-V-High-Availability"}},
+        "record_id": 4240 + i,
+        "level": "Error",
+        "system_time": "2026-11-22T19:40:0%d.000000000Z" % i,
+        "message": "Live migration of 'Virtual Machine WIN%d' failed." % i,
+        "event_data": {{"data": [{{"VmName": "WIN%d" % i}}]}},
+    }})
+provider.shutdown()
+print("sent")
+"#
+    ));
+    assert_eq!(wait_hits(&data, "host:NODE-W", 3), 3);
+    let index = index::EventIndex::open(&data.join("index")).unwrap();
+    let hits = index
+        .search(&index::SearchRequest::new("host:NODE-W AND record_id:4241"))
+        .unwrap();
+    assert_eq!(hits.total, 1);
+    let e: serde_json::Value = serde_json::from_str(&hits.hits[0].json).unwrap();
+    assert_eq!(e["winlog"]["event_id"], 21502, "{e}");
+    assert_eq!(
+        e["winlog"]["provider_name"],
+        "Microsoft-Windows-Hyper-V-High-Availability"
+    );
+    assert_eq!(
+        e["winlog"]["channel"],
+        "Microsoft-Windows-Hyper-V-High-Availability-Admin"
+    );
+    // The receiver's time (system_time), at its nanosecond precision.
+    assert_eq!(e["@timestamp"], "2026-11-22T19:40:01.000000000Z", "{e}");
+    assert_eq!(e["winlog"]["event_data"]["VmName"], "WIN1");
+    assert_eq!(
+        e["message"],
+        "Live migration of 'Virtual Machine WIN1' failed."
+    );
+}
