@@ -343,7 +343,9 @@ impl Agent {
         let (spool, recovery) = Wal::open(
             &spool_dir,
             WalOptions {
-                segment_bytes: 16 << 20,
+                // Segments small against the bound: acknowledged ones are
+                // deleted whole, so the spool shrinks as the collector acks.
+                segment_bytes: (config.spool_max_bytes / 8).clamp(64 << 10, 16 << 20),
                 sync: true,
             },
         )?;
@@ -412,6 +414,7 @@ impl Agent {
             acked: acked.clone(),
             durable: durable.clone(),
             wake: wake.clone(),
+            room: 0,
         };
         threads.push(
             std::thread::Builder::new()
@@ -480,6 +483,9 @@ struct Reader {
     acked: Arc<AtomicU64>,
     durable: Arc<AtomicU64>,
     wake: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    /// Spool bytes left under `spool_max_bytes` before this scan: a line
+    /// file is read in parts no larger, so the bound holds within a file.
+    room: u64,
 }
 
 impl Reader {
@@ -496,6 +502,7 @@ impl Reader {
         while !self.stop.load(Ordering::Acquire) {
             let spool_bytes = spool_size(self.spool.dir());
             let full = spool_bytes > self.config.spool_max_bytes;
+            self.room = self.config.spool_max_bytes.saturating_sub(spool_bytes);
             if full != self.status.spool_full.swap(full, Ordering::Relaxed) && full {
                 tracing::warn!(
                     "agent spool is full ({spool_bytes} bytes): reading paused until the collector catches up"
@@ -773,13 +780,28 @@ impl Reader {
             if size == t.cp.offset {
                 return Ok(false);
             }
-            let _ = t.file.seek(SeekFrom::Start(t.cp.offset));
             const PART: u64 = 8 << 20;
-            t.pending = size - t.cp.offset > PART;
-            let want = (size - t.cp.offset).min(PART) as usize;
-            let mut buf = vec![0u8; want];
-            let n = read_up_to(&mut t.file, &mut buf);
-            buf.truncate(n);
+            // No more than the spool has room for, so its bound holds
+            // within a file too; a line longer than the room is read whole
+            // (up to PART, beyond which it is skipped).
+            let mut part = PART.min(self.room.max(64 * 1024));
+            let mut buf = loop {
+                let _ = t.file.seek(SeekFrom::Start(t.cp.offset));
+                t.pending = size - t.cp.offset > part;
+                let want = (size - t.cp.offset).min(part) as usize;
+                let mut buf = vec![0u8; want];
+                let n = read_up_to(&mut t.file, &mut buf);
+                buf.truncate(n);
+                if !t.skip_line
+                    && part < PART
+                    && buf.len() as u64 == part
+                    && last_line_end(&buf, t.cp.offset, t.utf16).is_none()
+                {
+                    part = PART;
+                    continue;
+                }
+                break buf;
+            };
             if t.skip_line {
                 // The rest of a line too long to ship.
                 match line_end(&buf, t.cp.offset, t.utf16) {
@@ -794,7 +816,7 @@ impl Reader {
             }
             // Only whole lines.
             let Some(end) = last_line_end(&buf, t.cp.offset, t.utf16) else {
-                if buf.len() as u64 == PART {
+                if buf.len() as u64 == part && part == PART {
                     tracing::warn!(
                         "agent: {name}: line at byte {} is longer than {} MiB; skipped",
                         t.cp.offset,

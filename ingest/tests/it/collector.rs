@@ -1187,3 +1187,62 @@ fn slow_clients_are_cut_at_the_message_deadline_and_connections_are_capped() {
     );
     drop(idle);
 }
+
+/// With no collector to take its batches, the agent's spool grows to its
+/// bound and reading pauses (`spool_full`); when a collector comes, the
+/// spool drains and every event arrives once.
+#[test]
+fn a_full_spool_pauses_reading_and_drains_when_a_collector_comes() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let logs = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let total = 20_000u64;
+    let text: String = (0..total)
+        .map(|i| event_line("NODE-SPOOL", i, 21502, &format!("spool test {i}")) + "\n")
+        .collect();
+    std::fs::write(logs.path().join("a.ndjson"), text.as_bytes()).unwrap();
+    let bound = 256 * 1024u64;
+    let agent = ingest::agent::Agent::start(ingest::agent::AgentConfig {
+        spool_max_bytes: bound,
+        batch_events: 200,
+        ..test_agent(
+            "NODE-SPOOL",
+            format!("127.0.0.1:{port}"),
+            state.path(),
+            format!("{}/*.ndjson", logs.path().display()),
+        )
+    })
+    .unwrap();
+    let status = agent.status().clone();
+    let relaxed = std::sync::atomic::Ordering::Relaxed;
+    wait_until(Duration::from_secs(20), || status.spool_full.load(relaxed));
+    let read = status.events_read.load(relaxed);
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        status.events_read.load(relaxed),
+        read,
+        "reading paused while the spool is full"
+    );
+    assert!(read < total, "stopped at the bound: {read} of {total} read");
+    let spooled: u64 = std::fs::read_dir(state.path().join("spool"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .sum();
+    assert!(
+        spooled <= bound + 512 * 1024,
+        "spool {spooled} bytes for a {bound}-byte bound"
+    );
+    // A collector arrives on the agent's address: everything drains.
+    let c = start_with(tempfile::tempdir().unwrap(), None, |r| {
+        r.agent.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    });
+    let events = c.wait_events(total as usize);
+    assert_eq!(events.len(), total as usize, "every event, once");
+    wait_until(Duration::from_secs(10), || !status.spool_full.load(relaxed));
+    agent.stop();
+}
