@@ -1246,3 +1246,124 @@ fn a_full_spool_pauses_reading_and_drains_when_a_collector_comes() {
     wait_until(Duration::from_secs(10), || !status.spool_full.load(relaxed));
     agent.stop();
 }
+
+/// Backpressure on `_bulk`: when the pipeline behind the collector stops
+/// taking batches, requests get `429 Too Many Requests` with
+/// `Retry-After` (what Beats and the ES clients back off on) instead of
+/// piling up; once it moves again, the same request is accepted.
+#[test]
+fn a_stalled_pipeline_answers_bulk_with_429_and_retry_after() {
+    let data = tempfile::tempdir().unwrap();
+    let mut options = CollectorOptions::new(data.path());
+    options.max_lag_records = 1;
+    options.queue = 1;
+    // The stage after the collector takes nothing until told to.
+    let (out, taken) = pipeline::bounded::<pipeline::EventBatch>(1, Default::default());
+    let collector = ingest::Collector::start(options, Box::new(out)).unwrap();
+    let mut receivers = Receivers::default();
+    receivers.agent.enabled = false;
+    receivers.syslog.enabled = false;
+    receivers.otlp.enabled = false;
+    receivers.lumberjack.enabled = false;
+    receivers.es_bulk.listen = Some(loopback());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sub = collector.submitter();
+    let es = runtime
+        .block_on(ingest::server::start(
+            &receivers,
+            &sub,
+            &pipeline::Shutdown::new(),
+        ))
+        .unwrap()
+        .bound
+        .es_bulk
+        .unwrap();
+    let body = |i: u64| {
+        format!(
+            "{{\"create\":{{}}}}\n{}\n",
+            event_line("NODE-429", i, 21502, "busy")
+        )
+    };
+    // Requests until the stall shows: some are taken and wait for
+    // durability (they finish once the stage moves), then 429s come.
+    let (results_tx, results) = std::sync::mpsc::channel::<(u16, String)>();
+    let mut senders = Vec::new();
+    let mut busy: Vec<String> = Vec::new();
+    for i in 0..200u64 {
+        let tx = results_tx.clone();
+        senders.push(std::thread::spawn(move || {
+            let (status, head, _) = post(
+                es,
+                "/_bulk",
+                "Content-Type: application/x-ndjson\r\n",
+                body(i).as_bytes(),
+            );
+            let _ = tx.send((status, head));
+        }));
+        std::thread::sleep(Duration::from_millis(10));
+        while let Ok((status, head)) = results.try_recv() {
+            if status == 429 {
+                busy.push(head);
+            } else {
+                assert_eq!(status, 200, "{head}");
+            }
+        }
+        if busy.len() >= 3 {
+            break;
+        }
+    }
+    assert!(!busy.is_empty(), "a stalled pipeline answers 429");
+    assert!(
+        busy.iter()
+            .all(|head| head.to_ascii_lowercase().contains("retry-after: 1")),
+        "{busy:?}"
+    );
+    // The stage moves again: a retried request is accepted.
+    let drain = std::thread::spawn(move || {
+        use pipeline::Source as _;
+        let mut taken = taken;
+        let mut n = 0;
+        while n < 1000 {
+            match taken.recv(Duration::from_millis(100)) {
+                pipeline::Recv::Item(batch) => {
+                    let _ = batch.ack.done();
+                    n += 1;
+                }
+                pipeline::Recv::Idle => {}
+                pipeline::Recv::Closed => break,
+            }
+        }
+    });
+    let mut accepted = false;
+    for _ in 0..50 {
+        let (status, _, _) = post(
+            es,
+            "/_bulk",
+            "Content-Type: application/x-ndjson\r\n",
+            body(999).as_bytes(),
+        );
+        if status == 200 {
+            accepted = true;
+            break;
+        }
+        assert_eq!(status, 429);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(accepted, "accepted once the pipeline moves");
+    // The requests that were waiting finish too.
+    for sender in senders {
+        sender.join().unwrap();
+    }
+    drop(results_tx);
+    for (status, head) in results.iter() {
+        assert!(status == 200 || status == 429, "{head}");
+    }
+    drop(runtime);
+    drop(sub);
+    collector.shutdown();
+    let _ = drain.join();
+}
