@@ -258,6 +258,47 @@ pub fn audit_event(host: &str, vm_name: &str, vm_id: &str, audit: &Audit) -> Eve
     e
 }
 
+/// High-Availability 21502 for a failed (or in-doubt) migration: the
+/// headline, the sub-message naming where it failed, `note` when given,
+/// then the error's own Hyper-V text; HRESULT, VM name and id as data.
+fn failure_event(
+    host: &str,
+    vm_name: &str,
+    vm_id: &str,
+    where_: &str,
+    peer: &str,
+    error: &migrate_core::MigrationError,
+    note: Option<&str>,
+) -> Event {
+    let vm = if vm_name.is_empty() {
+        "<unknown>"
+    } else {
+        vm_name
+    };
+    let id = if vm_id.is_empty() {
+        String::new()
+    } else {
+        format!(" (Virtual machine ID {vm_id})")
+    };
+    let note = note.map(|n| format!("{n}\n")).unwrap_or_default();
+    let mut e = event(
+        host,
+        HA,
+        HA_CHANNEL,
+        21502,
+        Level::Error,
+        format!("Live migration of 'Virtual Machine {vm}' failed.\n\nVirtual machine migration operation for '{vm}' failed at migration {where_} '{host}'{id}. Peer: '{peer}'.\n{note}{}", error.message),
+    );
+    e.data.push_static("Hresult", error.hresult());
+    if !vm_name.is_empty() {
+        e.data.push_static("VmName", vm_name);
+    }
+    if !vm_id.is_empty() {
+        e.data.push_static("VmId", vm_id);
+    }
+    e
+}
+
 impl NoticeSink for EventLog {
     fn notice(&self, host: &str, notice: &Notice) {
         match notice {
@@ -340,32 +381,9 @@ impl NoticeSink for EventLog {
                     Role::Source => "source",
                     Role::Destination => "destination",
                 };
-                let vm = if vm_name.is_empty() {
-                    "<unknown>"
-                } else {
-                    vm_name
-                };
-                let id = if vm_id.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (Virtual machine ID {vm_id})")
-                };
-                let mut first = event(
-                    host,
-                    HA,
-                    HA_CHANNEL,
-                    21502,
-                    Level::Error,
-                    format!("Live migration of 'Virtual Machine {vm}' failed.\n\nVirtual machine migration operation for '{vm}' failed at migration {where_} '{host}'{id}. Peer: '{peer}'.\n{}", error.message),
-                );
-                first.data.push_static("Hresult", error.hresult());
-                if !vm_name.is_empty() {
-                    first.data.push_static("VmName", vm_name.as_str());
-                }
-                if !vm_id.is_empty() {
-                    first.data.push_static("VmId", vm_id.as_str());
-                }
-                self.write(&[first]);
+                self.write(&[failure_event(
+                    host, vm_name, vm_id, where_, peer, error, None,
+                )]);
                 if let Some(report) = report {
                     self.metrics(report);
                 }
@@ -378,17 +396,9 @@ impl NoticeSink for EventLog {
             } => {
                 // A failed attempt as far as the admin can tell (the VM is
                 // not where it was sent), with what relive does about it.
-                let mut first = event(
-                    host,
-                    HA,
-                    HA_CHANNEL,
-                    21502,
-                    Level::Error,
-                    format!("Live migration of 'Virtual Machine {vm_name}' failed.\n\nVirtual machine migration operation for '{vm_name}' failed at migration source '{host}' (Virtual machine ID {vm_id}). Peer: '{peer}'.\nThe answer to the commit was lost: the outcome is in doubt. The virtual machine stays paused on '{host}' until '{peer}' confirms whether it runs it (or an administrator runs `relive resolve`).\n{}", error.message),
-                );
-                first.data.push_static("Hresult", error.hresult());
-                first.data.push_static("VmName", vm_name.as_str());
-                first.data.push_static("VmId", vm_id.as_str());
+                let doubt = format!("The answer to the commit was lost: the outcome is in doubt. The virtual machine stays paused on '{host}' until '{peer}' confirms whether it runs it (or an administrator runs `relive resolve`).");
+                let mut first =
+                    failure_event(host, vm_name, vm_id, "source", peer, error, Some(&doubt));
                 first.data.push_static("InDoubt", "true");
                 self.write(&[first]);
             }

@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 use pipeline::Shutdown;
 
 use crate::collector::Submitter;
-use crate::config::{AgentReceiver, Receivers};
+use crate::config::{constant_time_eq as same, AgentReceiver, Receivers};
 use crate::lumberjack;
 use crate::protocol::{Frame, FrameError, MAX_FRAME, VERSION};
 use crate::record::{self, Kind, Record};
@@ -1117,10 +1117,6 @@ fn with_auth(app: Router, auth: &crate::config::HttpAuth) -> Router {
             }
         },
     ))
-}
-
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Whether the request carries one of the configured credentials.

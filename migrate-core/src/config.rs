@@ -364,6 +364,15 @@ fn default_version() -> String {
 }
 
 impl VmConfig {
+    /// Gives the VM the id a host knows it by: the configured one in upper
+    /// case, or one derived from its name.
+    pub fn normalize_id(&mut self) {
+        if self.id.is_empty() {
+            self.id = guid_for(&self.name);
+        }
+        self.id = self.id.to_ascii_uppercase();
+    }
+
     /// A VM named `name` with `memory_mib` MiB on switch `External`.
     pub fn new(name: &str, memory_mib: u64) -> VmConfig {
         VmConfig {

@@ -412,10 +412,7 @@ impl Host {
 
     /// Starts a VM here: allocates its memory, fills it, starts its workload.
     pub fn start_vm(&self, mut config: VmConfig) -> Result<VmSummary, MigrationError> {
-        if config.id.is_empty() {
-            config.id = crate::config::guid_for(&config.name);
-        }
-        config.id = config.id.to_ascii_uppercase();
+        config.normalize_id();
         if self.vm_state(&config.id).is_some() {
             return Err(MigrationError::new(
                 ErrorKind::VmExists,
@@ -689,10 +686,7 @@ impl Host {
         let mut skipped = Vec::new();
         for mut vm in vms {
             // The id `start_vm` would give it: the ledger is keyed by it.
-            if vm.id.is_empty() {
-                vm.id = crate::config::guid_for(&vm.name);
-            }
-            vm.id = vm.id.to_ascii_uppercase();
+            vm.normalize_id();
             match ledger.get(&vm.id).map(|e| e.placement) {
                 None | Some(crate::ledger::Placement::Arrived { .. }) => {
                     self.start_vm(vm)?;
