@@ -327,3 +327,94 @@ fn an_unchanged_firing_group_is_repeated_after_repeat_interval_in_its_thread() {
     let statuses = journal::statuses(&journal::read(data).unwrap());
     assert_eq!(statuses.len(), 2);
 }
+
+/// A loopback HTTP server answering 200 to every request; counts them.
+fn webhook_server() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut length = 0usize;
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                if line.trim().is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':') {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (addr, hits)
+}
+
+#[test]
+fn a_receivers_rate_limit_holds_notifications_back_without_dropping_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let (addr, hits) = webhook_server();
+    let alerter = start(
+        data,
+        &config(&format!(
+            "[alerts.route]\nreceiver = \"hook\"\ngroup_wait = \"0s\"\ngroup_by = [\"...\"]\n\
+             [[alerts.receivers]]\nname = \"hook\"\nmax_per_minute = 2\n\
+             [[alerts.receivers.webhooks]]\nurl = \"http://{addr}/\"\n"
+        )),
+    );
+    append(
+        data,
+        &(0..5)
+            .map(|k| {
+                (
+                    ChangeKind::Opened,
+                    incident(&format!("g{k}"), "vswitch-mismatch", &format!("WEB{k}"), k),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    let start_at = Instant::now();
+    while hits.load(std::sync::atomic::Ordering::SeqCst) < 2
+        && start_at.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "two a minute, no more"
+    );
+    let journal = journal::read(data).unwrap();
+    let count = |d: Decision| journal.iter().filter(|e| e.decision == d).count();
+    assert_eq!(count(Decision::Queued), 5, "all five decided");
+    assert_eq!(count(Decision::Sent), 2);
+    assert_eq!(count(Decision::RateLimited), 1, "the wait is said once");
+    assert_eq!(count(Decision::Failed), 0, "nothing dropped");
+    // Stopping leaves the held-back ones in the outbox for the next start.
+    alerter.stop(Duration::from_millis(500)).unwrap();
+    let statuses = journal::statuses(&journal::read(data).unwrap());
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| s.status == Decision::Queued)
+            .count(),
+        3
+    );
+}
