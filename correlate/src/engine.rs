@@ -538,14 +538,21 @@ impl Correlator {
     }
 
     fn process(&mut self, event: Event, rules: Vec<usize>) {
-        let key = self.key_of(&event);
-        let record = parsers::dedup::record_key(&event);
-        let content = parsers::dedup::content_key(&event);
-        let rich = parsers::dedup::richness(&event);
         let roles: Vec<Role> = rules
             .iter()
             .map(|&r| self.rules.detections[r].role)
             .collect();
+        // A failure that names no VM is still a failed migration: it opens
+        // an attempt of its host's own (an incident for "a VM"), never
+        // host-level evidence only, so no failure goes without an incident.
+        let key = self.key_of(&event).or_else(|| {
+            roles
+                .contains(&Role::Failure)
+                .then(|| CompactString::from(format!("host:{}", event.short_host().to_lowercase())))
+        });
+        let record = parsers::dedup::record_key(&event);
+        let content = parsers::dedup::content_key(&event);
+        let rich = parsers::dedup::richness(&event);
         let m = self.to_matched(&event, rules, content);
         let Some(key) = key else {
             match self.pool_seen.admit(record, content, rich) {
@@ -997,7 +1004,28 @@ impl Correlator {
         let (source, destination) = self.route(group, &a, &failure_ev, &evidence);
         let mut evidence: Vec<Evidence> =
             evidence.into_iter().map(|m| m.evidence.clone()).collect();
-        evidence.truncate(self.cfg.max_evidence);
+        // Failures first when the list is cut: each must stay in its incident.
+        let cut = evidence.len().saturating_sub(self.cfg.max_evidence) as u64;
+        if cut > 0 {
+            let failures: Vec<Evidence> = evidence
+                .iter()
+                .filter(|e| failure_names(&self.rules, &e.rule))
+                .cloned()
+                .collect();
+            let room = self.cfg.max_evidence.saturating_sub(failures.len());
+            let mut others: Vec<Evidence> = evidence
+                .into_iter()
+                .filter(|e| !failure_names(&self.rules, &e.rule))
+                .collect();
+            others.truncate(room);
+            evidence = failures;
+            evidence.extend(others);
+            evidence.sort_by(|x, y| {
+                x.timestamp
+                    .cmp(&y.timestamp)
+                    .then_with(|| evidence_order(x, y))
+            });
+        }
         let first_seen = evidence.first().map_or(a.first, |e| e.timestamp);
         let last_seen = evidence.last().map_or(a.last, |e| e.timestamp);
         let vm_name = group.vm_name.as_deref().map(str::to_string);
@@ -1101,11 +1129,14 @@ impl Correlator {
                 let folded_now = attempt.incident.as_deref() != Some(inc.id.as_str());
                 if folded_now {
                     inc.count += 1;
-                    merge_evidence(&mut inc.evidence, evidence, self.cfg.max_evidence);
+                    inc.evidence_omitted +=
+                        merge_evidence(&mut inc.evidence, evidence, self.cfg.max_evidence);
                 } else if inc.count <= 1 {
                     inc.evidence = evidence;
+                    inc.evidence_omitted = cut;
                 } else {
-                    merge_evidence(&mut inc.evidence, evidence, self.cfg.max_evidence);
+                    inc.evidence_omitted +=
+                        merge_evidence(&mut inc.evidence, evidence, self.cfg.max_evidence);
                 }
                 inc.root_cause = root_cause;
                 inc.title = title;
@@ -1148,6 +1179,7 @@ impl Correlator {
                     evidence,
                     remediation,
                     warnings: Vec::new(),
+                    evidence_omitted: cut,
                 };
                 attempt.incident = Some(fresh_id);
                 group.incidents.push(inc.clone());
@@ -1321,7 +1353,9 @@ fn evidence_for<'a>(
     evidence
 }
 
-fn merge_evidence(into: &mut Vec<Evidence>, more: Vec<Evidence>, cap: usize) {
+/// Adds `more` to `into` (time order) and keeps at most `cap`, the oldest
+/// dropped first; returns how many were dropped.
+fn merge_evidence(into: &mut Vec<Evidence>, more: Vec<Evidence>, cap: usize) -> u64 {
     for e in more {
         if !into.contains(&e) {
             into.push(e);
@@ -1335,7 +1369,19 @@ fn merge_evidence(into: &mut Vec<Evidence>, more: Vec<Evidence>, cap: usize) {
     if into.len() > cap {
         let drop = into.len() - cap;
         into.drain(..drop);
+        return drop as u64;
     }
+    0
+}
+
+/// Whether an evidence's rule names (comma-separated) include a failure rule.
+fn failure_names(rules: &RuleSet, names: &str) -> bool {
+    names.split(',').any(|n| {
+        rules
+            .detections
+            .iter()
+            .any(|d| d.role == Role::Failure && d.name == n)
+    })
 }
 
 /// Ties between evidence events of the same time: host, channel, event id,
@@ -1425,51 +1471,25 @@ fn incident_id(key: &str, first: DateTime<Utc>) -> String {
     format!("{:016x}", h.finish())
 }
 
-/// Source and destination hosts named in the text ("failed at migration
-/// source 'NODE-B'", "destination node 'HV2'", "destination host \"S2D1\"").
+/// Source and destination hosts the event's text names
+/// ([`parsers::extract::hosts_named`]); an event without text, from its
+/// data values.
 fn hosts_named(message: &str, event: &Event) -> (Option<CompactString>, Option<CompactString>) {
+    let joined;
     let text = if message.is_empty() {
-        event
+        joined = event
             .data
             .iter()
             .map(|(_, v)| v)
             .collect::<Vec<_>>()
-            .join(" ")
+            .join(" ");
+        joined.as_str()
     } else {
-        message.to_string()
+        message
     };
-    let lower = text.to_ascii_lowercase();
-    let find = |markers: &[&str]| -> Option<CompactString> {
-        for marker in markers {
-            let mut from = 0;
-            while let Some(at) = lower[from..].find(marker) {
-                let rest = &text[from + at + marker.len()..];
-                let rest = rest.trim_start_matches([' ', ':']);
-                let quote = rest.chars().next()?;
-                if matches!(quote, '\'' | '"' | '\u{2018}' | '\u{201c}') {
-                    let inner = &rest[quote.len_utf8()..];
-                    if let Some(end) = inner.find(['\'', '"', '\u{2019}', '\u{201d}']) {
-                        let name = inner[..end].trim();
-                        if !name.is_empty() && name.len() < 256 && !name.contains(' ') {
-                            let short = name.split('.').next().unwrap_or(name);
-                            return Some(CompactString::from(short));
-                        }
-                    }
-                }
-                from += at + marker.len();
-            }
-        }
-        None
-    };
+    let (source, destination) = parsers::extract::hosts_named(text);
     (
-        find(&["migration source", "source host", "source node"]),
-        find(&[
-            "migration destination",
-            "destination node",
-            "destination host",
-            "with host",
-            "on the destination node",
-            "to node",
-        ]),
+        source.map(CompactString::from),
+        destination.map(CompactString::from),
     )
 }

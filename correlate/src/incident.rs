@@ -98,6 +98,51 @@ pub struct Evidence {
     pub origin: EvidenceOrigin,
 }
 
+impl Evidence {
+    /// The message's lines, the ones that say why first: a multi-line
+    /// failure (a 21502 body) opens with headlines ("Live migration of 'X'
+    /// failed.", "... failed at migration source 'Y'") that every failure
+    /// shares; the line with the event's HRESULT, then any other line, is
+    /// the one that names the cause ("... does not exist on the destination
+    /// node", "512 vs 1024 MB"). Blank lines are left out; nothing is cut.
+    pub fn lines_cause_first(&self) -> Vec<&str> {
+        let lines: Vec<&str> = self
+            .message
+            .lines()
+            .map(str::trim_end)
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        if lines.len() < 2 {
+            return lines;
+        }
+        let headline = |line: &str| {
+            let lower = line.to_ascii_lowercase();
+            (lower.starts_with("live migration of ") && lower.trim_end().ends_with("failed."))
+                || (lower.starts_with("virtual machine migration operation for ")
+                    && lower.contains(" failed at migration "))
+        };
+        let code = self.hresult.as_deref().map(str::to_ascii_lowercase);
+        let names_code = |line: &str| {
+            code.as_deref()
+                .is_some_and(|c| line.to_ascii_lowercase().contains(c))
+        };
+        let mut ordered: Vec<&str> = lines.iter().copied().filter(|l| names_code(l)).collect();
+        ordered.extend(
+            lines
+                .iter()
+                .copied()
+                .filter(|l| !names_code(l) && !headline(l)),
+        );
+        ordered.extend(
+            lines
+                .iter()
+                .copied()
+                .filter(|l| !names_code(l) && headline(l)),
+        );
+        ordered
+    }
+}
+
 /// `log.file.path` and `log.offset` of an evidence event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvidenceOrigin {
@@ -179,6 +224,14 @@ pub struct Incident {
     /// Notes such as a long blackout on the successful retry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Evidence events not kept because the list reached its limit
+    /// (`[correlate] max_evidence`; failures are kept before the rest).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub evidence_omitted: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Incidents kept as one JSON file under the data folder, replaced atomically.
@@ -259,5 +312,46 @@ impl IncidentStore {
             (Some(one), None) => Ok(Some(one)),
             _ => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn evidence(message: &str, hresult: Option<&str>) -> Evidence {
+        Evidence {
+            timestamp: DateTime::default(),
+            host: "HV01".into(),
+            channel: "c".into(),
+            provider: "p".into(),
+            event_id: 21502,
+            level: "error".into(),
+            record_id: None,
+            hresult: hresult.map(str::to_string),
+            message: message.into(),
+            rule: "r".into(),
+            origin: EvidenceOrigin {
+                path: None,
+                offset: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn the_line_that_says_why_comes_first_and_nothing_is_cut() {
+        let long = "x".repeat(500);
+        let e = evidence(
+            &format!("Live migration of 'Virtual Machine APP1' failed.\n\nVirtual machine migration operation for 'APP1' failed at migration source 'HV01'.\n'APP1' could not initialize memory: 512 vs 1024 MB {long}\nThe operation failed (0x8007000E)."),
+            Some("0x8007000E"),
+        );
+        let lines = e.lines_cause_first();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[0], "The operation failed (0x8007000E).");
+        assert!(lines[1].contains("512 vs 1024 MB") && lines[1].ends_with(&long));
+        assert!(lines[2].starts_with("Live migration of"));
+        assert!(lines[3].contains("failed at migration source"));
+        // One line: as it is.
+        assert_eq!(evidence("one", None).lines_cause_first(), vec!["one"]);
     }
 }

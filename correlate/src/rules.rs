@@ -390,6 +390,25 @@ impl RuleSet {
         }
     }
 
+    /// Whether the event is a failed migration attempt: some rule with the
+    /// `failure` role matches it. Every such event ends up in exactly one
+    /// incident's evidence (`unknown` at worst).
+    pub fn is_failure(&self, event: &Event) -> bool {
+        let mut matched = Vec::new();
+        self.matching(event, &mut matched);
+        matched
+            .iter()
+            .any(|&r| self.detections[r].role == Role::Failure)
+    }
+
+    /// Names of the rules with the `failure` role.
+    pub fn failure_rules(&self) -> impl Iterator<Item = &str> {
+        self.detections
+            .iter()
+            .filter(|d| d.role == Role::Failure)
+            .map(|d| d.name.as_str())
+    }
+
     /// Event ids any rule can match; `None` when some rule matches any id.
     pub fn event_ids(&self) -> Option<Vec<u32>> {
         if !self.any_event.is_empty() {

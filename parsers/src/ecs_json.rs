@@ -30,6 +30,10 @@ pub(crate) fn write_event(event: &Event, out: &mut Vec<u8>) {
     write_str(&event.provider, out);
     out.extend_from_slice(b",\"event_id\":");
     out.extend_from_slice(id);
+    if let Some(version) = event.version {
+        out.extend_from_slice(b",\"version\":");
+        out.extend_from_slice(number.format(version).as_bytes());
+    }
     if let Some(record_id) = event.record_id {
         out.extend_from_slice(b",\"record_id\":");
         out.extend_from_slice(number.format(record_id).as_bytes());
@@ -90,6 +94,9 @@ pub(crate) fn write_event(event: &Event, out: &mut Vec<u8>) {
     });
     if event.vm_id_inferred {
         out.extend_from_slice(b",\"vm_id_inferred\":true");
+    }
+    if event.message_rendered {
+        out.extend_from_slice(b",\"message_rendered\":true");
     }
     out.extend_from_slice(b"}}");
 }

@@ -189,6 +189,9 @@ pub struct Event {
     pub provider: CompactString,
     /// Event id (0 where a format has none, as in cluster.log).
     pub event_id: u32,
+    /// The event's version (`System/Version`, `winlog.version`) where the
+    /// format carries it: which message template and data layout it has.
+    pub version: Option<u8>,
     /// Severity.
     pub level: Level,
     /// `EventRecordID`; with host and channel it identifies the event.
@@ -204,6 +207,9 @@ pub struct Event {
     pub hresult: Option<CompactString>,
     /// Rendered description.
     pub message: String,
+    /// True when the event arrived without its text and relive rendered
+    /// `message` from its message catalog ([`crate::catalog`]).
+    pub message_rendered: bool,
     /// Every named data field.
     pub data: Fields,
     /// Where the event was read from.
@@ -285,6 +291,10 @@ pub mod ecs {
     pub const FORMAT: &str = "relive.format";
     /// `relive.vm_id_inferred`
     pub const VM_ID_INFERRED: &str = "relive.vm_id_inferred";
+    /// `relive.message_rendered`
+    pub const MESSAGE_RENDERED: &str = "relive.message_rendered";
+    /// `winlog.version`
+    pub const VERSION: &str = "winlog.version";
 }
 
 impl Event {
@@ -298,6 +308,7 @@ impl Event {
             channel,
             provider,
             event_id,
+            version,
             level,
             record_id,
             vm_name,
@@ -305,6 +316,7 @@ impl Event {
             vm_id_inferred,
             hresult,
             message,
+            message_rendered,
             data,
             origin,
         } = self;
@@ -314,6 +326,7 @@ impl Event {
         channel.clear();
         provider.clear();
         *event_id = 0;
+        *version = None;
         *level = Level::default();
         *record_id = None;
         *vm_name = None;
@@ -321,6 +334,7 @@ impl Event {
         *vm_id_inferred = false;
         *hresult = None;
         message.clear();
+        *message_rendered = false;
         data.clear();
         *origin = Origin::default();
     }
@@ -444,6 +458,7 @@ impl Serialize for Event {
                 ("channel", Val::Str(&self.channel)),
                 ("provider_name", Val::Str(&self.provider)),
                 ("event_id", Val::U64(u64::from(self.event_id))),
+                ("version", Val::OptU64(self.version.map(u64::from))),
                 ("record_id", Val::OptU64(self.record_id)),
                 ("computer_name", Val::Str(&self.host)),
                 ("event_data", Val::Data(self)),
@@ -469,6 +484,10 @@ impl Serialize for Event {
                 (
                     "vm_id_inferred",
                     Val::OptBool(self.vm_id_inferred.then_some(true)),
+                ),
+                (
+                    "message_rendered",
+                    Val::OptBool(self.message_rendered.then_some(true)),
                 ),
             ]),
         )?;

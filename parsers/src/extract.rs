@@ -6,15 +6,22 @@ use memchr::memchr_iter;
 
 use crate::event::Event;
 
-/// Fills `vm_id`, `vm_name` and `hresult` where the parser did not: first
-/// from named data fields, then from the message text.
+/// Renders the message of an event that arrived without one and whose
+/// template relive knows ([`crate::catalog`]), then fills `vm_id`,
+/// `vm_name` and `hresult` where the parser did not: first from named data
+/// fields, then from the message text, then (no text at all) from any data
+/// value.
 pub fn enrich(event: &mut Event) {
+    if event.message.is_empty() {
+        crate::catalog::render_missing(event);
+    }
     if !event.data.is_empty()
         && (event.vm_id.is_none() || event.vm_name.is_none() || event.hresult.is_none())
     {
         from_fields(event);
     }
     if event.message.is_empty() {
+        from_values(event);
         return;
     }
     if event.vm_id.is_none() {
@@ -66,13 +73,41 @@ fn slot(name: &str) -> Option<Slot> {
     })
 }
 
-/// One pass over the data fields: VM id, VM name and HRESULT by field name.
+/// The rank of a VM name taken from a value that is a cluster resource
+/// name (`Virtual Machine ADFS1` in `ResourceName`, `Parameter1`, `param1`).
+const RESOURCE_NAME_RANK: u8 = 5;
+/// The rank of a VM id taken from a value that is a bare GUID in a Hyper-V
+/// event's data (`Parameter2` of HA 21502).
+const BARE_GUID_RANK: u8 = 6;
+
+/// `Virtual Machine X` or `Virtual Machine Configuration X`, but not the
+/// cluster's `Virtual Machine Cluster WMI` resource: the VM's name.
+fn resource_vm_name(value: &str) -> Option<&str> {
+    let value = value.trim();
+    let name = strip_resource_prefix(value);
+    (name.len() < value.len() && !name.is_empty() && !name.eq_ignore_ascii_case("Cluster WMI"))
+        .then_some(name)
+}
+
+/// One pass over the data fields: VM id, VM name and HRESULT by field name;
+/// a cluster resource name or (in a Hyper-V event) a bare GUID in any field.
 fn from_fields(event: &mut Event) {
     let mut vm_id: Option<(u8, CompactString)> = None;
     let mut vm_name: Option<(u8, &str)> = None;
     let mut code: Option<(u8, CompactString)> = None;
     let (mut p0, mut p1) = (None, None);
+    let hyperv = crate::resolve::is_hyperv(event);
     for (name, value) in event.data.iter() {
+        if vm_name.is_none_or(|(r, _)| RESOURCE_NAME_RANK < r) {
+            if let Some(vm) = resource_vm_name(value) {
+                vm_name = Some((RESOURCE_NAME_RANK, vm));
+            }
+        }
+        if hyperv && vm_id.as_ref().is_none_or(|(r, _)| BARE_GUID_RANK < *r) && value.len() <= 40 {
+            if let Some(id) = normalize_guid(value) {
+                vm_id = Some((BARE_GUID_RANK, id));
+            }
+        }
         match slot(name) {
             Some(Slot::VmId(rank)) if vm_id.as_ref().is_none_or(|(r, _)| rank < *r) => {
                 if let Some(id) = normalize_guid(value) {
@@ -106,12 +141,124 @@ fn from_fields(event: &mut Event) {
             .or_else(|| {
                 positional_id
                     .and(p0)
-                    .map(|name| name.trim().to_compact_string())
+                    .map(|name| strip_resource_prefix(name.trim()).to_compact_string())
             });
     }
     if event.hresult.is_none() {
         event.hresult = code.map(|(_, c)| c);
     }
+}
+
+/// An event without any text: the VM id, name and HRESULT its data values
+/// carry in prose (a template relive does not know).
+fn from_values(event: &mut Event) {
+    for (_, value) in event.data.iter() {
+        if event.vm_id.is_none() {
+            event.vm_id = find_vm_id(value);
+        }
+        if event.vm_name.is_none() {
+            event.vm_name = find_vm_name(value).map(|s| s.to_compact_string());
+        }
+        if event.hresult.is_none() {
+            event.hresult = find_hresult(value);
+        }
+    }
+}
+
+/// Phrasings that name the source host of a migration right before its
+/// quoted name, in the order they are tried (hyperv-kb.md §2, relive's own
+/// hosts).
+const SOURCE_MARKERS: &[&str] = &[
+    "failed at migration source",
+    "from source host",
+    "source host",
+    "source node",
+    "from node",
+];
+
+/// Phrasings that name the destination host.
+const DESTINATION_MARKERS: &[&str] = &[
+    "failed at migration destination",
+    "migration destination",
+    "on the destination node",
+    "destination node",
+    "to destination host",
+    "destination host",
+    "for a virtual machine migration with host",
+    "with host",
+    "to node",
+    "not supported on host",
+    "on physical computer",
+    "destination",
+];
+
+/// The source and destination hosts a message names, short names (before
+/// the first dot): "failed at migration source 'NODE-B'", "destination node
+/// 'HV2'", "with host 'HV-WEST2'", "not supported on host 'HVA-02'",
+/// FailoverClustering 1153 "from node 'A' to node 'B'" and 1673 "moved from
+/// group 'G' on node 'A' to group 'G' on node 'B'" (every phrasing is in the
+/// tests). Straight and curly quotes.
+pub fn hosts_named(text: &str) -> (Option<&str>, Option<&str>) {
+    let lower = text.to_ascii_lowercase();
+    // 1673: the first `on node` is where the group was, the second where it went.
+    if let Some(at) = lower.find(" moved from group ") {
+        let rest = &lower[at..];
+        if let Some(first) = rest.find(" on node ") {
+            let from = at + first + " on node ".len();
+            let source = quoted_host(&text[from..]);
+            let second = lower[from..]
+                .find(" on node ")
+                .map(|k| from + k + " on node ".len());
+            let destination = second.and_then(|k| quoted_host(&text[k..]));
+            if source.is_some() || destination.is_some() {
+                return (source, destination);
+            }
+        }
+    }
+    (
+        named_after(text, &lower, SOURCE_MARKERS),
+        named_after(text, &lower, DESTINATION_MARKERS),
+    )
+}
+
+/// The host quoted right after the first marker (in order) that has one.
+fn named_after<'a>(text: &'a str, lower: &str, markers: &[&str]) -> Option<&'a str> {
+    for marker in markers {
+        let mut from = 0;
+        while let Some(at) = lower[from..].find(marker) {
+            let end = from + at + marker.len();
+            // A whole word: `destination` is not `destinations`.
+            let word_end = lower
+                .as_bytes()
+                .get(end)
+                .is_none_or(|b| !b.is_ascii_alphanumeric());
+            if word_end {
+                if let Some(host) = quoted_host(&text[end..]) {
+                    return Some(host);
+                }
+            }
+            from = end;
+        }
+    }
+    None
+}
+
+/// `'HV-WEST2.contoso.local'` (after spaces or a colon) → `HV-WEST2`.
+fn quoted_host(rest: &str) -> Option<&str> {
+    let rest = rest.trim_start_matches([' ', ':']);
+    let quote = rest.chars().next()?;
+    if !matches!(quote, '\'' | '"' | '\u{2018}' | '\u{201c}') {
+        return None;
+    }
+    let inner = &rest[quote.len_utf8()..];
+    let end = inner.find(['\'', '"', '\u{2019}', '\u{201d}', '\n'])?;
+    let name = inner[..end].trim().trim_end_matches('.');
+    let short = name.split('.').next().unwrap_or(name).trim();
+    // A host name: no more than a DNS label's worth, no brackets or slashes.
+    (!short.is_empty()
+        && short.len() <= 63
+        && !short.contains(['\\', '/', '<', '>', '(', ')', '%']))
+    .then_some(short)
 }
 
 fn is_hex(b: u8) -> bool {
@@ -468,6 +615,107 @@ pub fn find_hresult(text: &str) -> Option<CompactString> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every phrasing the knowledge base (and relive's own hosts) uses to
+    /// name a migration's source or destination host.
+    #[test]
+    fn hosts_in_every_phrasing() {
+        let table: &[(&str, Option<&str>, Option<&str>)] = &[
+            // VMMS 21024 (hyperv-kb.md §2.2), straight and curly quotes.
+            ("Virtual machine migration operation for 'ADFS1' failed at migration source 'NODE-B'. (Virtual machine ID 4B5F2F6C-AEA3-4C7B-8342-E255D1D112D7)", Some("NODE-B"), None),
+            ("Virtual machine migration operation for \u{2018}ADFS1\u{2019} failed at migration source \u{2018}NODE-B.corp.local\u{2019}.", Some("NODE-B"), None),
+            // The 21024 sibling.
+            ("Virtual machine migration operation for 'VM' failed at migration destination 'S2D1'. (Virtual machine ID 1)", None, Some("S2D1")),
+            ("Virtual machine migration operation for \"VM\" failed at migration destination \"S2D1\"", None, Some("S2D1")),
+            // HA 21126, 21145, 21159 (§2.1).
+            ("Failed to get the network address for the destination node 'HVN-2': A cluster Network isn't available for this operation. (0x000013AB).", None, Some("HVN-2")),
+            ("'Virtual Machine A' failed to live migrate because a virtual switch used by the VM is disconnected on the destination node 'HV2'.", None, Some("HV2")),
+            ("'Virtual Machine A' failed to live migrate because a virtual switch used by the VM does not exist on the destination node \"Host2\".", None, Some("Host2")),
+            // The connection failure inside a 21502 body, with the source line before it.
+            ("Live migration of 'Virtual Machine W' failed.\nVirtual machine migration operation for 'W' failed at migration source 'HV-WEST1'. (Virtual machine ID 0D526761-FCC2-44CB-9A4B-6522B08DD2B9)\nThe Virtual Machine Management Service failed to establish a connection for a Virtual Machine migration with host 'HV-WEST2': A connection attempt failed (0x8007274C).", Some("HV-WEST1"), Some("HV-WEST2")),
+            // 20413's best-guess text and relive's hosts.
+            ("The Virtual Machine Management Service initiated the live migration of virtual machine 'APP1' to destination host 'HV02' (VMID X).", None, Some("HV02")),
+            ("The Virtual Machine Management Service is receiving the live migration of virtual machine 'APP1' from source host 'HV01' (VMID X).", Some("HV01"), None),
+            // Processor (FM-05) and vTPM (FM-19) texts name the destination as a host or computer.
+            ("Virtual machine 'BUILD-AGENT7' is using processor-specific features not supported on host 'HVA-02'.", None, Some("HVA-02")),
+            ("Virtual machine 'X' is using processor-specific features not supported on host \"Node 1.\"", None, Some("Node 1")),
+            ("The version of the device 'Microsoft Virtual TPM Device' of the virtual machine 'VM' is not compatible with device on physical computer 'GRD-HV02'.", None, Some("GRD-HV02")),
+            // FailoverClustering 1153, 1252, 1673 (§2.4).
+            ("The Cluster Service is attempting to fail over the clustered role 'FS01' from node 'HVN-11' to node 'HVN-12'.", Some("HVN-11"), Some("HVN-12")),
+            ("Cluster resource 'Virtual Machine WEB03' in clustered role 'WEB03' rejected a move request to node 'BER-HV03'. The error code was '0x80071398'.", None, Some("BER-HV03")),
+            ("Resource 'Virtual Machine SQL01' moved from group 'SQL01' on node 'NODE-C' to group 'SQL01' on node 'NODE-D'.", Some("NODE-C"), Some("NODE-D")),
+            // A bare "destination 'X'".
+            ("the move to destination 'S2D1' failed", None, Some("S2D1")),
+            // Nothing named, or only a placeholder or an unquoted number.
+            ("Live migration of 'Virtual Machine ADFS1' failed.", None, None),
+            ("rcm::RcmGroup::Move: Live migration of group 'WEBFE01' to node 2 failed, error 10060", None, None),
+            ("The destinations 'a' and 'b'", None, None),
+            ("establish a connection with host '<computer>'", None, None),
+        ];
+        for (text, source, destination) in table {
+            assert_eq!(hosts_named(text), (*source, *destination), "{text}");
+        }
+    }
+
+    #[test]
+    fn vm_and_codes_from_data_fields_without_any_text() {
+        // HA 21502 as raw EVTX or XML without RenderingInfo: the VM as the
+        // cluster resource in Parameter1, its id bare in Parameter2, the
+        // whole text in Parameter3 (rendered from the catalog).
+        let mut e = Event {
+            provider: "Microsoft-Windows-Hyper-V-High-Availability".into(),
+            event_id: 21502,
+            ..Event::default()
+        };
+        e.data.push("Parameter1", "Virtual Machine APP1");
+        e.data
+            .push("Parameter2", "0d526761-fcc2-44cb-9a4b-6522b08dd2b9");
+        e.data.push("Parameter3", "Live migration of 'Virtual Machine APP1' failed.\nThe Virtual Machine Management Service failed to establish a connection for a Virtual Machine migration with host 'HV2': timeout (0x8007274C).");
+        enrich(&mut e);
+        assert!(e.message_rendered);
+        assert_eq!(e.vm_name.as_deref(), Some("APP1"));
+        assert_eq!(
+            e.vm_id.as_deref(),
+            Some("0D526761-FCC2-44CB-9A4B-6522B08DD2B9")
+        );
+        assert_eq!(e.hresult.as_deref(), Some("0x8007274C"));
+        // A VMMS event with the resource name positional: the prefix goes.
+        let mut e = Event {
+            provider: "Microsoft-Windows-Hyper-V-VMMS".into(),
+            event_id: 1,
+            ..Event::default()
+        };
+        e.data.push("Parameter0", "Virtual Machine APP2");
+        e.data
+            .push("Parameter1", "4B5F2F6C-AEA3-4C7B-8342-E255D1D112D7");
+        enrich(&mut e);
+        assert_eq!(e.vm_name.as_deref(), Some("APP2"));
+        // An event relive has no template for: id, name and code from the prose of any value.
+        let mut e = Event {
+            provider: "Microsoft-Windows-Hyper-V-Worker".into(),
+            event_id: 99,
+            ..Event::default()
+        };
+        e.data.push("Text", "'SQL-REPORT' could not initialize memory: Ran out of memory (0x8007000E). (Virtual machine ID 2ABA3370-66D0-48FC-A175-F5037D9C2FC7)");
+        enrich(&mut e);
+        assert!(e.message.is_empty() && !e.message_rendered);
+        assert_eq!(e.vm_name.as_deref(), Some("SQL-REPORT"));
+        assert_eq!(
+            e.vm_id.as_deref(),
+            Some("2ABA3370-66D0-48FC-A175-F5037D9C2FC7")
+        );
+        assert_eq!(e.hresult.as_deref(), Some("0x8007000E"));
+        // The cluster's own WMI resource is not a VM, and a GUID outside Hyper-V is not a VM id.
+        let mut e = Event {
+            provider: "Microsoft-Windows-FailoverClustering".into(),
+            event_id: 99,
+            ..Event::default()
+        };
+        e.data.push("ResourceName", "Virtual Machine Cluster WMI");
+        e.data.push("Id", "4B5F2F6C-AEA3-4C7B-8342-E255D1D112D7");
+        enrich(&mut e);
+        assert_eq!((e.vm_name, e.vm_id), (None, None));
+    }
 
     #[test]
     fn vm_ids() {

@@ -31,6 +31,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod catalog;
 pub mod dedup;
 pub mod detect;
 mod ecs_json;
@@ -299,7 +300,11 @@ impl<'a> Ctx<'a> {
             format: Some(self.format),
         };
         self.summary.metrics += 1;
+        let failure = metric.failure_event();
         self.sink.metric(metric);
+        if let Some(event) = failure {
+            self.emit(event, offset);
+        }
     }
 
     pub(crate) fn error(&mut self, offset: u64, line: Option<u64>, reason: Reason) {

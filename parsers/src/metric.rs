@@ -3,7 +3,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::event::Origin;
+use crate::event::{Event, Fields, Level, Origin};
 
 /// Where in its life a migration was when a sample was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -86,10 +86,76 @@ pub struct Metric {
     pub origin: Origin,
 }
 
+/// Provider (and channel) of the event relive writes for a failed
+/// migration that only its metrics tell of ([`Metric::failure_event`]).
+pub const METRICS_PROVIDER: &str = "relive-metrics";
+/// Event id of that event.
+pub const METRICS_FAILURE_ID: u32 = 2;
+
 impl Metric {
     /// Serializes the sample as one JSON line (the migration core's format).
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The failed migration this sample reports (phase `failed`, or an
+    /// outcome of failure), as an event on the source host, so a failure
+    /// that only the metrics tell of reaches the correlator and the index
+    /// like one Windows logged: `relive-metrics` event 2, with the VM, the
+    /// hosts and the migration id as data and a message in Hyper-V's words.
+    pub fn failure_event(&self) -> Option<Event> {
+        if self.phase != Phase::Failed && self.outcome != Some(Outcome::Failure) {
+            return None;
+        }
+        let vm = self
+            .vm_name
+            .as_deref()
+            .or(self.vm_id.as_deref())
+            .unwrap_or("?");
+        let source = self.source_host.as_deref().unwrap_or("");
+        let mut message = format!("Live migration of virtual machine '{vm}'");
+        if !source.is_empty() {
+            message.push_str(&format!(" from source host '{source}'"));
+        }
+        if let Some(destination) = &self.destination_host {
+            message.push_str(&format!(" to destination host '{destination}'"));
+        }
+        message.push_str(" failed (migration metrics");
+        if let Some(pass) = self.pass {
+            message.push_str(&format!(", pass {pass}"));
+        }
+        if let Some(bytes) = self.bytes_sent {
+            message.push_str(&format!(", {bytes} bytes sent"));
+        }
+        message.push_str(&format!(", migration {}).", self.migration_id));
+        if let Some(id) = &self.vm_id {
+            message.push_str(&format!(" (Virtual machine ID {id})"));
+        }
+        let mut data = Fields::new();
+        data.push_static("MigrationId", self.migration_id.as_str());
+        if let Some(v) = &self.vm_name {
+            data.push_static("VmName", v.as_str());
+        }
+        if let Some(v) = &self.vm_id {
+            data.push_static("VmId", v.as_str());
+        }
+        if let Some(v) = &self.source_host {
+            data.push_static("SourceHost", v.as_str());
+        }
+        if let Some(v) = &self.destination_host {
+            data.push_static("DestinationHost", v.as_str());
+        }
+        Some(Event {
+            timestamp: self.timestamp,
+            host: source.into(),
+            channel: METRICS_PROVIDER.into(),
+            provider: METRICS_PROVIDER.into(),
+            event_id: METRICS_FAILURE_ID,
+            level: Level::Error,
+            message,
+            data,
+            ..Event::default()
+        })
     }
 }
 

@@ -156,7 +156,14 @@ fn read_body(
             }
             match (is_event, out.events.pop(), out.metrics.pop()) {
                 (true, Some(e), None) => events.push(e),
-                (false, None, Some(m)) => metrics.push(m),
+                // A failed sample's `relive-metrics` event was made when the
+                // sample was first read and travels among the events.
+                (false, e, Some(m))
+                    if e.as_ref()
+                        .is_none_or(|e| e.provider == parsers::metric::METRICS_PROVIDER) =>
+                {
+                    metrics.push(m)
+                }
                 _ => {
                     return Err(WireError::Body(
                         "a line is not the event or metric announced".into(),

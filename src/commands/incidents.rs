@@ -151,8 +151,6 @@ fn render_explain(i: &Incident, kb: &Knowledge) -> String {
         let offset = first.map_or(0.0, |f| {
             (e.timestamp - f).num_milliseconds() as f64 / 1000.0
         });
-        let message = clean(&e.message);
-        let message: String = message.chars().take(140).collect();
         let origin = match &e.origin.path {
             Some(p) => format!("{}@{}", p, e.origin.offset),
             None => String::new(),
@@ -168,10 +166,22 @@ fn render_explain(i: &Incident, kb: &Knowledge) -> String {
             e.level,
             clean(&e.channel),
         );
-        let _ = writeln!(out, "  {:>26}{}", "", message);
+        // The whole message, wrapped, the line that says why first.
+        for line in e.lines_cause_first() {
+            for piece in wrap(&clean(line), 100) {
+                let _ = writeln!(out, "  {:>26}{}", "", piece);
+            }
+        }
         if !origin.is_empty() {
             let _ = writeln!(out, "  {:>26}from {} (rule {})", "", clean(&origin), e.rule);
         }
+    }
+    if i.evidence_omitted > 0 {
+        let _ = writeln!(
+            out,
+            "  ({} more evidence events not kept: the list holds [correlate] max_evidence; `relive search` finds them)",
+            i.evidence_omitted
+        );
     }
     if let Some(p) = kb.get(&i.remediation.playbook) {
         let _ = writeln!(out, "\nWhy ({} {}):", p.fm, p.title);
@@ -261,4 +271,58 @@ pub fn rules(extra: &[PathBuf]) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `text` in pieces of at most `width` characters, broken at spaces where
+/// there are some (a longer word is cut); nothing is lost.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        let mut word = word;
+        loop {
+            let room = width.saturating_sub(line.chars().count() + usize::from(!line.is_empty()));
+            if word.chars().count() <= room {
+                if !line.is_empty() {
+                    line.push(' ');
+                }
+                line.push_str(word);
+                break;
+            }
+            if line.is_empty() {
+                // A word longer than a line: cut it.
+                let cut = word
+                    .char_indices()
+                    .nth(width)
+                    .map_or(word.len(), |(i, _)| i);
+                out.push(word[..cut].to_string());
+                word = &word[cut..];
+                if word.is_empty() {
+                    break;
+                }
+            } else {
+                out.push(std::mem::take(&mut line));
+            }
+        }
+    }
+    if !line.is_empty() || out.is_empty() {
+        out.push(line);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn wrapping_keeps_every_character() {
+        let text = "a virtual switch used by the VM does not exist on the destination node 'HV02-with-a-long-name' 512 vs 1024 MB";
+        let lines = wrap(text, 30);
+        assert!(lines.iter().all(|l| l.chars().count() <= 30), "{lines:?}");
+        assert_eq!(lines.join(" "), text);
+        let long = "y".repeat(75);
+        assert_eq!(wrap(&long, 30).concat(), long);
+        assert_eq!(wrap("", 30), vec![String::new()]);
+    }
 }

@@ -876,6 +876,57 @@ fn email_over_implicit_tls_with_auth() {
     stop(procs.0.remove(0));
 }
 
+/// A failed migration that names no VM and arrives without its text (a
+/// damaged 21502 from Winlogbeat: only the data) still becomes an
+/// incident, `unknown`, for its host, and its alert goes out: no failure
+/// goes unreported (the correlation invariant, issue 19).
+#[test]
+fn a_failure_with_no_text_and_no_vm_alerts_as_unknown() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = smtp(&dir.path().join("mail"), &[]);
+    let (config, port) = alert_config(
+        dir.path(),
+        &format!(
+            "[alerts.email]\nsmtp = \"127.0.0.1:{}\"\nfrom = \"relive@example.com\"\nto = [\"oncall@example.com\"]\n\
+             [alerts.route]\ngroup_wait = \"0s\"\n",
+            server.port
+        ),
+    );
+    let mut procs = Procs(vec![serve(&config, &data, None)]);
+    let bare = serde_json::json!({
+        "@timestamp": "2026-11-03T08:00:00Z",
+        "host": {"name": "HV-LONE7.contoso.local"},
+        "winlog": {
+            "channel": "Microsoft-Windows-Hyper-V-High-Availability-Admin",
+            "provider_name": "Microsoft-Windows-Hyper-V-High-Availability",
+            "event_id": 21502,
+            "version": 0,
+            "record_id": 77,
+            "event_data": {"Parameter1": "", "Parameter2": "", "Parameter3": "Live migration failed."},
+        },
+        "log": {"level": "error"},
+    });
+    bulk(port, &[bare.to_string()]).unwrap();
+    let got = wait_received(&server.dir, 1, Duration::from_secs(60))
+        .expect("an alert for the failure without a VM (timed out)");
+    let subject = header(&parts(&got[0].1), "Subject").to_string();
+    assert!(
+        subject.starts_with("[relive] an unnamed VM HV-LONE7"),
+        "{subject}"
+    );
+    assert!(subject.contains("does not recognise"), "{subject}");
+    let incidents: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(data.join("incidents.json")).unwrap()).unwrap();
+    assert_eq!(incidents.len(), 1);
+    assert_eq!(incidents[0]["root_cause"], "unknown");
+    assert_eq!(
+        incidents[0]["evidence"][0]["message"],
+        "Live migration failed."
+    );
+    stop(procs.0.remove(0));
+}
+
 #[test]
 fn config_default_shows_both_forms_and_render_is_a_dry_run_of_the_message() {
     let dir = tempfile::tempdir().unwrap();

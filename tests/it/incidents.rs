@@ -70,7 +70,8 @@ fn ingest_finds_the_seed_incident_and_explain_shows_the_timeline() {
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    assert_eq!(ids, [1106, 1840, 21024, 21066, 21111, 21502]);
+    // 0: the cluster log's failed live migration line.
+    assert_eq!(ids, [0, 1106, 1840, 21024, 21066, 21111, 21502]);
 
     let id = i["id"].as_str().unwrap();
     let text = ok(&relive(data.path(), &["explain", &id[..6]]));
@@ -79,6 +80,15 @@ fn ingest_finds_the_seed_incident_and_explain_shows_the_timeline() {
         "{text}"
     );
     assert!(text.contains("Timeline"), "{text}");
+    // The whole 21502 body, the line with its HRESULT before the headline.
+    let block = &text[text.find("NODE-B       21502").expect(&text)..];
+    let body = block
+        .find("Failed to verify collection registry")
+        .expect(&text);
+    let headline = block
+        .find("Live migration of 'Virtual Machine ADFS1' failed.")
+        .expect(&text);
+    assert!(body < headline, "{text}");
     assert!(
         text.contains("Fix (playbook shared-storage-path-missing"),
         "{text}"

@@ -25,6 +25,7 @@ fn incident(n: u32) -> Incident {
         evidence: Vec::new(),
         remediation: Remediation::default(),
         warnings: Vec::new(),
+        evidence_omitted: 0,
     }
 }
 

@@ -3,6 +3,7 @@
 //! resolution) and rule validation.
 
 mod changes;
+mod invariant;
 mod rules;
 mod scenarios;
 mod streaming;

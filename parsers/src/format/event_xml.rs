@@ -514,7 +514,7 @@ impl Builder {
                 depth == 2
                     && matches!(
                         name.as_str(),
-                        "EventID" | "Level" | "EventRecordID" | "Channel" | "Computer"
+                        "EventID" | "Version" | "Level" | "EventRecordID" | "Channel" | "Computer"
                     )
             }
             Section::EventData | Section::RenderingInfo => depth == 2,
@@ -564,6 +564,7 @@ impl Builder {
         match self.section {
             Section::System if depth == 2 => match name {
                 "EventID" => event.event_id = value.parse().unwrap_or(0),
+                "Version" => event.version = value.parse().ok(),
                 "Level" => self.numeric_level = value.parse::<u64>().ok().map(Level::from_number),
                 "EventRecordID" => event.record_id = value.parse().ok(),
                 "Channel" => event.channel = value.into(),

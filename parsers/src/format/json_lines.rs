@@ -111,6 +111,9 @@ impl<'de> FieldSink<'de> for EcsSink {
                 }
             }
             "winlog.record_id" | "Event.System.EventRecordID" => e.record_id = value.as_u64(),
+            "winlog.version" | "Event.System.Version" => {
+                e.version = value.as_u64().and_then(|n| u8::try_from(n).ok())
+            }
             "log.level" | "winlog.level" => {
                 if let Some(level) = Level::parse(&value.as_text()) {
                     e.level = level;
@@ -125,6 +128,7 @@ impl<'de> FieldSink<'de> for EcsSink {
             "error.code" => e.hresult = Some(value.as_text().as_ref().into()),
             "relive.zone_assumed" => e.zone_assumed = value == Scalar::Bool(true),
             "relive.vm_id_inferred" => e.vm_id_inferred = value == Scalar::Bool(true),
+            "relive.message_rendered" => e.message_rendered = value == Scalar::Bool(true),
             "winlog.user.identifier" | "Event.System.Security.#attributes.UserID" => {
                 if e.vm_id.is_none() {
                     e.vm_id = vm_id_from_user(&value.as_text());

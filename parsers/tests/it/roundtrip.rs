@@ -26,6 +26,8 @@ prop_compose! {
         level in level(),
         record_id in proptest::option::of(any::<u64>()),
         message in "\\PC{0,200}",
+        version in proptest::option::of(any::<u8>()),
+        message_rendered in any::<bool>(),
         data in proptest::collection::vec(("[A-Za-z][A-Za-z0-9_]{0,12}", "\\PC{0,40}"), 0..6),
     ) -> Event {
         let mut fields = Fields::new();
@@ -39,9 +41,11 @@ prop_compose! {
             channel: channel.into(),
             provider: provider.into(),
             event_id,
+            version,
             level,
             record_id,
             message,
+            message_rendered,
             data: fields,
             ..Event::default()
         }
@@ -63,6 +67,8 @@ prop_compose! {
         data in proptest::collection::vec((prop_oneof![Just("VmName".to_string()), Just("VmId".to_string()), any::<String>()], any::<String>()), 0..6),
         vm in (proptest::option::of(any::<String>()), proptest::option::of(any::<String>()), any::<bool>()),
         hresult in proptest::option::of(any::<String>()),
+        version in proptest::option::of(any::<u8>()),
+        message_rendered in any::<bool>(),
         origin in (proptest::option::of(any::<String>()), any::<u64>(), proptest::option::of(0usize..14)),
     ) -> Event {
         let mut fields = Fields::new();
@@ -76,6 +82,7 @@ prop_compose! {
             channel: strings[1].as_str().into(),
             provider: strings[2].as_str().into(),
             event_id,
+            version,
             level,
             record_id,
             vm_name: vm.0.map(Into::into),
@@ -83,6 +90,7 @@ prop_compose! {
             vm_id_inferred: vm.2,
             hresult: hresult.map(Into::into),
             message,
+            message_rendered,
             data: fields,
             origin: parsers::Origin {
                 path: origin.0.map(Into::into),

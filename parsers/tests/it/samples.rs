@@ -65,11 +65,16 @@ fn failure_scenario_has_the_expected_evidence_on_both_hosts() {
     let incident = &expected.as_array().unwrap()[0];
     assert_eq!(incident["root_cause"], "shared-storage-path-missing");
     let vm_id = incident["vm_id"].as_str().unwrap();
+    let vm_name = incident["vm_name"].as_str().unwrap();
     let (out, _) = parse_scenario("shared-storage-path-missing");
+    // By id, or by name where the format has none (the cluster log's line).
     let about_vm: Vec<_> = out
         .events
         .iter()
-        .filter(|e| e.vm_id.as_deref() == Some(vm_id))
+        .filter(|e| {
+            e.vm_id.as_deref() == Some(vm_id)
+                || (e.vm_id.is_none() && e.vm_name.as_deref() == Some(vm_name))
+        })
         .collect();
     let ids: BTreeSet<u64> = about_vm.iter().map(|e| u64::from(e.event_id)).collect();
     for want in incident["evidence_event_ids"].as_array().unwrap() {

@@ -41,6 +41,7 @@ fn incident(id: &str, cause: &str, vm: &str, minute: i64) -> Incident {
             ..Remediation::default()
         },
         warnings: Vec::new(),
+        evidence_omitted: 0,
     }
 }
 

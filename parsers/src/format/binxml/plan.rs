@@ -43,6 +43,7 @@ pub(super) enum Src {
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Target {
     EventId,
+    Version,
     Level,
     RecordId,
     Channel,
@@ -288,6 +289,7 @@ impl Walker {
                                 self.acts.push(Act::Security(user));
                             }
                             "EventID" => target = Some(Target::EventId),
+                            "Version" => target = Some(Target::Version),
                             "Level" => target = Some(Target::Level),
                             "EventRecordID" => target = Some(Target::RecordId),
                             "Channel" => target = Some(Target::Channel),
@@ -596,7 +598,7 @@ impl Walker {
                     let parts = &self.act_parts[parts.0 as usize..parts.1 as usize];
                     // Integers straight from their bytes.
                     if let (
-                        Target::EventId | Target::Level | Target::RecordId,
+                        Target::EventId | Target::Version | Target::Level | Target::RecordId,
                         [Part::Sub { index, .. }],
                     ) = (target, parts)
                     {
@@ -604,6 +606,9 @@ impl Walker {
                             match target {
                                 Target::EventId => {
                                     builder.event_mut().event_id = u32::try_from(n).unwrap_or(0)
+                                }
+                                Target::Version => {
+                                    builder.event_mut().version = u8::try_from(n).ok()
                                 }
                                 Target::Level => builder.set_level(Some(Level::from_number(n))),
                                 _ => builder.event_mut().record_id = Some(n),
@@ -643,6 +648,7 @@ impl Walker {
                         Target::EventId => {
                             builder.event_mut().event_id = value.parse().unwrap_or(0)
                         }
+                        Target::Version => builder.event_mut().version = value.parse().ok(),
                         Target::Level => {
                             let level = value.parse::<u64>().ok().map(Level::from_number);
                             builder.set_level(level);
