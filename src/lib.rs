@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 
 pub mod display;
+pub mod stats;
 pub mod topology;
 
 use std::path::PathBuf;

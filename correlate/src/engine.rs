@@ -21,7 +21,9 @@ use compact_str::CompactString;
 use parsers::extract::strip_resource_prefix;
 use parsers::Event;
 
-use crate::incident::{Alternative, Evidence, EvidenceOrigin, Incident, Remediation, Status};
+use crate::incident::{
+    Alternative, Evidence, EvidenceOrigin, Incident, LookalikeNote, Remediation, Status,
+};
 use crate::kb::{fill, Knowledge};
 use crate::rules::{CauseRule, CorrelationType, Role, RuleSet};
 
@@ -207,6 +209,10 @@ struct Group {
     /// The count of matched events when this group last received one.
     touched: u64,
 }
+
+/// Provider of the host facts event relive's hosts write (`hostlog`):
+/// a fact in the evidence settles a look-alike.
+const HOST_FACTS_PROVIDER: &str = "relive-hostfacts";
 
 /// Arrivals behind the watermark are held until none has come for a while
 /// on the watermark's clock (this long when some are later than the settle
@@ -1180,6 +1186,7 @@ impl Correlator {
                     remediation,
                     warnings: Vec::new(),
                     evidence_omitted: cut,
+                    lookalikes: Vec::new(),
                 };
                 attempt.incident = Some(fresh_id);
                 group.incidents.push(inc.clone());
@@ -1193,6 +1200,36 @@ impl Correlator {
     }
 
     fn emit(&mut self, mut incident: Incident) {
+        // What would settle a look-alike, unless relive's host facts did.
+        let settled = incident
+            .evidence
+            .iter()
+            .any(|e| e.provider == HOST_FACTS_PROVIDER);
+        incident.lookalikes = match self.kb.get(&incident.remediation.playbook) {
+            Some(p) if !settled => {
+                let values = [
+                    ("vm_name", incident.vm_name.as_deref().unwrap_or("?")),
+                    ("vm_id", incident.vm_id.as_deref().unwrap_or("?")),
+                    (
+                        "source_host",
+                        incident.source_host.as_deref().unwrap_or("?"),
+                    ),
+                    (
+                        "destination_host",
+                        incident.destination_host.as_deref().unwrap_or("?"),
+                    ),
+                    ("cluster", "?"),
+                ];
+                p.lookalike
+                    .iter()
+                    .map(|l| LookalikeNote {
+                        root_cause: l.cause.clone(),
+                        settle: fill(&l.settle, &values),
+                    })
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
         incident.remediation = self.remediation(
             &incident.remediation.playbook,
             &incident.vm_name,

@@ -224,10 +224,24 @@ pub struct Incident {
     /// Notes such as a long blackout on the successful retry.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Causes the same events could mean, each with the fact that settles
+    /// it (the playbook's first check reads it); left out when relive's
+    /// host facts in the evidence already settled it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lookalikes: Vec<LookalikeNote>,
     /// Evidence events not kept because the list reached its limit
     /// (`[correlate] max_evidence`; failures are kept before the rest).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub evidence_omitted: u64,
+}
+
+/// A cause the incident's events could also mean, and what settles it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LookalikeNote {
+    /// The other root cause.
+    pub root_cause: String,
+    /// The fact that tells them apart, with the incident's hosts filled in.
+    pub settle: String,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -48,6 +48,22 @@ pub struct Playbook {
     /// Fix steps.
     #[serde(default)]
     pub fix: Vec<Step>,
+    /// Causes the same events can mean, and what settles which it is.
+    #[serde(default)]
+    pub lookalike: Vec<Lookalike>,
+}
+
+/// A cause whose events look the same as this one's (hyperv-kb.md names
+/// the pairs): Windows logs nothing that tells them apart, so the incident
+/// says which fact settles it, and the playbook's first check reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lookalike {
+    /// The other root cause.
+    pub cause: String,
+    /// The fact that tells them apart and how each value reads (with
+    /// placeholders, filled for display).
+    pub settle: String,
 }
 
 /// Every playbook by id.
@@ -82,6 +98,17 @@ impl Knowledge {
                 check_placeholders(path, &step.command)?;
             }
             check_placeholders(path, &playbook.summary)?;
+            for l in &playbook.lookalike {
+                check_placeholders(path, &l.settle)?;
+            }
+            if !playbook.lookalike.is_empty() && playbook.confirm.is_empty() {
+                return Err(RuleError {
+                    path: path.to_path_buf(),
+                    line: 0,
+                    reason: "a playbook with a lookalike needs a first check that settles it"
+                        .into(),
+                });
+            }
             playbooks.insert(playbook.id.clone(), playbook);
         }
         Ok(Knowledge { playbooks })

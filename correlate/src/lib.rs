@@ -29,8 +29,10 @@ pub mod yaml;
 
 pub use changes::{ChangeKind, ChangeLog, IncidentChange, Subscription};
 pub use engine::{Config, Correlator, Stats};
-pub use incident::{Evidence, Incident, IncidentFilter, IncidentStore, Remediation, Status};
-pub use kb::{Knowledge, Playbook};
+pub use incident::{
+    Evidence, Incident, IncidentFilter, IncidentStore, LookalikeNote, Remediation, Status,
+};
+pub use kb::{Knowledge, Lookalike, Playbook};
 pub use rules::RuleSet;
 pub use stage::{Clocking, CorrelatorStage};
 

@@ -52,7 +52,8 @@ pub struct Group {
     pub total_ms: Percentiles,
     /// Bytes sent, all migrations.
     pub bytes_moved: u64,
-    /// Mean throughput, Mbit/s.
+    /// Mean throughput of the successful migrations, Mbit/s: each one's
+    /// bytes over its transfer time (failures are not averaged in).
     pub throughput_mbps: Option<f64>,
 }
 
@@ -211,7 +212,8 @@ fn buckets(per_migration: &LazyFrame, size: i64) -> PolarsResult<Vec<Bucket>> {
 }
 
 /// Reduces samples to one row per finished migration: end time, hosts, VM,
-/// transport, failed (0/1), blackout, total time, bytes, mean throughput.
+/// transport, failed (0/1), blackout, total time, bytes, and for a
+/// successful one its throughput (bytes over transfer time).
 fn per_migration(samples: LazyFrame, request: &StatsRequest) -> LazyFrame {
     let nanos = |t: DateTime<Utc>| t.timestamp_nanos_opt().unwrap_or(i64::MAX);
     let failed = col("outcome")
@@ -224,10 +226,19 @@ fn per_migration(samples: LazyFrame, request: &StatsRequest) -> LazyFrame {
         .or(col("phase").eq(lit("failed")))
         .or(col("phase").eq(lit("completed")))
         .cast(DataType::UInt32);
+    // An empty VM name is none (a host that did not know the VM).
+    let vm_name = when(col("vm_name").eq(lit("")))
+        .then(lit(NULL).cast(DataType::String))
+        .otherwise(col("vm_name"));
     let mut lf = samples
-        .with_columns([failed.alias("failed_flag"), done.alias("done_flag")])
+        .with_columns([
+            failed.alias("failed_flag"),
+            done.alias("done_flag"),
+            vm_name.alias("vm_name"),
+        ])
         .group_by([col("migration_id")])
         .agg([
+            col("ts").min().alias("start"),
             col("ts").max().alias("end"),
             col("source_host").drop_nulls().first().alias("source_host"),
             col("destination_host")
@@ -241,9 +252,24 @@ fn per_migration(samples: LazyFrame, request: &StatsRequest) -> LazyFrame {
             col("blackout_ms").max().alias("blackout_ms"),
             col("total_ms").max().alias("total_ms"),
             col("bytes_sent").max().alias("bytes"),
-            col("throughput_mbps").mean().alias("throughput_mbps"),
         ])
         .filter(col("done").eq(lit(1u32)));
+    // Throughput of a finished migration: the bytes it sent over the time
+    // it took (its total time, else first to last sample). Failures are
+    // counted, never averaged in; per-pass figures (a pass can carry 0.0)
+    // are not averaged either.
+    let seconds = when(col("total_ms").gt(lit(0.0)))
+        .then(col("total_ms").cast(DataType::Float64) / lit(1000.0))
+        .otherwise((col("end") - col("start")).cast(DataType::Float64) / lit(1e9));
+    let throughput = when(
+        col("failed")
+            .eq(lit(0u32))
+            .and(col("bytes").gt(lit(0u64)))
+            .and(seconds.clone().gt(lit(0.0))),
+    )
+    .then(col("bytes").cast(DataType::Float64) * lit(8.0) / seconds / lit(1e6))
+    .otherwise(lit(NULL).cast(DataType::Float64));
+    lf = lf.with_column(throughput.alias("throughput_mbps"));
     if let Some(since) = request.since {
         lf = lf.filter(col("end").gt_eq(lit(nanos(since))));
     }
@@ -253,9 +279,57 @@ fn per_migration(samples: LazyFrame, request: &StatsRequest) -> LazyFrame {
     lf.with_columns([
         col("source_host").fill_null(lit("?")),
         col("destination_host").fill_null(lit("?")),
-        col("vm_name").fill_null(lit("?")),
+        col("vm_name").fill_null(lit(UNNAMED_VM)),
         col("transport").fill_null(lit("?")),
     ])
+}
+
+/// How a migration whose VM has no name is listed.
+pub const UNNAMED_VM: &str = "(unnamed VM)";
+
+/// The failed migrations among the samples (one per migration id): the VM
+/// name and when it ended, for matching them with incidents.
+pub fn failed_migrations(
+    samples: LazyFrame,
+    request: &StatsRequest,
+) -> Result<Vec<(String, DateTime<Utc>)>, IndexError> {
+    let failed = || -> PolarsResult<Vec<(String, DateTime<Utc>)>> {
+        let df = per_migration(samples, request)
+            .filter(col("failed").eq(lit(1u32)))
+            .select([col("vm_name"), col("end")])
+            .collect()?;
+        let names = strs(&df, "vm_name")?;
+        let ends = i64s(&df, "end")?;
+        Ok(names
+            .into_iter()
+            .zip(ends)
+            .map(|(n, e)| (n, DateTime::from_timestamp_nanos(e)))
+            .collect())
+    };
+    failed().map_err(polars_error)
+}
+
+/// The statistics over stored samples and samples held in memory together
+/// (failed attempts the events tell of that no stored sample covers).
+pub fn migration_stats_with(
+    samples: LazyFrame,
+    extra: &[Metric],
+    request: &StatsRequest,
+) -> Result<MigrationStats, IndexError> {
+    if extra.is_empty() {
+        return migration_stats(samples, request);
+    }
+    let refs: Vec<&Metric> = extra.iter().collect();
+    let more = crate::metrics::frame(&refs).map_err(polars_error)?.lazy();
+    let both = concat(
+        [samples, more],
+        UnionArgs {
+            to_supertypes: true,
+            ..UnionArgs::default()
+        },
+    )
+    .map_err(polars_error)?;
+    migration_stats(both, request)
 }
 
 /// Computes the statistics over samples held in memory (for example the

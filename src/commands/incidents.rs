@@ -125,6 +125,14 @@ fn render_explain(i: &Incident, kb: &Knowledge) -> String {
             a.matched.join(", ")
         );
     }
+    for l in &i.lookalikes {
+        let _ = writeln!(
+            out,
+            "could also be {}; what settles it: {}",
+            l.root_cause,
+            clean(&l.settle)
+        );
+    }
     if i.related_vms > 0 {
         let _ = writeln!(
             out,

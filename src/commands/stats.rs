@@ -1,16 +1,12 @@
 //! `relive stats`: migration analytics from the metric store, or from
 //! events and incidents when no metrics were ingested.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use chrono::{DateTime, Utc};
-use correlate::IncidentStore;
-use index::stats::{Count, Group, MigrationStats};
-use index::{MetricStore, StatsRequest};
-use parsers::Metric;
+use chrono::Utc;
+use index::stats::{Group, MigrationStats};
+use index::StatsRequest;
 
 use crate::cli::StatsArgs;
 use parsers::time::parse_when;
@@ -32,67 +28,13 @@ pub fn run(args: StatsArgs, data: &Path) -> anyhow::Result<ExitCode> {
             .transpose()?,
         top: args.top,
     };
-    let store = MetricStore::open(&data.join("metrics"));
-    let mut stats = match store.lazy()? {
-        Some(samples) => index::migration_stats(samples, &request)?,
-        None => from_events(data, &request)?,
-    };
-    stats.top_root_causes = root_causes(data, &request, args.top)?;
+    let stats = relive::stats::gather(data, &request)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&stats)?);
     } else {
         print!("{}", render(&stats));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn in_range(t: DateTime<Utc>, request: &StatsRequest) -> bool {
-    request.since.is_none_or(|s| t >= s) && request.until.is_none_or(|u| t < u)
-}
-
-fn root_causes(data: &Path, request: &StatsRequest, top: usize) -> anyhow::Result<Vec<Count>> {
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    for i in IncidentStore::new(data).load()? {
-        if in_range(i.last_seen, request) {
-            *counts.entry(i.root_cause).or_default() += u64::from(i.count);
-        }
-    }
-    let mut out: Vec<Count> = counts
-        .into_iter()
-        .map(|(name, count)| Count { name, count })
-        .collect();
-    out.sort_by(|a, b| b.count.cmp(&a.count).then(a.name.cmp(&b.name)));
-    out.truncate(top.max(1));
-    Ok(out)
-}
-
-/// Without metrics, a migration is a failed attempt (an incident, counted
-/// once per attempt) or a success joined from events
-/// ([`index::stats::successes_from_events`]).
-fn from_events(data: &Path, request: &StatsRequest) -> anyhow::Result<MigrationStats> {
-    let mut samples: Vec<Metric> = Vec::new();
-    for i in IncidentStore::new(data).load()? {
-        for n in 0..i.count.max(1) {
-            samples.push(index::stats::event_sample(
-                format!("{}#{n}", i.id),
-                i.last_seen,
-                i.vm_name.clone(),
-                i.source_host.clone(),
-                i.destination_host.clone(),
-                true,
-                None,
-            ));
-        }
-    }
-    let index_dir = data.join("index");
-    if index_dir.join("meta.json").exists() {
-        let index = index::EventIndex::open(&index_dir).context("cannot open the index")?;
-        samples.extend(index::stats::successes_from_events(&index, request)?);
-    }
-    let mut stats = index::stats::stats_from_samples(&samples, request)?;
-    stats.source = "events".into();
-    stats.transports.clear();
-    Ok(stats)
 }
 
 fn ms(v: Option<f64>) -> String {

@@ -599,6 +599,25 @@ fn webhooks_in_slack_teams_and_alertmanager_shapes_and_a_dead_one_never_blocks_e
     for action in card["actions"].as_array().unwrap() {
         assert_eq!(action["type"], "Action.OpenUrl");
     }
+    // Checked by the platforms' own libraries too: Slack's Block Kit
+    // models (slack_sdk) and Microsoft's Adaptive Cards parser.
+    checked_by(
+        "python3",
+        &[&format!("{HELPERS}/slack_blocks_check.py")],
+        &slack,
+    );
+    let card_check = std::env::var_os("RELIVE_ADAPTIVE_CARD_CHECK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap())
+                .join(".cache/relive-node/adaptive_card_check.js")
+        });
+    assert!(
+        card_check.exists(),
+        "{} is missing: scripts/test bundles it",
+        card_check.display()
+    );
+    checked_by("node", &[card_check.to_str().unwrap()], &teams);
     // The dead webhook is retried (journal), not given up, and held nothing up.
     assert!(decisions(&data, "retry") >= 1, "{:#?}", journal(&data));
     assert_eq!(decisions(&data, "failed"), 0);
@@ -613,6 +632,30 @@ fn webhooks_in_slack_teams_and_alertmanager_shapes_and_a_dead_one_never_blocks_e
         .find(|n| n["target"] == "oncall/webhook[1]")
         .expect("the dead webhook's notification");
     assert_ne!(dead_one["status"], "sent");
+}
+
+/// Runs a checker with `payload` on its stdin; it must print `ok`.
+fn checked_by(program: &str, args: &[&str], payload: &Value) {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(payload.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.trim() == "ok",
+        "{program} {args:?} rejects the payload:\n{said}{}\n{payload}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Postfix's smtp-sink on `port` with fault options; messages it accepts

@@ -209,6 +209,36 @@ HV01 = "127.0.0.1:{m1}"
         "the refused attempt and the retry: {stats}"
     );
     assert_eq!(stats["total"]["failures"], 1, "{stats}");
+    // Throughput: the successful migration's bytes over its total time, as
+    // its own final sample reports them (the refused attempt and the
+    // per-pass figures are not averaged in).
+    let done: Vec<serde_json::Value> = std::fs::read_to_string(logs.join("HV01/migrations.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|m: &serde_json::Value| m["phase"] == "completed")
+        .collect();
+    assert_eq!(done.len(), 1, "{done:?}");
+    let want = done[0]["bytes_sent"].as_f64().unwrap() * 8.0
+        / (done[0]["total_ms"].as_f64().unwrap() / 1000.0)
+        / 1e6;
+    let got = stats["total"]["throughput_mbps"].as_f64().unwrap();
+    assert!((got - want).abs() < 1e-6 * want, "{got} vs {want}: {stats}");
+    assert!(
+        stats["top_failing_vms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| !v["name"].as_str().unwrap().trim().is_empty()),
+        "{stats}"
+    );
+    let causes: u64 = stats["top_root_causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(causes, 1, "as many root causes as failures: {stats}");
 
     // 6. Back to HV01, slowly; HV01 (the destination) is killed mid-run.
     let migrate_back = Command::new(env!("CARGO_BIN_EXE_relive"))

@@ -26,6 +26,7 @@ fn incident(n: u32) -> Incident {
         remediation: Remediation::default(),
         warnings: Vec::new(),
         evidence_omitted: 0,
+        lookalikes: Vec::new(),
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod changes;
 mod invariant;
+mod lookalikes;
 mod rules;
 mod scenarios;
 mod streaming;

@@ -545,6 +545,8 @@ fn stats_over_stored_metrics_have_the_known_percentiles() {
         progress.outcome = None;
         progress.blackout_ms = None;
         progress.pass = Some(1);
+        // A pass that reports 0.0 must not pull the figure down.
+        progress.throughput_mbps = Some(0.0);
         metrics.push(progress);
         metrics.push(sample(
             &format!("m{i}"),
@@ -596,7 +598,24 @@ fn stats_over_stored_metrics_have_the_known_percentiles() {
     assert!(close(hv12.blackout_ms.p99, 99.01), "{:?}", hv12.blackout_ms);
     assert!(close(hv12.total_ms.p50, 505.0), "{:?}", hv12.total_ms);
     assert_eq!(hv12.bytes_moved, 100 << 30);
-    assert!(close(hv12.throughput_mbps, 8000.0));
+    // Throughput is each migration's bytes over its total time, averaged
+    // over the migrations (not the samples' own figures): 1 GiB in 10·i ms.
+    let want = (1..=100)
+        .map(|i| (1u64 << 30) as f64 * 8.0 / (10.0 * i as f64 / 1000.0) / 1e6)
+        .sum::<f64>()
+        / 100.0;
+    assert!(
+        close(hv12.throughput_mbps, want),
+        "{:?} {want}",
+        hv12.throughput_mbps
+    );
+    // Failures are counted, never averaged in: the 7 successes of HV3 -> HV1
+    // each moved 1 GiB in 2 s.
+    assert!(
+        close(first.throughput_mbps, (1u64 << 30) as f64 * 8.0 / 2.0 / 1e6),
+        "{:?}",
+        first.throughput_mbps
+    );
     let compress = stats
         .transports
         .iter()

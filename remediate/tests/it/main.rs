@@ -42,6 +42,7 @@ fn incident(id: &str, cause: &str, vm: &str, minute: i64) -> Incident {
         },
         warnings: Vec::new(),
         evidence_omitted: 0,
+        lookalikes: Vec::new(),
     }
 }
 
