@@ -271,7 +271,7 @@ pub struct Correlator {
     by_time: BTreeSet<(DateTime<Utc>, CompactString)>,
     updates: Vec<Incident>,
     /// Root cause -> recent failures (first failure time, VM key).
-    recent: HashMap<String, VecDeque<(DateTime<Utc>, CompactString)>>,
+    recent: HashMap<String, VecDeque<(DateTime<Utc>, u64, CompactString)>>,
     scratch: Vec<usize>,
     last_sweep: Option<DateTime<Utc>>,
     stats: Stats,
@@ -797,8 +797,12 @@ impl Correlator {
                     self.schedule.push(Reverse((a.deadline, key)));
                 }
             } else if clock > a.last + span {
+                // Retiring: decided once more if new evidence came; the
+                // count of VMs that failed alike is made exact here.
                 if a.dirty {
                     self.decide(&key);
+                } else {
+                    self.refresh_related(&key);
                 }
                 self.dirty.remove(&key);
                 // Retired; still in `by_time` while the group is kept, so
@@ -823,6 +827,49 @@ impl Correlator {
                 }
             }
         }
+    }
+
+    /// Sets the incident's count of VMs that failed with the same cause
+    /// near its attempt to the exact one, when VMs failed alike after its
+    /// last decision (see the milestones in `decide`), and hands it on. The
+    /// confidence counts up to 4 related VMs, which the milestones already
+    /// decided, so only the count changes.
+    fn refresh_related(&mut self, key: &str) {
+        let Some(group) = self.groups.get(key) else {
+            return;
+        };
+        let Some(a) = &group.attempt else {
+            return;
+        };
+        let Some(at) = a
+            .incident
+            .as_deref()
+            .and_then(|id| group.incidents.iter().position(|i| i.id == id))
+        else {
+            return;
+        };
+        let inc = &group.incidents[at];
+        if inc.root_cause == "unknown" {
+            return;
+        }
+        let Some(list) = self.recent.get(&inc.root_cause) else {
+            return;
+        };
+        let near = TimeDelta::minutes(10);
+        let (low, high) = (a.first - near, a.first + near);
+        let hash = key_hash(key);
+        let count = list
+            .iter()
+            .filter(|(t, h, _)| *h != hash && *t >= low && *t <= high)
+            .count() as u32;
+        if count == inc.related_vms {
+            return;
+        }
+        let group = self.groups.get_mut(key).expect("exists");
+        let inc = &mut group.incidents[at];
+        inc.related_vms = count;
+        let snapshot = inc.clone();
+        self.emit(snapshot);
     }
 
     fn sweep(&mut self, clock: DateTime<Utc>) {
@@ -1061,34 +1108,51 @@ impl Correlator {
             let list = self.recent.entry(root_cause.clone()).or_default();
             while list
                 .front()
-                .is_some_and(|(t, _)| *t < a.first - near - near)
+                .is_some_and(|(t, _, _)| *t < a.first - near - near)
             {
                 list.pop_front();
             }
-            let joined = !list.iter().any(|(t, k)| *t == a.first && k == key);
-            if joined {
-                list.push_back((a.first, CompactString::from(key)));
-            }
-            let mut others: Vec<CompactString> = list
-                .iter()
-                .filter(|(t, k)| k != key && (*t - a.first).abs() <= near)
-                .map(|(_, k)| k.clone())
-                .collect();
-            others.sort();
-            others.dedup();
-            if joined {
-                // The earlier ones now have one more related VM: re-decide
-                // those still open.
-                for k in &others {
-                    if let Some(a) = self.groups.get_mut(k).and_then(|g| g.attempt.as_mut()) {
+            // One entry per VM (its latest attempt), found by its hash
+            // first: a cluster-wide cause puts thousands of VMs here.
+            let hash = key_hash(key);
+            let joined = match list.iter().position(|(_, h, k)| *h == hash && k == key) {
+                Some(p) => {
+                    list[p].0 = list[p].0.max(a.first);
+                    false
+                }
+                None => {
+                    list.push_back((a.first, hash, CompactString::from(key)));
+                    true
+                }
+            };
+            let (low, high) = (a.first - near, a.first + near);
+            let in_window = |(t, h, _): &&(DateTime<Utc>, u64, CompactString)| {
+                *h != hash && *t >= low && *t <= high
+            };
+            let count = list.iter().filter(in_window).count() as u32;
+            // The earlier ones now have one more related VM. Re-deciding
+            // each of them on every newcomer costs the square of a
+            // cluster-wide outage (every VM fails alike): they are
+            // re-decided when the count reaches 1, 2, 3, 4 (the confidence
+            // counts up to 4) and then each power of two, so a stored
+            // count is at least half the true one until the attempt
+            // retires (its timespan passed), when it is made exact.
+            if joined && (count <= 4 || count.is_power_of_two()) {
+                let others: Vec<CompactString> = list
+                    .iter()
+                    .filter(in_window)
+                    .map(|(_, _, k)| k.clone())
+                    .collect();
+                for k in others {
+                    if let Some(a) = self.groups.get_mut(&k).and_then(|g| g.attempt.as_mut()) {
                         if a.decided {
                             a.dirty = true;
-                            self.dirty.insert(k.clone());
+                            self.dirty.insert(k);
                         }
                     }
                 }
             }
-            others.len() as u32
+            count
         };
         let confidence = if related_vms > 0 {
             (confidence + 0.02 * f64::from(related_vms.min(4))).min(0.99)
@@ -1501,6 +1565,13 @@ fn evaluate<'a>(
 }
 
 /// Stable across runs, versions and platforms (FNV-1a), as stored ids must be.
+/// A VM key's hash, to compare keys cheaply.
+fn key_hash(key: &str) -> u64 {
+    let mut h = fnv::FnvHasher::default();
+    key.hash(&mut h);
+    h.finish()
+}
+
 fn incident_id(key: &str, first: DateTime<Utc>) -> String {
     let mut h = fnv::FnvHasher::default();
     key.hash(&mut h);

@@ -136,7 +136,7 @@ fn render_explain(i: &Incident, kb: &Knowledge) -> String {
     if i.related_vms > 0 {
         let _ = writeln!(
             out,
-            "{} other VM(s) failed with the same cause within ten minutes: likely cluster-wide",
+            "at least {} other VM(s) failed with the same cause within ten minutes: likely cluster-wide",
             i.related_vms
         );
     }

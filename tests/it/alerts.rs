@@ -263,7 +263,9 @@ fn email_over_starttls_and_auth_groups_two_vms_then_resolves_in_the_same_thread(
         "Root cause: Cluster SharedStoragePath",
         "(shared-storage-path-missing), confidence ",
         "Evidence (",
-        "NODE-B       21502  Live migration of ‘Virtual Machine ADFS1’ failed.",
+        // A 21502's line is the one that says why, not its headline.
+        "NODE-B       21502  Failed to verify collection registry for virtual machine ‘ADFS1’",
+        "Could also be storage-unreachable; what settles it: The folder the cluster's SharedStoragePath names",
         "NODE-A        1106  ",
         "Checks:",
         "Proposed fix (approval: waits for an admin to approve):",

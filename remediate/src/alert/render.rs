@@ -76,6 +76,12 @@ pub fn subject(n: &Notification) -> String {
     one_line(&text, 250)
 }
 
+/// The line of an evidence message that says why (a 21502 body opens with
+/// headlines every failure shares): what one line of a timeline shows.
+pub(crate) fn cause_line(e: &correlate::Evidence) -> &str {
+    e.lines_cause_first().first().copied().unwrap_or("")
+}
+
 fn time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
@@ -195,7 +201,7 @@ fn alert_text(out: &mut String, alert: &Alert, base: &str) {
         i.count,
         if i.related_vms > 0 {
             format!(
-                "; {} other VM{} failed with the same cause within ten minutes",
+                "; at least {} other VM{} failed with the same cause within ten minutes",
                 i.related_vms,
                 if i.related_vms == 1 { "" } else { "s" }
             )
@@ -219,6 +225,14 @@ fn alert_text(out: &mut String, alert: &Alert, base: &str) {
     if !i.remediation.summary.is_empty() {
         let _ = writeln!(out, "            {}", one_line(&i.remediation.summary, 600));
     }
+    for l in &i.lookalikes {
+        let _ = writeln!(
+            out,
+            "            Could also be {}; what settles it: {}",
+            one_line(&l.root_cause, 80),
+            one_line(&l.settle, 600)
+        );
+    }
     let _ = writeln!(out, "\nEvidence ({} events):", i.evidence.len());
     for e in i.evidence.iter().take(MAX_EVIDENCE) {
         let _ = writeln!(
@@ -227,7 +241,7 @@ fn alert_text(out: &mut String, alert: &Alert, base: &str) {
             short_time(e.timestamp),
             one_line(parsers::event::short_host(&e.host), 32),
             e.event_id,
-            one_line(&e.message, MESSAGE_CHARS)
+            one_line(cause_line(e), MESSAGE_CHARS)
         );
     }
     if i.evidence.len() > MAX_EVIDENCE {
@@ -326,6 +340,14 @@ pub fn html(n: &Notification) -> String {
             i.confidence * 100.0,
             h(&r.summary),
         );
+        for l in &i.lookalikes {
+            let _ = write!(
+                out,
+                "<p>Could also be <code>{}</code>; what settles it: {}</p>",
+                h(&l.root_cause),
+                h(&l.settle)
+            );
+        }
         let _ = write!(
             out,
             "<h4>Evidence ({} events)</h4><table border=\"1\" cellpadding=\"3\" style=\"border-collapse:collapse\">\
@@ -339,7 +361,7 @@ pub fn html(n: &Notification) -> String {
                 h(&short_time(e.timestamp)),
                 h(parsers::event::short_host(&e.host)),
                 e.event_id,
-                h(&one_line(&e.message, MESSAGE_CHARS))
+                h(&one_line(cause_line(e), MESSAGE_CHARS))
             );
         }
         out.push_str("</table>");

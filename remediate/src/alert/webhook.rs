@@ -263,7 +263,7 @@ pub fn slack(n: &Notification) -> Value {
                 e.timestamp.format("%H:%M:%S%.3f"),
                 one_line(parsers::event::short_host(&e.host), 32),
                 e.event_id,
-                one_line(&e.message, 100)
+                one_line(render::cause_line(e), 100)
             ));
         }
         if let Some(step) = i.remediation.steps.first() {
@@ -373,7 +373,7 @@ pub fn teams(n: &Notification) -> Value {
                     e.timestamp.format("%H:%M:%S%.3f"),
                     parsers::event::short_host(&e.host),
                     e.event_id,
-                    one_line(&e.message, 100)
+                    one_line(render::cause_line(e), 100)
                 ))
             })
             .collect();
