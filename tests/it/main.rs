@@ -9,6 +9,7 @@ mod parse;
 mod search;
 mod streaming;
 mod terminal;
+mod variants;
 
 /// Runs the real binary with `--data` and the arguments, from the repository root.
 pub fn relive(data: &std::path::Path, args: &[&str]) -> std::process::Output {
