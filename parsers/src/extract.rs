@@ -80,6 +80,40 @@ const RESOURCE_NAME_RANK: u8 = 5;
 /// event's data (`Parameter2` of HA 21502).
 const BARE_GUID_RANK: u8 = 6;
 
+/// Whether a data field of this name may hold the VM's id as a bare GUID:
+/// a positional one (`Parameter2`, `param3`, `Data`) or an id field that
+/// is not a device's, switch's, port's or disk's.
+fn may_hold_vm_id(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let positional = ["parameter", "param", "data"].iter().any(|p| {
+        lower
+            .strip_prefix(p)
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+    });
+    if positional {
+        return true;
+    }
+    (lower.ends_with("id") || lower.ends_with("guid"))
+        && ![
+            "switch",
+            "port",
+            "adapter",
+            "nic",
+            "disk",
+            "device",
+            "controller",
+            "session",
+            "activity",
+            "provider",
+            "network",
+            "instance",
+            "snapshot",
+            "checkpoint",
+        ]
+        .iter()
+        .any(|w| lower.contains(w))
+}
+
 /// `Virtual Machine X` or `Virtual Machine Configuration X`, but not the
 /// cluster's `Virtual Machine Cluster WMI` resource: the VM's name.
 fn resource_vm_name(value: &str) -> Option<&str> {
@@ -103,7 +137,11 @@ fn from_fields(event: &mut Event) {
                 vm_name = Some((RESOURCE_NAME_RANK, vm));
             }
         }
-        if hyperv && vm_id.as_ref().is_none_or(|(r, _)| BARE_GUID_RANK < *r) && value.len() <= 40 {
+        if hyperv
+            && vm_id.as_ref().is_none_or(|(r, _)| BARE_GUID_RANK < *r)
+            && value.len() <= 40
+            && may_hold_vm_id(name)
+        {
             if let Some(id) = normalize_guid(value) {
                 vm_id = Some((BARE_GUID_RANK, id));
             }
@@ -715,6 +753,24 @@ mod tests {
         e.data.push("Id", "4B5F2F6C-AEA3-4C7B-8342-E255D1D112D7");
         enrich(&mut e);
         assert_eq!((e.vm_name, e.vm_id), (None, None));
+        // In a Hyper-V event, a switch's or a port's id is not the VM's.
+        let mut e = Event {
+            provider: "Microsoft-Windows-Hyper-V-VMMS".into(),
+            event_id: 99,
+            ..Event::default()
+        };
+        e.data
+            .push("SwitchId", "4B5F2F6C-AEA3-4C7B-8342-E255D1D112D7");
+        e.data
+            .push("PortGuid", "5B5F2F6C-AEA3-4C7B-8342-E255D1D112D7");
+        enrich(&mut e);
+        assert_eq!(e.vm_id, None);
+        assert!(
+            may_hold_vm_id("Parameter2")
+                && may_hold_vm_id("param3")
+                && may_hold_vm_id("VirtualMachineGuid")
+        );
+        assert!(!may_hold_vm_id("ParameterName") && !may_hold_vm_id("NicGuid"));
     }
 
     #[test]
