@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::config::{AuthMode, VmConfig};
@@ -32,7 +32,7 @@ use crate::source::MigrateRequest;
 const MAX_LINE: u64 = 1 << 20;
 
 /// A control request.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     /// The VMs on the host.
@@ -108,10 +108,22 @@ pub enum Request {
     Settings,
     /// Changes a host setting (a playbook's fix).
     Set(Setting),
+    /// A VM's configuration (what a destination is asked about).
+    VmConfig {
+        /// Name or id.
+        vm: String,
+    },
+    /// Would this host accept the VM now? Read-only: migration enabled, a
+    /// free slot, version, processor, switches, shared storage, memory and
+    /// NUMA; nothing is reserved and no page moves.
+    Preflight {
+        /// The VM's configuration (from its host's `vm_config`).
+        vm: VmConfig,
+    },
 }
 
 /// A host setting the control API changes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "setting", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Setting {
     /// Enables or disables live migration.
@@ -306,6 +318,16 @@ impl Host {
                 Ok(config)
             }
             Request::Set(setting) => self.apply(setting).map(|()| json!({})),
+            Request::VmConfig { vm } => {
+                let id = self.find_vm(&vm)?;
+                self.vm_config(&id).map(|c| value(&c)).ok_or_else(|| {
+                    MigrationError::new(
+                        ErrorKind::VmNotFound,
+                        format!("No virtual machine '{vm}' runs on host '{}'.", self.name()),
+                    )
+                })
+            }
+            Request::Preflight { vm } => self.preflight_offer(&vm).map(|p| value(&p)),
         }
     }
 
@@ -516,6 +538,63 @@ impl ControlClient {
     pub fn initiator(mut self, name: &str) -> Self {
         self.initiator = Some(name.to_string());
         self
+    }
+
+    /// Sends a typed request and reads its typed answer.
+    pub fn request<T: serde::de::DeserializeOwned>(
+        &mut self,
+        request: &Request,
+    ) -> Result<T, ControlError> {
+        let value =
+            serde_json::to_value(request).map_err(|e| ControlError::Answer(e.to_string()))?;
+        let answer = self.call(value)?;
+        serde_json::from_value(answer.clone())
+            .map_err(|e| ControlError::Answer(format!("{e}: {answer}")))
+    }
+
+    /// The VMs on the host.
+    pub fn list_vms(&mut self) -> Result<Vec<crate::host::VmSummary>, ControlError> {
+        self.request(&Request::ListVms)
+    }
+
+    /// A VM's configuration (name or id).
+    pub fn vm_config(&mut self, vm: &str) -> Result<VmConfig, ControlError> {
+        self.request(&Request::VmConfig { vm: vm.to_string() })
+    }
+
+    /// Would the host accept this VM now? (Read-only; see [`Request::Preflight`].)
+    pub fn preflight(&mut self, vm: &VmConfig) -> Result<crate::host::Preflight, ControlError> {
+        self.request(&Request::Preflight { vm: vm.clone() })
+    }
+
+    /// Changes a host setting.
+    pub fn set(&mut self, setting: Setting) -> Result<(), ControlError> {
+        self.request::<Value>(&Request::Set(setting)).map(|_| ())
+    }
+
+    /// Starts a migration; its id.
+    pub fn migrate(
+        &mut self,
+        vm: &str,
+        destination: &str,
+        params: crate::report::MigrationParams,
+    ) -> Result<String, ControlError> {
+        #[derive(Deserialize)]
+        struct Started {
+            id: String,
+        }
+        let started: Started = self.request(&Request::Migrate {
+            vm: vm.to_string(),
+            destination: destination.to_string(),
+            address: None,
+            params,
+        })?;
+        Ok(started.id)
+    }
+
+    /// Waits for a migration to end; its report.
+    pub fn wait(&mut self, id: &str) -> Result<crate::report::MigrationReport, ControlError> {
+        self.request(&Request::Wait { id: id.to_string() })
     }
 
     /// Sends a request (`{"op": …, …}`) and returns its result.

@@ -236,13 +236,7 @@ fn hello(
         reject(writer, &e)
     };
     if !config.migration_enabled {
-        return early(
-            MigrationError::new(
-                ErrorKind::MigrationDisabled,
-                format!("The Virtual Machine Management Service on host '{}' has disabled the listener for Virtual Machine migration connections: live migration is not enabled on this host. No connection could be made because the target machine actively refused it. (0x8007274D).", config.name),
-            ),
-            &mut writer,
-        );
+        return early(crate::host::migration_disabled(&config.name), &mut writer);
     }
     if !config.migration_networks.is_empty()
         && !config

@@ -587,6 +587,16 @@ impl Host {
         Ok(())
     }
 
+    /// A VM's configuration, by id (`None` when it does not run here).
+    pub fn vm_config(&self, id: &str) -> Option<VmConfig> {
+        self.inner
+            .vms
+            .lock()
+            .expect("vms lock")
+            .get(id)
+            .map(|vm| vm.config.clone())
+    }
+
     /// Every VM here, in-doubt ones known only from the ledger included.
     pub fn list_vms(&self) -> Vec<VmSummary> {
         let mut list: Vec<VmSummary> = self
@@ -758,13 +768,7 @@ impl Host {
         let mut current = self.inner.migrations.load(Ordering::SeqCst);
         loop {
             if current >= limit {
-                return Err(MigrationError::new(
-                    ErrorKind::LimitReached,
-                    format!(
-                        "The operation cannot be performed while the object is in use: the virtual machine migration limit \"{limit}\" was reached on host '{}'. Retry after a migration in progress has completed. (0x800700AA).",
-                        self.name()
-                    ),
-                ));
+                return Err(limit_reached(limit, &self.name()));
             }
             match self.inner.migrations.compare_exchange(
                 current,
@@ -776,6 +780,33 @@ impl Host {
                 Err(now) => current = now,
             }
         }
+    }
+
+    /// Whether this host would accept `vm` now, asked before any page
+    /// moves (the remediation engine picks a destination with it): live
+    /// migration enabled, a free migration slot, then [`Host::preflight`].
+    /// Reads only; reserves nothing.
+    pub fn preflight_offer(&self, vm: &VmConfig) -> Result<Preflight, MigrationError> {
+        let config = self.config();
+        if !config.migration_enabled {
+            return Err(migration_disabled(&config.name));
+        }
+        if self.active_migrations() >= config.max_migrations {
+            return Err(limit_reached(config.max_migrations, &config.name));
+        }
+        let numa_node = self.preflight(vm)?;
+        let used = self.node_use();
+        let free_mib = config
+            .numa_nodes()
+            .iter()
+            .zip(&used)
+            .map(|(size, used)| size.saturating_sub(*used))
+            .sum();
+        Ok(Preflight {
+            host: config.name.clone(),
+            numa_node,
+            free_mib,
+        })
     }
 
     /// Runs the destination's pre-flight checks for `vm` arriving from
@@ -812,6 +843,35 @@ impl Host {
         }
         self.place(vm)
     }
+}
+
+/// What a destination answers to a pre-flight offer it would accept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preflight {
+    /// The host that answered.
+    pub host: String,
+    /// The NUMA node the VM would get (`None`: spanned across nodes).
+    pub numa_node: Option<usize>,
+    /// Memory free on the host now, MiB.
+    pub free_mib: u64,
+}
+
+/// The refusal of a host with live migration turned off (Hyper-V's words).
+pub(crate) fn migration_disabled(host: &str) -> MigrationError {
+    MigrationError::new(
+        ErrorKind::MigrationDisabled,
+        format!("The Virtual Machine Management Service on host '{host}' has disabled the listener for Virtual Machine migration connections: live migration is not enabled on this host. No connection could be made because the target machine actively refused it. (0x8007274D)."),
+    )
+}
+
+/// The refusal of a host whose migration slots are all taken.
+pub(crate) fn limit_reached(limit: usize, host: &str) -> MigrationError {
+    MigrationError::new(
+        ErrorKind::LimitReached,
+        format!(
+            "The operation cannot be performed while the object is in use: the virtual machine migration limit \"{limit}\" was reached on host '{host}'. Retry after a migration in progress has completed. (0x800700AA)."
+        ),
+    )
 }
 
 /// Checks a VM's configuration against a host's: version, processor,

@@ -313,3 +313,58 @@ fn a_closed_listener_refuses_the_connection() {
         .wait();
     assert_eq!(report.info.status, Status::Completed, "{:?}", report.error);
 }
+
+/// A destination asked through the control API (`preflight`) answers what
+/// the migration itself would, reserves nothing and moves no page.
+#[test]
+fn asking_a_destination_moves_nothing_and_gives_the_migrations_answer() {
+    use migrate_core::control::{ControlClient, ControlError, Setting};
+    let serve = |name: &str, tweak: fn(&mut HostConfig)| {
+        let h = host(name, |c| {
+            c.control = "127.0.0.1:0".parse().unwrap();
+            tweak(c);
+        });
+        let server = h.host.serve_control().unwrap();
+        let client = ControlClient::connect(server.addr, crate::TEST_SECRET).unwrap();
+        (h, server, client)
+    };
+    let (src, _s1, mut src_api) = serve("pf-src", none);
+    src.host.start_vm(vm("APP1", 256, 0, 0)).unwrap();
+    let config = src_api.vm_config("app1").unwrap();
+    assert_eq!(config.name, "APP1");
+
+    // A fit destination: the node it would use, and nothing changes on it.
+    let (dst, _s2, mut api) = serve("pf-ok", none);
+    let first = api.preflight(&config).unwrap();
+    assert_eq!(first.host, "pf-ok");
+    assert_eq!(first.numa_node, Some(0));
+    let again = api.preflight(&config).unwrap();
+    assert_eq!(first, again, "a pre-flight reserves nothing");
+    assert!(dst.host.list_vms().is_empty());
+    assert_eq!(dst.host.active_migrations(), 0);
+
+    // Each refusal is the migration's own (kind and text).
+    let refused = |api: &mut ControlClient| match api.preflight(&config) {
+        Err(ControlError::Host(e)) => e,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    api.set(Setting::MigrationEnabled { value: false }).unwrap();
+    let e = refused(&mut api);
+    assert_eq!(e.kind, ErrorKind::MigrationDisabled);
+    assert!(e.message.contains("disabled the listener"), "{e:?}");
+    api.set(Setting::MigrationEnabled { value: true }).unwrap();
+    assert!(api.preflight(&config).is_ok(), "the fix is seen at once");
+
+    let (_small, _s3, mut small) = serve("pf-small", |c| c.memory_mib = 128);
+    assert_eq!(refused(&mut small).kind, ErrorKind::OutOfMemory);
+    let (_sw, _s4, mut switches) = serve("pf-switch", |c| c.switches = vec!["external".into()]);
+    let e = refused(&mut switches);
+    assert_eq!(e.kind, ErrorKind::SwitchMissing);
+    let (_busy, _s5, mut busy) = serve("pf-busy", |c| c.max_migrations = 0);
+    assert_eq!(refused(&mut busy).kind, ErrorKind::LimitReached);
+    // A VM that is not there is named.
+    match src_api.vm_config("NOPE") {
+        Err(ControlError::Host(e)) => assert_eq!(e.kind, ErrorKind::VmNotFound),
+        other => panic!("{other:?}"),
+    }
+}
