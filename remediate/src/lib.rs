@@ -5,8 +5,10 @@
 //! Alertmanager, and always a JSON-lines log), grouped, inhibited, silenced,
 //! and delivered through a durable outbox so a restart sends nothing twice.
 //!
-//! The second half (playbooks as executable plans, executors, approvals and
-//! the append-only audit log) is the remediation issue's work.
+//! The second half turns playbooks into executable plans ([`plan`]: typed
+//! actions with their class, target, values as data and idempotency keys);
+//! executors, approvals and the append-only audit log are the remediation
+//! issue's work still to come.
 //!
 //! ```
 //! use remediate::alert::matcher::Matcher;
@@ -18,3 +20,4 @@
 #![deny(missing_docs)]
 
 pub mod alert;
+pub mod plan;

@@ -420,3 +420,130 @@ fn a_receivers_rate_limit_holds_notifications_back_without_dropping_them() {
         3
     );
 }
+
+mod plan {
+    //! Plans from the shipped playbooks: typed actions in order, values as
+    //! data, unresolved placeholders named, keys unique per attempt.
+    use super::incident;
+    use remediate::plan::{placeholders, Class, Facts, Plan, PlanError, RetryPolicy, Stage};
+
+    fn kb() -> correlate::Knowledge {
+        correlate::shipped::knowledge().unwrap()
+    }
+
+    #[test]
+    fn a_plan_confirms_fixes_verifies_and_retries_in_order_with_its_classes() {
+        let kb = kb();
+        let mut i = incident("inc1", "vswitch-mismatch", "APP-WEB02", 0);
+        i.vm_id = Some("C46920C1-34DF-40DF-AA62-0B0A481EA7F4".into());
+        let mut facts = Facts::default();
+        facts.clusters.insert("node-a".into(), "PROD".into());
+        let plan = Plan::for_incident(&i, &kb, &facts, 1).unwrap();
+        let playbook = kb.get("vswitch-mismatch").unwrap();
+        let stages: Vec<Stage> = plan.actions.iter().map(|a| a.stage).collect();
+        let confirms = playbook.confirm.len();
+        assert_eq!(
+            &stages[..confirms],
+            vec![Stage::Confirm; confirms].as_slice()
+        );
+        let first_fix = stages.iter().position(|s| *s == Stage::Fix).unwrap();
+        let first_verify = stages.iter().position(|s| *s == Stage::Verify).unwrap();
+        assert!(
+            confirms <= first_fix && first_fix < first_verify,
+            "{stages:?}"
+        );
+        assert!(stages[first_verify..]
+            .iter()
+            .all(|s| matches!(s, Stage::Verify | Stage::Retry | Stage::VerifyRetry)));
+        // After the fix is verified: the retry, then its verification.
+        assert_eq!(
+            &stages[stages.len() - 2..],
+            &[Stage::Retry, Stage::VerifyRetry]
+        );
+        let retry = &plan.actions[stages.len() - 2];
+        assert_eq!(retry.target.as_deref(), Some("NODE-A"));
+        assert_eq!(retry.params["destination_host"], "NODE-B");
+        assert_eq!(plan.retry, RetryPolicy::AfterFix);
+        assert!(plan
+            .actions
+            .iter()
+            .filter(|a| a.stage == Stage::Confirm)
+            .all(|a| a.class == Class::Auto));
+        assert_eq!(plan.class, Class::Approval, "{plan:#?}");
+        plan.runnable().unwrap();
+        // Keys are unique and name the attempt.
+        let mut keys: Vec<&str> = plan.actions.iter().map(|a| a.key.as_str()).collect();
+        assert!(keys
+            .iter()
+            .all(|k| k.starts_with("inc1/") && k.ends_with("/1")));
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), plan.actions.len());
+        let next = Plan::for_incident(&i, &kb, &facts, 2).unwrap();
+        assert!(next.actions.iter().all(|a| a.key.ends_with("/2")));
+        // Each action carries exactly the values its command uses.
+        for a in plan.actions.iter().filter(|a| !a.command.is_empty()) {
+            let used: Vec<&str> = placeholders(&a.command);
+            assert_eq!(
+                a.params
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .len(),
+                used.len(),
+                "{a:?}"
+            );
+            if used.contains(&"destination_host") && !used.contains(&"source_host") {
+                assert_eq!(a.target.as_deref(), Some("NODE-B"));
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_value_makes_the_plan_unrunnable_and_is_named() {
+        let kb = kb();
+        // No cluster configured for these hosts, and no destination known.
+        let mut i = incident("inc2", "shared-storage-path-missing", "ADFS1", 0);
+        i.destination_host = None;
+        let plan = Plan::for_incident(&i, &kb, &Facts::default(), 1).unwrap();
+        match plan.runnable() {
+            Err(PlanError::Unresolved { missing }) => {
+                assert!(
+                    missing.iter().any(|m| m.ends_with("{cluster}")),
+                    "{missing:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let unknown = incident("inc3", "no-such-cause", "X", 0);
+        assert!(matches!(
+            Plan::for_incident(&unknown, &kb, &Facts::default(), 1),
+            Err(PlanError::NoPlaybook(_))
+        ));
+    }
+
+    #[test]
+    fn a_hostile_vm_name_stays_one_value_never_part_of_a_command() {
+        let kb = kb();
+        let hostile = "x'; Remove-Item C:\\ -Recurse; '$(reboot)`whoami`\n<script>";
+        let i = incident("inc4", "destination-out-of-memory", hostile, 0);
+        let plan = Plan::for_incident(&i, &kb, &Facts::default(), 1).unwrap();
+        let playbook = kb.get("destination-out-of-memory").unwrap();
+        let mut carried = 0;
+        for a in &plan.actions {
+            assert!(!a.command.contains("Remove-Item C:"), "{}", a.command);
+            assert!(playbook
+                .confirm
+                .iter()
+                .chain(&playbook.fix)
+                .any(|s| s.command == a.command));
+            if let Some(v) = a.params.get("vm_name") {
+                assert_eq!(v, hostile);
+                carried += 1;
+            }
+        }
+        assert!(carried > 0);
+        // out of memory retries to another node: the move is the retry stage.
+        assert_eq!(plan.retry, RetryPolicy::OtherNode);
+    }
+}
