@@ -120,6 +120,14 @@ Prints one JSON line with the bound addresses, then runs until SIGTERM or Ctrl-C
 Every decision (queued, sent, retried, failed, silenced, inhibited, rate-limited) is a JSON
 line in --data/alerts/notifications.jsonl.")]
     Alerts(AlertsArgs),
+    /// The remediation audit log: every plan, action, approval, retry and
+    /// verification, oldest first.
+    #[command(after_help = "Examples:
+  relive actions
+  relive actions --incident 3f2a
+  relive actions --json | jq '.[] | select(.what == \"awaiting_approval\")'
+The log is --data/remediation/audit.jsonl, append-only (one JSON line per decision).")]
+    Actions(ActionsArgs),
     /// Alertmanager-style silences: mute alerts whose labels match, until a time.
     #[command(subcommand)]
     Silence(SilenceCommand),
@@ -355,6 +363,17 @@ pub struct AlertsArgs {
     /// At most this many, newest first.
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
+    /// Print one JSON array.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `relive actions`.
+#[derive(Debug, Args)]
+pub struct ActionsArgs {
+    /// Only this incident's lines (id or a prefix of it).
+    #[arg(long)]
+    pub incident: Option<String>,
     /// Print one JSON array.
     #[arg(long)]
     pub json: bool,

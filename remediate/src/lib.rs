@@ -20,4 +20,5 @@
 #![deny(missing_docs)]
 
 pub mod alert;
+pub mod audit;
 pub mod plan;

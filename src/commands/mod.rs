@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod actions;
 mod agent;
 mod alerts;
 mod config;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resolve(args) => host::resolve(args),
         Command::Serve(args) => serve::run(args, &cli.data, &cli.rules),
         Command::Agent(args) => agent::run(args),
+        Command::Actions(args) => actions::run(args, &cli.data),
         Command::Alerts(args) => alerts::list(args, &cli.data),
         Command::Silence(command) => alerts::silence(command, &cli.data),
         Command::Config(command) => config::run(command),

@@ -1014,3 +1014,59 @@ fn config_default_shows_both_forms_and_render_is_a_dry_run_of_the_message() {
     // Nothing was sent: a render writes no journal.
     assert!(!dir.path().join("alerts/notifications.jsonl").exists());
 }
+
+/// `relive actions` prints the remediation audit log, one line per
+/// decision, log text escaped, one incident's lines with --incident.
+#[test]
+fn actions_prints_the_audit_log_and_filters_by_incident() {
+    use remediate::audit::{AuditLog, Entry, What};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let empty = relive(&data, &["actions"]);
+    assert!(String::from_utf8_lossy(&empty.stdout).contains("no remediation actions"));
+    let log = AuditLog::open(&data).unwrap();
+    let at = chrono::Utc::now();
+    for (incident, key, what, detail) in [
+        (
+            "aaa111",
+            "aaa111/fix/1/1",
+            What::AwaitingApproval,
+            "rename the switch",
+        ),
+        ("aaa111", "aaa111/fix/1/1", What::Approved, ""),
+        (
+            "bbb222",
+            "bbb222/retry/1/1",
+            What::Skipped,
+            "VM \u{1b}[31mred\u{1b}[0m; suggest mode",
+        ),
+    ] {
+        log.append(&Entry {
+            at,
+            incident: incident.into(),
+            key: Some(key.into()),
+            what,
+            who: (what == What::Approved).then(|| "alice".to_string()),
+            detail: detail.into(),
+        })
+        .unwrap();
+    }
+    let out = relive(&data, &["actions"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert!(
+        text.contains("awaiting_approval") && text.contains("by alice"),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\u{1b}'),
+        "terminal escapes are shown escaped: {text:?}"
+    );
+    let one = relive(&data, &["actions", "--incident", "bbb"]);
+    let one = String::from_utf8(one.stdout).unwrap();
+    assert_eq!(one.lines().count(), 1, "{one}");
+    let json = relive(&data, &["actions", "--json", "--incident", "aaa"]);
+    let list: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list[1]["what"], "approved");
+}
