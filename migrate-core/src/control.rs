@@ -572,11 +572,13 @@ impl ControlClient {
         self.request::<Value>(&Request::Set(setting)).map(|_| ())
     }
 
-    /// Starts a migration; its id.
+    /// Starts a migration (to `address`, or the destination's `peers`
+    /// entry); its id.
     pub fn migrate(
         &mut self,
         vm: &str,
         destination: &str,
+        address: Option<SocketAddr>,
         params: crate::report::MigrationParams,
     ) -> Result<String, ControlError> {
         #[derive(Deserialize)]
@@ -586,10 +588,15 @@ impl ControlClient {
         let started: Started = self.request(&Request::Migrate {
             vm: vm.to_string(),
             destination: destination.to_string(),
-            address: None,
+            address,
             params,
         })?;
         Ok(started.id)
+    }
+
+    /// A migration's progress (`query-migrate`).
+    pub fn query(&mut self, id: &str) -> Result<crate::report::MigrationInfo, ControlError> {
+        self.request(&Request::Query { id: id.to_string() })
     }
 
     /// Waits for a migration to end; its report.

@@ -10,7 +10,7 @@ use anyhow::Context;
 use migrate_core::config::HostConfig;
 use migrate_core::control::ControlClient;
 use migrate_core::host::Host;
-use migrate_core::report::{MigrationInfo, MigrationReport, Status, VerifyMode};
+use migrate_core::report::{MigrationParams, MigrationReport, Status, VerifyMode};
 use serde_json::json;
 
 use crate::cli::{ControlArgs, HostArgs, MigrateArgs, ResolveArgs};
@@ -141,21 +141,13 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     if let Some(initiator) = &args.initiator {
         client = client.initiator(initiator);
     }
-    let mut request =
-        json!({ "op": "migrate", "vm": args.vm, "destination": args.to, "params": params });
-    if let Some(address) = args.address {
-        request["address"] = json!(address.to_string());
-    }
-    let started = client.call(request)?;
-    let id = started["id"].as_str().unwrap_or_default().to_string();
+    let params: MigrationParams = serde_json::from_value(params).context("migration parameters")?;
+    let id = client.migrate(&args.vm, &args.to, args.address, params)?;
     let mut last = String::new();
     let report = loop {
-        let info: MigrationInfo =
-            serde_json::from_value(client.call(json!({"op": "query", "id": id}))?)?;
+        let info = client.query(&id)?;
         if info.status.is_final() {
-            let report: MigrationReport =
-                serde_json::from_value(client.call(json!({"op": "wait", "id": id}))?)?;
-            break report;
+            break client.wait(&id)?;
         }
         if !args.control.json {
             let line = format!(
@@ -287,22 +279,23 @@ pub fn resolve(args: ResolveArgs) -> anyhow::Result<ExitCode> {
 /// `relive vms`.
 pub fn vms(args: ControlArgs) -> anyhow::Result<ExitCode> {
     let mut client = ControlClient::connect(args.control, &args.token()?)?;
-    let vms = client.call(json!({"op": "list_vms"}))?;
+    let vms = client.list_vms()?;
     if args.json {
-        println!("{vms}");
+        println!("{}", serde_json::to_string(&vms)?);
     } else {
         println!(
             "{:<20} {:<38} {:>8} {:<10} {:>8}",
             "NAME", "ID", "MB", "STATE", "COUNTER"
         );
-        for vm in vms.as_array().into_iter().flatten() {
+        for vm in &vms {
+            let state = serde_json::to_value(vm.state)?;
             println!(
                 "{:<20} {:<38} {:>8} {:<10} {:>8}",
-                relive::display::clean(vm["name"].as_str().unwrap_or_default()),
-                relive::display::clean(vm["id"].as_str().unwrap_or_default()),
-                vm["memory_mib"],
-                vm["state"].as_str().unwrap_or_default(),
-                vm["counter"]
+                relive::display::clean(&vm.name),
+                relive::display::clean(&vm.id),
+                vm.memory_mib,
+                state.as_str().unwrap_or_default(),
+                vm.counter
             );
         }
     }
