@@ -855,13 +855,8 @@ impl Correlator {
         let Some(list) = self.recent.get(&inc.root_cause) else {
             return;
         };
-        let near = TimeDelta::minutes(10);
-        let (low, high) = (a.first - near, a.first + near);
         let hash = key_hash(key);
-        let count = list
-            .iter()
-            .filter(|(t, h, _)| *h != hash && *t >= low && *t <= high)
-            .count() as u32;
+        let count = list.iter().filter(|e| related(e, hash, a.first)).count() as u32;
         if count == inc.related_vms {
             return;
         }
@@ -1125,10 +1120,8 @@ impl Correlator {
                     true
                 }
             };
-            let (low, high) = (a.first - near, a.first + near);
-            let in_window = |(t, h, _): &&(DateTime<Utc>, u64, CompactString)| {
-                *h != hash && *t >= low && *t <= high
-            };
+            let first = a.first;
+            let in_window = |e: &&(DateTime<Utc>, u64, CompactString)| related(e, hash, first);
             let count = list.iter().filter(in_window).count() as u32;
             // The earlier ones now have one more related VM. Re-deciding
             // each of them on every newcomer costs the square of a
@@ -1565,6 +1558,13 @@ fn evaluate<'a>(
 }
 
 /// Stable across runs, versions and platforms (FNV-1a), as stored ids must be.
+/// Whether a recent failure (first failure time, key hash, key) of the
+/// same cause is another VM's within ten minutes of `first`.
+fn related(entry: &(DateTime<Utc>, u64, CompactString), hash: u64, first: DateTime<Utc>) -> bool {
+    let near = TimeDelta::minutes(10);
+    entry.1 != hash && entry.0 >= first - near && entry.0 <= first + near
+}
+
 /// A VM key's hash, to compare keys cheaply.
 fn key_hash(key: &str) -> u64 {
     let mut h = fnv::FnvHasher::default();

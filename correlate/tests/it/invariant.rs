@@ -14,9 +14,9 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use correlate::{Config, Incident, RuleSet};
 use parsers::{Event, Level};
 
-use crate::scenarios::scenario_events;
+use crate::scenarios::{scenario_dirs, scenario_events};
+use crate::shipped;
 use crate::streaming::{fifty_vms, run};
-use crate::{root, shipped};
 
 /// What identifies one failure event across copies in other formats: the
 /// short host, the id and the second (Event Viewer text has no fraction).
@@ -72,23 +72,12 @@ pub fn check(rules: &RuleSet, events: &[Event], incidents: &[Incident]) -> Resul
     }
 }
 
-fn scenarios() -> Vec<std::path::PathBuf> {
-    let mut dirs: Vec<_> = std::fs::read_dir(root().join("samples"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("expected.json").exists())
-        .collect();
-    dirs.sort();
-    dirs
-}
-
 #[test]
 fn every_failure_of_every_scenario_is_in_exactly_one_incident() {
     let (rules, kb) = shipped();
     let mut problems = Vec::new();
     let mut signals = 0;
-    for dir in scenarios() {
+    for dir in scenario_dirs() {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
         let events = scenario_events(&dir);
         signals += events.iter().filter(|e| rules.is_failure(e)).count();

@@ -19,6 +19,18 @@ fn zone(scenario: &str) -> &'static str {
     }
 }
 
+/// Every scenario folder (one with an `expected.json`), in name order.
+pub fn scenario_dirs() -> Vec<std::path::PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(root().join("samples"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("expected.json").exists())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
 pub fn scenario_events(dir: &Path) -> Vec<Event> {
     scenario_files(dir).into_iter().flatten().collect()
 }
@@ -97,13 +109,7 @@ fn expected(dir: &Path) -> Vec<Value> {
 #[test]
 fn every_scenario_yields_exactly_its_expected_incidents() {
     let (rules, kb) = shipped();
-    let mut scenarios: Vec<_> = std::fs::read_dir(root().join("samples"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("expected.json").exists())
-        .collect();
-    scenarios.sort();
+    let scenarios = scenario_dirs();
     assert!(scenarios.len() >= 25, "{}", scenarios.len());
     let mut failures = Vec::new();
     let mut causes_seen = std::collections::BTreeSet::new();

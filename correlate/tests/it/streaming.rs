@@ -487,13 +487,7 @@ fn said(map: &std::collections::BTreeMap<String, String>) -> Vec<String> {
 #[test]
 fn files_backfilled_out_of_order_end_as_one_ordered_pass() {
     let (rules, kb) = shipped();
-    let mut dirs: Vec<_> = std::fs::read_dir(root().join("samples"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("expected.json").exists())
-        .collect();
-    dirs.sort();
+    let dirs = crate::scenarios::scenario_dirs();
     let mut compared = 0;
     let mut id_differs = 0;
     for dir in dirs {
