@@ -128,6 +128,24 @@ line in --data/alerts/notifications.jsonl.")]
   relive actions --json | jq '.[] | select(.what == \"awaiting_approval\")'
 The log is --data/remediation/audit.jsonl, append-only (one JSON line per decision).")]
     Actions(ActionsArgs),
+    /// The remediation plan of an incident with its values resolved; with
+    /// --dry-run its read-only checks run against the configured hosts.
+    #[command(after_help = "Examples:
+  relive remediate 3f2a
+  relive remediate 3f2a --config relive.toml --dry-run
+  relive remediate 3f2a --json
+Nothing changes: `relive serve` runs plans, in the mode [remediation] sets (suggest by default).")]
+    Remediate(RemediateArgs),
+    /// Approve an action that waits for approval (its key from `relive actions`).
+    #[command(after_help = "Examples:
+  relive approve 3f2a9c1d0b7e4a55/fix/1/1 --by alice
+  relive approve 3f2a9c1d0b7e4a55/fix/3/1 --incident 3f2a --config relive.toml
+Refused when the action does not wait for approval (unknown, decided, done), belongs to
+another incident, its request expired, or it is a downtime action outside every
+[[remediation.maintenance]] window.")]
+    Approve(DecideArgs),
+    /// Reject an action that waits for approval: the remediation stops and is escalated.
+    Reject(DecideArgs),
     /// Alertmanager-style silences: mute alerts whose labels match, until a time.
     #[command(subcommand)]
     Silence(SilenceCommand),
@@ -377,6 +395,39 @@ pub struct ActionsArgs {
     /// Print one JSON array.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RemediateArgs {
+    /// Incident id (or a unique prefix of it).
+    pub id: String,
+    /// relive.toml ([remediation]: hosts, clusters, mode).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Run the read-only checks against the configured hosts.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DecideArgs {
+    /// The action's key (`INCIDENT/stage/step/attempt`).
+    pub key: String,
+    /// The incident it must belong to (id or prefix).
+    #[arg(long)]
+    pub incident: Option<String>,
+    /// Who decides (default: $USER).
+    #[arg(long)]
+    pub by: Option<String>,
+    /// Why (kept in the audit log).
+    #[arg(long, default_value = "")]
+    pub comment: String,
+    /// relive.toml ([remediation]: approval expiry, maintenance windows).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

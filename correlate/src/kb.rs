@@ -21,6 +21,11 @@ pub struct Step {
     /// auto, approval or downtime (fix steps only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
+    /// What the step is on a relive migration host (an operation of the
+    /// remediation engine's host executor, e.g. `preflight`,
+    /// `enable-migration`); absent: no host operation does it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relive: Option<String>,
 }
 
 /// One playbook file.

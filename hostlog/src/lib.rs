@@ -381,9 +381,49 @@ impl NoticeSink for EventLog {
                     Role::Source => "source",
                     Role::Destination => "destination",
                 };
-                self.write(&[failure_event(
+                let mut events = vec![failure_event(
                     host, vm_name, vm_id, where_, peer, error, None,
-                )]);
+                )];
+                // Hyper-V's VMMS logs the collection-registry failure on
+                // both nodes next to the 21502 (the seed's 21066).
+                if error.kind == migrate_core::ErrorKind::SharedStorageMissing {
+                    let mut e = event(
+                        host,
+                        VMMS,
+                        VMMS_CHANNEL,
+                        21066,
+                        Level::Error,
+                        error.message.clone(),
+                    );
+                    e.data.push_static("VmName", vm_name.as_str());
+                    e.data.push_static("VmId", vm_id.as_str());
+                    events.push(e);
+                }
+                // The source's High-Availability 21501 for a refusal by
+                // the migration limit.
+                if error.kind == migrate_core::ErrorKind::LimitReached
+                    && matches!(role, Role::Source)
+                    && !vm_name.is_empty()
+                {
+                    let limit = error
+                        .message
+                        .split("migration limit \"")
+                        .nth(1)
+                        .and_then(|r| r.split('"').next())
+                        .unwrap_or("?");
+                    let mut e = event(
+                        host,
+                        HA,
+                        HA_CHANNEL,
+                        21501,
+                        Level::Error,
+                        format!("Failed to perform migration on virtual machine \"{vm_name}\" because virtual machine migration limit \"{limit}\" was reached, please wait for completion of an ongoing migration operation."),
+                    );
+                    e.data.push_static("VmName", vm_name.as_str());
+                    e.data.push_static("VmId", vm_id.as_str());
+                    events.push(e);
+                }
+                self.write(&events);
                 if let Some(report) = report {
                     self.metrics(report);
                 }

@@ -567,6 +567,16 @@ impl ControlClient {
         self.request(&Request::Preflight { vm: vm.clone() })
     }
 
+    /// The host's configuration, secrets left out.
+    pub fn settings(&mut self) -> Result<crate::config::HostConfig, ControlError> {
+        self.request(&Request::Settings)
+    }
+
+    /// The host's ledger: VMs in doubt, moved away, arrived.
+    pub fn ledger(&mut self) -> Result<Vec<crate::ledger::Entry>, ControlError> {
+        self.request(&Request::Ledger)
+    }
+
     /// Changes a host setting.
     pub fn set(&mut self, setting: Setting) -> Result<(), ControlError> {
         self.request::<Value>(&Request::Set(setting)).map(|_| ())

@@ -825,6 +825,21 @@ impl Host {
             ));
         }
         check_vm_fits_host(&config, vm)?;
+        // The cluster keeps every VM's collection registry under the shared
+        // storage root (Hyper-V's ConfigStoreRootPath): gone, every VM is
+        // refused (the seed 004: the CSV behind it was removed).
+        if let Some(root) = config.shared_storage.as_ref().filter(|r| !r.exists()) {
+            return Err(MigrationError::new(
+                ErrorKind::SharedStorageMissing,
+                format!(
+                    "Failed to verify collection registry for virtual machine '{}': The system cannot find the file specified. (0x80070002). (Virtual Machine ID {}). The shared storage path '{}' (ConfigStoreRootPath) does not exist on host '{}'.",
+                    vm.name,
+                    vm.id,
+                    root.display(),
+                    config.name
+                ),
+            ));
+        }
         if let Some(disk) = vm.disk.as_ref().filter(|d| d.shared) {
             let root = config.shared_storage.clone().unwrap_or_default();
             let path = root.join(&disk.path);

@@ -521,6 +521,14 @@ pub fn find_vm_name(text: &str) -> Option<&str> {
             continue;
         }
         let stripped = strip_resource_prefix(trimmed);
+        // `'Virtual Machine <unknown>'`: the writer did not know the VM,
+        // and says so; nothing else quoted in the text is its name.
+        if stripped.starts_with('<') && stripped.ends_with('>') {
+            if stripped.len() != trimmed.len() {
+                return None;
+            }
+            continue;
+        }
         if stripped.len() != trimmed.len() {
             return Some(stripped);
         }
@@ -818,6 +826,11 @@ mod tests {
         let check = |text: &str, want: Option<&str>| {
             assert_eq!(find_vm_name(text), want, "{text}");
         };
+        // A writer that did not know the VM names none.
+        check(
+            "Live migration of 'Virtual Machine <unknown>' failed.\n\nVirtual machine migration operation for '<unknown>' failed at migration destination 'HV02'. Peer: 'HV01'.",
+            None,
+        );
         check(
             "Live migration of ‘Virtual Machine ADFS1’ failed.",
             Some("ADFS1"),

@@ -46,6 +46,8 @@ pub enum What {
     Verified,
     /// Someone was told what was tried and did not work.
     Escalated,
+    /// A choice the engine made and why (a destination, a backoff).
+    Decided,
 }
 
 /// One line of the audit log.
@@ -66,6 +68,10 @@ pub struct Entry {
     /// Details in plain words (log text stays a JSON string).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
+    /// The action's class, on a request for approval (what an approval
+    /// must satisfy: a `downtime` one needs a maintenance window).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<crate::plan::Class>,
 }
 
 /// Where an action stands, from the log.
@@ -202,7 +208,12 @@ pub fn state_in(entries: &[Entry], key: &str) -> ActionState {
             What::AwaitingApproval => ActionState::AwaitingApproval,
             What::Approved => ActionState::Approved,
             What::Started => ActionState::Interrupted,
-            w @ (What::Ran | What::Failed | What::Skipped | What::Rejected) => ActionState::Done(w),
+            w @ (What::Ran
+            | What::Failed
+            | What::Skipped
+            | What::Rejected
+            | What::Retried
+            | What::Verified) => ActionState::Done(w),
             _ => state,
         };
     }
@@ -221,6 +232,7 @@ mod tests {
             what,
             who: None,
             detail: String::new(),
+            class: None,
         }
     }
 

@@ -5,10 +5,13 @@
 //! Alertmanager, and always a JSON-lines log), grouped, inhibited, silenced,
 //! and delivered through a durable outbox so a restart sends nothing twice.
 //!
-//! The second half turns playbooks into executable plans ([`plan`]: typed
-//! actions with their class, target, values as data and idempotency keys);
-//! executors, approvals and the append-only audit log are the remediation
-//! issue's work still to come.
+//! The second half repairs: playbooks become executable plans ([`plan`]:
+//! typed actions with their class, target, values as data and idempotency
+//! keys), run by an [`executor`] (relive migration hosts through their
+//! control API, or Hyper-V through [`powershell`]) under the [`engine`],
+//! which follows the change log, honours the mode of [`config`], waits for
+//! [`approval`]s, retries by the cause's policy, verifies the retry from
+//! the events and writes every decision to the append-only [`audit`] log.
 //!
 //! ```
 //! use remediate::alert::matcher::Matcher;
@@ -20,5 +23,10 @@
 #![deny(missing_docs)]
 
 pub mod alert;
+pub mod approval;
 pub mod audit;
+pub mod config;
+pub mod engine;
+pub mod executor;
 pub mod plan;
+pub mod powershell;

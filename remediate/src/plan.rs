@@ -16,7 +16,7 @@ use correlate::{Incident, Knowledge, Playbook};
 use serde::Serialize;
 
 /// How much a human must be involved (hyperv-kb.md §7, root-causes.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Class {
     /// May run unattended when remediation is configured to.
@@ -111,6 +111,9 @@ pub struct Action {
     pub params: BTreeMap<String, String>,
     /// Placeholders whose value is not known: the action cannot run.
     pub missing: Vec<String>,
+    /// What it is on a relive migration host (`None`: no host operation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub op: Option<crate::executor::HostOp>,
 }
 
 /// What a plan is made from besides the incident.
@@ -199,8 +202,18 @@ impl Plan {
             |stage: Stage, n: usize, step: &correlate::kb::Step, class: Class, uses: &[&str]| {
                 let mut params = BTreeMap::new();
                 let mut missing = Vec::new();
+                let op = step
+                    .relive
+                    .as_deref()
+                    .and_then(crate::executor::HostOp::parse);
                 let mut names = placeholders(&step.command);
-                for u in uses {
+                // A host operation acts on the VM between its two hosts.
+                let op_uses: &[&str] = if op.is_some() {
+                    &["vm_name", "source_host", "destination_host"]
+                } else {
+                    &[]
+                };
+                for u in uses.iter().chain(op_uses) {
                     if !names.contains(u) {
                         names.push(u);
                     }
@@ -213,11 +226,13 @@ impl Plan {
                         None => missing.push(name.to_string()),
                     }
                 }
-                let target = target(&step.command, &values).or_else(|| {
-                    uses.contains(&"source_host")
-                        .then(|| values.get("source_host").cloned())
-                        .flatten()
-                });
+                let target = target(&step.command, &values)
+                    .or_else(|| op.and_then(|_| values.get("destination_host").cloned()))
+                    .or_else(|| {
+                        uses.contains(&"source_host")
+                            .then(|| values.get("source_host").cloned())
+                            .flatten()
+                    });
                 actions.push(Action {
                     key: format!("{}/{}/{}/{attempt}", incident.id, stage.as_str(), n + 1),
                     stage,
@@ -227,6 +242,7 @@ impl Plan {
                     command: step.command.clone(),
                     params,
                     missing,
+                    op,
                 });
             };
         for (n, step) in playbook.confirm.iter().enumerate() {
@@ -258,6 +274,7 @@ impl Plan {
                     title: "Retry the live migration of {vm_name} to {destination_host}".into(),
                     command: String::new(),
                     class: None,
+                    relive: None,
                 };
                 add(
                     Stage::Retry,
@@ -271,6 +288,7 @@ impl Plan {
                 title: "The retry's success seen in the events (20415 / 21307 for the VM) within the deadline".into(),
                 command: String::new(),
                 class: None,
+                relive: None,
             };
             add(Stage::VerifyRetry, 0, &step, Class::Auto, &["vm_name"]);
         }
@@ -292,9 +310,17 @@ impl Plan {
     /// Ok when every value the plan needs is known; else each missing one
     /// as `step title: placeholder`.
     pub fn runnable(&self) -> Result<(), PlanError> {
+        self.runnable_by(|_| true)
+    }
+
+    /// Like [`Plan::runnable`], for the actions `runs` says an executor will
+    /// run: a PowerShell placeholder does not hold up a relive host's
+    /// operation (the engine checks the retry's own values itself).
+    pub fn runnable_by(&self, runs: impl Fn(&Action) -> bool) -> Result<(), PlanError> {
         let missing: Vec<String> = self
             .actions
             .iter()
+            .filter(|a| runs(a))
             .flat_map(|a| {
                 a.missing
                     .iter()

@@ -70,6 +70,7 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<ExitCode> {
             let mut out = std::io::stdout().lock();
             out.write_all(SERVE_TOML.as_bytes())?;
             out.write_all(remediate::alert::config::DEFAULT_TOML.as_bytes())?;
+            out.write_all(remediate::config::DEFAULT_TOML.as_bytes())?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -10,6 +10,7 @@ mod ingest;
 mod inputs;
 mod parse;
 mod prune;
+mod remediate;
 mod search;
 mod serve;
 mod stats;
@@ -36,6 +37,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args, &cli.data, &cli.rules),
         Command::Agent(args) => agent::run(args),
         Command::Actions(args) => actions::run(args, &cli.data),
+        Command::Remediate(args) => remediate::plan(args, &cli.data),
+        Command::Approve(args) => remediate::decide(args, &cli.data, true),
+        Command::Reject(args) => remediate::decide(args, &cli.data, false),
         Command::Alerts(args) => alerts::list(args, &cli.data),
         Command::Silence(command) => alerts::silence(command, &cli.data),
         Command::Config(command) => config::run(command),

@@ -22,6 +22,7 @@ struct ServeConfig {
     collector: CollectorSection,
     correlate: correlate::Config,
     alerts: remediate::alert::AlertsConfig,
+    remediation: remediate::config::RemediationConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +82,11 @@ pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
     } else {
         None
     };
+    config
+        .remediation
+        .check()
+        .map_err(|e| anyhow::anyhow!("[remediation] in relive.toml: {e}"))?;
+    let remediation_kb = (*kb).clone();
     let topology = topology::start(
         data,
         rules,
@@ -97,6 +103,20 @@ pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
             correlation: config.collector.correlate,
         },
     )?;
+    // Escalations of the remediation engine go to the same receivers.
+    let escalate: Option<remediate::engine::Escalate> = match &alerts {
+        Some((built, context)) if config.remediation.enabled => {
+            let escalator =
+                remediate::alert::escalate::Escalator::new(data, built.clone(), context.clone())
+                    .context("cannot start the escalation sender")?;
+            Some(std::sync::Arc::new(
+                move |e: &remediate::engine::Escalation| {
+                    escalator.escalate(&e.incident, &e.reason);
+                },
+            ))
+        }
+        _ => None,
+    };
     let alerter = match alerts {
         Some((built, context)) => Some(
             remediate::alert::Alerter::start(
@@ -108,6 +128,28 @@ pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
             .context("cannot start alerting")?,
         ),
         None => None,
+    };
+    let engine = if config.remediation.enabled {
+        let executor = remediate::executor::from_config(&config.remediation);
+        tracing::info!(
+            mode = config.remediation.mode.as_str(),
+            executor = executor.as_ref().map_or("none", |e| e.name()),
+            "remediation engine: following incident changes"
+        );
+        Some(
+            remediate::engine::Engine::start(
+                data,
+                remediate::engine::EngineOptions {
+                    config: config.remediation.clone(),
+                    kb: remediation_kb,
+                    executor,
+                    escalate,
+                },
+            )
+            .context("cannot start the remediation engine")?,
+        )
+    } else {
+        None
     };
     let mut options = ingest::CollectorOptions::new(data);
     options.max_lag_records = config.collector.max_lag_records.max(1);
@@ -191,6 +233,14 @@ pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
         Some(alerter) => Some(alerter.stop(ALERT_DRAIN).context("alerting failed")?),
         None => None,
     };
+    let remediation_stats = match engine {
+        Some(engine) => Some(
+            engine
+                .stop(REMEDIATION_DRAIN)
+                .context("remediation failed")?,
+        ),
+        None => None,
+    };
     eprintln!(
         "relive serve: stopped; {} records durable, {} events parsed, {} unparsable records skipped, {} incident changes written",
         stats.records_durable.load(Ordering::Relaxed),
@@ -207,6 +257,17 @@ pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
             stats.suppressed.load(Ordering::Relaxed),
         );
     }
+    if let Some(stats) = remediation_stats {
+        eprintln!(
+            "relive serve: remediation: {} planned, {} actions run ({} failed), {} retries, {} verified, {} escalated",
+            stats.planned.load(Ordering::Relaxed),
+            stats.actions_run.load(Ordering::Relaxed),
+            stats.actions_failed.load(Ordering::Relaxed),
+            stats.retries.load(Ordering::Relaxed),
+            stats.verified.load(Ordering::Relaxed),
+            stats.escalated.load(Ordering::Relaxed),
+        );
+    }
     result?;
     Ok(ExitCode::SUCCESS)
 }
@@ -217,6 +278,10 @@ const RECEIVER_DRAIN: Duration = Duration::from_secs(2);
 /// How long receivers may take to deliver what is queued at shutdown (the
 /// rest stays in the outbox and goes out at the next start).
 const ALERT_DRAIN: Duration = Duration::from_secs(2);
+
+/// How long remediation workers may take to reach a step where they can
+/// stop (the rest is taken up at the next start, from the audit log).
+const REMEDIATION_DRAIN: Duration = Duration::from_secs(2);
 
 /// The agent name the in-process folder watcher uses.
 const WATCH_AGENT: &str = "relive-serve-watch";

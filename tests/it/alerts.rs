@@ -18,9 +18,9 @@ const HELPERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/helpers");
 const SEED_VM_ID: &str = "4B5F2F6C-AEA3-4C7B-8342-E255D1D112D7";
 
 /// aiosmtpd, capturing every accepted message into `dir`.
-struct Smtp {
+pub(crate) struct Smtp {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     dir: PathBuf,
 }
 
@@ -31,7 +31,7 @@ impl Drop for Smtp {
     }
 }
 
-fn smtp(dir: &Path, args: &[&str]) -> Smtp {
+pub(crate) fn smtp(dir: &Path, args: &[&str]) -> Smtp {
     std::fs::create_dir_all(dir).unwrap();
     let mut child = Command::new("python3")
         .arg(format!("{HELPERS}/smtp_capture.py"))
@@ -60,7 +60,7 @@ fn smtp(dir: &Path, args: &[&str]) -> Smtp {
 }
 
 /// Messages received so far: (envelope, path of the raw message), in order.
-fn received(dir: &Path) -> Vec<(Value, PathBuf)> {
+pub(crate) fn received(dir: &Path) -> Vec<(Value, PathBuf)> {
     let mut out: Vec<(Value, PathBuf)> = std::fs::read_dir(dir)
         .map(|entries| {
             entries
@@ -96,7 +96,7 @@ fn wait_received(dir: &Path, n: usize, limit: Duration) -> Option<Vec<(Value, Pa
 }
 
 /// A received message decoded by Python's email package.
-fn parts(eml: &Path) -> Value {
+pub(crate) fn parts(eml: &Path) -> Value {
     let out = Command::new("python3")
         .arg(format!("{HELPERS}/mail_parts.py"))
         .arg(eml)
@@ -1048,6 +1048,7 @@ fn actions_prints_the_audit_log_and_filters_by_incident() {
             what,
             who: (what == What::Approved).then(|| "alice".to_string()),
             detail: detail.into(),
+            class: None,
         })
         .unwrap();
     }

@@ -6,6 +6,7 @@ mod host;
 mod in_doubt;
 mod incidents;
 mod parse;
+mod remediation;
 mod search;
 mod streaming;
 mod terminal;

@@ -18,6 +18,7 @@ pub mod config;
 pub mod dispatch;
 pub mod email;
 mod error;
+pub mod escalate;
 pub mod inhibit;
 pub mod journal;
 pub mod matcher;
@@ -115,6 +116,10 @@ pub struct Alert {
     /// The cause it had before late evidence changed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_cause: Option<String>,
+    /// Set on the second message of an incident whose remediation did not
+    /// work: what was tried and why it stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<String>,
     /// The incident as it is now.
     pub incident: Incident,
 }
@@ -224,6 +229,7 @@ impl Alert {
             cause_title,
             updated_at,
             previous_cause: None,
+            escalation: None,
             incident,
         }
     }

@@ -58,6 +58,11 @@ pub fn subject(n: &Notification) -> String {
     let Some(first) = alerts.first() else {
         return "[relive] (empty notification)".into();
     };
+    let prefix = if prefix.is_empty() && first.escalation.is_some() {
+        "ESCALATED "
+    } else {
+        prefix
+    };
     let mut text = format!(
         "[relive] {prefix}{} {}: {}",
         first.vm(),
@@ -225,6 +230,14 @@ fn alert_text(out: &mut String, alert: &Alert, base: &str) {
     if !i.remediation.summary.is_empty() {
         let _ = writeln!(out, "            {}", one_line(&i.remediation.summary, 600));
     }
+    if let Some(reason) = &alert.escalation {
+        let _ = writeln!(
+            out,
+            "Remediation: relive could not finish the repair; a person must act: {}\n            (every step: relive actions --incident {})",
+            one_line(reason, 1000),
+            i.id
+        );
+    }
     for l in &i.lookalikes {
         let _ = writeln!(
             out,
@@ -340,6 +353,15 @@ pub fn html(n: &Notification) -> String {
             i.confidence * 100.0,
             h(&r.summary),
         );
+        if let Some(reason) = &alert.escalation {
+            let _ = write!(
+                out,
+                "<p><b>Remediation:</b> relive could not finish the repair; a person must act: {} \
+                 (every step: <code>relive actions --incident {}</code>)</p>",
+                h(reason),
+                h(&i.id)
+            );
+        }
         for l in &i.lookalikes {
             let _ = write!(
                 out,

@@ -139,6 +139,9 @@ pub fn annotations(alert: &Alert) -> serde_json::Map<String, Value> {
         "description".into(),
         json!(one_line(&i.remediation.summary, 1000)),
     );
+    if let Some(reason) = &alert.escalation {
+        map.insert("escalation".into(), json!(one_line(reason, 1000)));
+    }
     map.insert("confidence".into(), json!(format!("{:.2}", i.confidence)));
     map.insert("attempts".into(), json!(i.count.to_string()));
     map.insert("first_seen".into(), json!(i.first_seen.to_rfc3339()));

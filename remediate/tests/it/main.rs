@@ -481,9 +481,17 @@ mod plan {
         assert_eq!(keys.len(), plan.actions.len());
         let next = Plan::for_incident(&i, &kb, &facts, 2).unwrap();
         assert!(next.actions.iter().all(|a| a.key.ends_with("/2")));
-        // Each action carries exactly the values its command uses.
+        // Each action carries exactly the values its command uses, and a
+        // relive host operation the VM and its two hosts.
         for a in plan.actions.iter().filter(|a| !a.command.is_empty()) {
-            let used: Vec<&str> = placeholders(&a.command);
+            let mut used: Vec<&str> = placeholders(&a.command);
+            if a.op.is_some() {
+                for v in ["vm_name", "source_host", "destination_host"] {
+                    if !used.contains(&v) {
+                        used.push(v);
+                    }
+                }
+            }
             assert_eq!(
                 a.params
                     .keys()
@@ -545,5 +553,146 @@ mod plan {
         assert!(carried > 0);
         // out of memory retries to another node: the move is the retry stage.
         assert_eq!(plan.retry, RetryPolicy::OtherNode);
+    }
+}
+
+mod executors {
+    //! What the executors send: values as data, whatever a VM is called.
+    use super::incident;
+    use remediate::executor::{Executor, HostAccess, ReliveHosts};
+    use remediate::plan::{Facts, Plan, Stage};
+    use remediate::powershell::{render, PowerShell, PowerShellConfig};
+    use std::io::{BufRead, BufReader, Write};
+
+    const HOSTILE: &str = "x'; Remove-Item C:\\ -Recurse; '$(reboot)`whoami`\n<script>\"";
+
+    fn plan(cause: &str) -> Plan {
+        let kb = correlate::shipped::knowledge().unwrap();
+        let mut facts = Facts::default();
+        facts.clusters.insert("node-a".into(), "PROD".into());
+        let mut i = incident("inc9", cause, HOSTILE, 0);
+        i.vm_id = Some("C46920C1-34DF-40DF-AA62-0B0A481EA7F4".into());
+        Plan::for_incident(&i, &kb, &facts, 1).unwrap()
+    }
+
+    /// Decodes the Base64 JSON literal of a rendered script.
+    fn values_of(script: &str) -> serde_json::Value {
+        let start = script.find("FromBase64String('").unwrap() + "FromBase64String('".len();
+        let end = start + script[start..].find('\'').unwrap();
+        let b64 = &script[start..end];
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut bits = Vec::new();
+        for c in b64.bytes().filter(|c| *c != b'=') {
+            let v = alphabet.iter().position(|a| *a == c).unwrap();
+            for i in (0..6).rev() {
+                bits.push((v >> i) & 1);
+            }
+        }
+        let bytes: Vec<u8> = bits
+            .chunks(8)
+            .filter(|c| c.len() == 8)
+            .map(|c| c.iter().fold(0u8, |acc, b| (acc << 1) | *b as u8))
+            .collect();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn a_rendered_script_carries_a_hostile_name_only_inside_its_base64_literal() {
+        let plan = plan("vswitch-mismatch");
+        let mut rendered = 0;
+        for a in plan.actions.iter().filter(|a| !a.command.trim().is_empty()) {
+            let script = render(a).unwrap();
+            rendered += 1;
+            for bad in ["Remove-Item", "reboot", "whoami", "<script>"] {
+                assert!(!script.contains(bad), "{bad} in:\n{script}");
+            }
+            // Every placeholder became a variable; none is left.
+            assert!(!script.contains("{vm_name}"), "{script}");
+            if a.command.contains("{vm_name}") {
+                assert!(script.contains("$vm_name = [string]$relive.vm_name"));
+                assert_eq!(values_of(&script)["vm_name"], HOSTILE);
+            }
+        }
+        assert!(rendered >= 4, "{rendered}");
+    }
+
+    #[test]
+    fn the_transport_gets_the_host_as_one_argument_and_the_script_on_stdin() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("script.ps1");
+        // A stand-in transport: records its argument and what it was sent.
+        let ps = PowerShell::new(PowerShellConfig {
+            transport: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "printf '%s' \"$1\" > \"$0.host\"; cat > \"$0\"; echo checked".into(),
+                record.display().to_string(),
+                "{host}".into(),
+            ],
+            timeout_s: 10,
+        });
+        let plan = plan("vswitch-mismatch");
+        let a = plan
+            .actions
+            .iter()
+            .find(|a| a.stage == Stage::Confirm && a.command.contains("{vm_name}"))
+            .unwrap();
+        let seen = ps.check(a).unwrap();
+        assert_eq!(seen.detail, "checked");
+        let sent = std::fs::read_to_string(&record).unwrap();
+        assert_eq!(sent, render(a).unwrap());
+        let host = std::fs::read_to_string(format!("{}.host", record.display())).unwrap();
+        assert_eq!(host, "NODE-A");
+        // A host name that is not one never reaches the transport.
+        let mut bad = a.clone();
+        bad.target = Some("-oProxyCommand=reboot".into());
+        assert!(ps.check(&bad).is_err());
+        // A failing transport is an error with its words, not a success.
+        let failing = PowerShell::new(PowerShellConfig {
+            transport: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "cat >/dev/null; echo denied >&2; exit 3".into(),
+            ],
+            timeout_s: 10,
+        });
+        let err = failing.fix(a).unwrap_err().to_string();
+        assert!(err.contains("denied"), "{err}");
+    }
+
+    #[test]
+    fn a_relive_host_receives_a_hostile_name_as_one_json_string() {
+        // A stand-in control API that records the request line it gets.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut line = Vec::new();
+            BufReader::new(stream.try_clone().unwrap())
+                .read_until(b'\n', &mut line)
+                .unwrap();
+            let mut w = stream;
+            writeln!(w, "{{\"ok\":false,\"error\":{{\"kind\":\"vm_not_found\",\"message\":\"no such VM\"}}}}").unwrap();
+            line
+        });
+        let mut hosts = std::collections::BTreeMap::new();
+        hosts.insert(
+            "NODE-A".to_string(),
+            HostAccess {
+                control: addr,
+                token: Some("t0ken-0123456789".into()),
+                token_file: None,
+            },
+        );
+        let ex = ReliveHosts::new(hosts);
+        let outcome = ex.migrate(HOSTILE, "NODE-A", "NODE-B").unwrap();
+        assert!(!outcome.ok);
+        assert_eq!(outcome.signature.as_deref(), Some("vm_not_found"));
+        let line = server.join().unwrap();
+        assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1, "one line");
+        let request: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(request["op"], "migrate");
+        assert_eq!(request["vm"], HOSTILE);
+        assert_eq!(request["destination"], "NODE-B");
     }
 }
