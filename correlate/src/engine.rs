@@ -132,6 +132,21 @@ struct Attempt {
     decided: bool,
     dirty: bool,
     incident: Option<String>,
+    /// When a success last resolved the VM's incidents: what came before
+    /// belongs to the attempts that success ended, never to this one.
+    floor: Option<DateTime<Utc>>,
+}
+
+impl Attempt {
+    /// The earliest event time that belongs to this attempt, `span` before
+    /// its first failure but after the success that ended the last one.
+    fn lo(&self, span: TimeDelta) -> DateTime<Utc> {
+        let lo = self.first - span;
+        match self.floor {
+            Some(f) if f >= lo => f + TimeDelta::microseconds(1),
+            _ => lo,
+        }
+    }
 }
 
 /// Which deliveries were seen ([`parsers::dedup`]): by record key where
@@ -208,6 +223,8 @@ struct Group {
     last_ts: Option<DateTime<Utc>>,
     /// The count of matched events when this group last received one.
     touched: u64,
+    /// The time of the success that last resolved incidents of this VM.
+    resolved_at: Option<DateTime<Utc>>,
 }
 
 /// Provider of the host facts event relive's hosts write (`hostlog`):
@@ -586,7 +603,7 @@ impl Correlator {
                     let hit = g
                         .attempt
                         .as_ref()
-                        .is_some_and(|a| ts >= a.first - span && ts <= a.last + span);
+                        .is_some_and(|a| ts >= a.lo(span) && ts <= a.last + span);
                     if hit && group_hosts(g).iter().any(|h| h.eq_ignore_ascii_case(&host)) {
                         if let Some(a) = g.attempt.as_mut() {
                             a.dirty = true;
@@ -638,7 +655,7 @@ impl Correlator {
             let continues = group
                 .attempt
                 .as_ref()
-                .is_some_and(|a| ts <= a.last + gap && ts >= a.first - gap);
+                .is_some_and(|a| ts <= a.last + gap && ts >= a.lo(gap));
             if continues {
                 let a = group.attempt.as_mut().expect("checked");
                 a.last = a.last.max(ts);
@@ -664,6 +681,7 @@ impl Correlator {
                     decided: false,
                     dirty: false,
                     incident: None,
+                    floor: group.resolved_at.filter(|r| *r < ts),
                 };
                 if let Some(old) = group.attempt.replace(attempt.clone()) {
                     self.by_time.remove(&(old.first, key.clone()));
@@ -672,7 +690,7 @@ impl Correlator {
             }
         } else if let Some(a) = group.attempt.as_mut() {
             let span = td(self.rules.max_timespan);
-            if ts >= a.first - span && ts <= a.last + span {
+            if ts >= a.lo(span) && ts <= a.last + span {
                 a.dirty = true;
                 if a.decided {
                     self.dirty.insert(key.clone());
@@ -907,7 +925,7 @@ impl Correlator {
         let hosts = group_hosts(group);
         self.pool
             .iter()
-            .filter(|m| m.ts >= a.first - span && m.ts <= a.last + span)
+            .filter(|m| m.ts >= a.lo(span) && m.ts <= a.last + span)
             .filter(|m| hosts.iter().any(|h| h.eq_ignore_ascii_case(&m.host)))
             .filter(|m| {
                 !group
@@ -975,7 +993,7 @@ impl Correlator {
         let destination = group
             .events
             .iter()
-            .filter(|m| m.ts >= a.first - span && m.ts <= a.last + span)
+            .filter(|m| m.ts >= a.lo(span) && m.ts <= a.last + span)
             .find(|m| {
                 m.rules
                     .iter()
@@ -1006,7 +1024,7 @@ impl Correlator {
         let failure_ev: Vec<&Matched> = group
             .events
             .iter()
-            .filter(|m| m.ts >= a.first - span && m.ts <= a.last + span)
+            .filter(|m| m.ts >= a.lo(span) && m.ts <= a.last + span)
             .filter(|m| {
                 m.rules
                     .iter()
@@ -1331,6 +1349,7 @@ impl Correlator {
             return;
         };
         if any {
+            group.resolved_at = Some(group.resolved_at.map_or(ts, |r| r.max(ts)));
             if let Some(a) = group.attempt.take() {
                 self.by_time.remove(&(a.first, CompactString::from(key)));
             }
@@ -1431,7 +1450,7 @@ fn evidence_for<'a>(
 ) -> Vec<&'a Matched> {
     let mut evidence: Vec<&Matched> = failure_ev.to_vec();
     for m in group.events.iter().chain(pool.iter().copied()) {
-        if m.ts >= a.first - winner_span
+        if m.ts >= a.lo(winner_span)
             && m.ts <= a.last + winner_span
             && m.rules.iter().any(|r| winner_rules.contains(r))
             && !evidence.iter().any(|e| std::ptr::eq(*e, m))
@@ -1513,7 +1532,7 @@ fn evaluate<'a>(
     pool: &[&'a Matched],
 ) -> (u64, Vec<usize>) {
     let span = td(cause.timespan);
-    let lo = a.first - span;
+    let lo = a.lo(span);
     let hi = a.last + span;
     let mut hits: Vec<(DateTime<Utc>, usize)> = Vec::new();
     for m in events.chain(pool.iter().copied()) {

@@ -13,7 +13,7 @@
 //! ([`AuditLog::state_of`]).
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read as _, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -107,6 +107,19 @@ pub enum AuditError {
 pub struct AuditLog {
     path: PathBuf,
     file: Mutex<File>,
+    /// What was read so far (another process appends too: approvals).
+    seen: Mutex<Seen>,
+}
+
+/// The lines read so far, indexed by key; only what was appended since is
+/// read again.
+#[derive(Debug, Default)]
+struct Seen {
+    offset: u64,
+    partial: Vec<u8>,
+    entries: Vec<Entry>,
+    by_key: std::collections::HashMap<String, Vec<usize>>,
+    unreadable: usize,
 }
 
 /// What [`AuditLog::read`] found.
@@ -135,10 +148,71 @@ impl AuditLog {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        let file = options.open(&path).map_err(io)?;
+        let mut file = options.open(&path).map_err(io)?;
+        // A line a crash cut short is ended here, so the next line starts
+        // on its own and stays readable.
+        let len = file.metadata().map_err(io)?.len();
+        if len > 0 {
+            let mut last = [0u8; 1];
+            let mut reader = File::open(&path).map_err(io)?;
+            reader.seek(SeekFrom::Start(len - 1)).map_err(io)?;
+            reader.read_exact(&mut last).map_err(io)?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n").map_err(io)?;
+                file.sync_data().map_err(io)?;
+            }
+        }
         Ok(AuditLog {
             path,
             file: Mutex::new(file),
+            seen: Mutex::new(Seen::default()),
+        })
+    }
+
+    /// Reads what was appended since the last call (by any process) and
+    /// runs `f` over everything read so far.
+    fn with_seen<R>(&self, f: impl FnOnce(&Seen) -> R) -> Result<R, AuditError> {
+        let io = |source| AuditError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut file = File::open(&self.path).map_err(io)?;
+        file.seek(SeekFrom::Start(seen.offset)).map_err(io)?;
+        let mut fresh = Vec::new();
+        file.read_to_end(&mut fresh).map_err(io)?;
+        seen.offset += fresh.len() as u64;
+        let mut bytes = std::mem::take(&mut seen.partial);
+        bytes.extend_from_slice(&fresh);
+        let mut start = 0;
+        while let Some(n) = memchr_newline(&bytes[start..]) {
+            let line = &bytes[start..start + n];
+            start += n + 1;
+            if line.is_empty() {
+                continue;
+            }
+            match serde_json::from_slice::<Entry>(line) {
+                Ok(e) => {
+                    let at = seen.entries.len();
+                    if let Some(k) = &e.key {
+                        seen.by_key.entry(k.clone()).or_default().push(at);
+                    }
+                    seen.entries.push(e);
+                }
+                Err(_) => seen.unreadable += 1,
+            }
+        }
+        seen.partial = bytes[start..].to_vec();
+        Ok(f(&seen))
+    }
+
+    /// The last line recorded for `key`.
+    pub fn last_of(&self, key: &str) -> Result<Option<Entry>, AuditError> {
+        self.with_seen(|s| {
+            s.by_key
+                .get(key)
+                .and_then(|ix| ix.last())
+                .map(|&i| s.entries[i].clone())
         })
     }
 
@@ -165,10 +239,22 @@ impl AuditLog {
         read(&self.path)
     }
 
-    /// Where the action with this key stands.
+    /// Where the action with this key stands (reading only what was
+    /// appended since the last look).
     pub fn state_of(&self, key: &str) -> Result<ActionState, AuditError> {
-        Ok(state_in(&self.read()?.entries, key))
+        self.with_seen(|s| {
+            let lines: Vec<Entry> = s
+                .by_key
+                .get(key)
+                .map(|ix| ix.iter().map(|&i| s.entries[i].clone()).collect())
+                .unwrap_or_default();
+            state_in(&lines, key)
+        })
     }
+}
+
+fn memchr_newline(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|b| *b == b'\n')
 }
 
 /// Reads an audit log file (missing: empty).
@@ -257,6 +343,15 @@ mod tests {
         // One line per entry: the newline in the detail is escaped.
         let text = std::fs::read_to_string(log.path()).unwrap();
         assert_eq!(text.lines().count(), 3);
+        // Reopened after the crash: the torn line is ended, so the next
+        // entry is whole and readable.
+        drop(log);
+        let log = AuditLog::open(dir.path()).unwrap();
+        log.append(&entry("k3", What::Ran)).unwrap();
+        let read = log.read().unwrap();
+        assert_eq!((read.entries.len(), read.unreadable), (3, 1));
+        assert_eq!(log.state_of("k3").unwrap(), ActionState::Done(What::Ran));
+        assert_eq!(log.last_of("k1").unwrap().unwrap(), hostile);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -25,7 +25,7 @@ use correlate::incident::Status;
 use correlate::{Incident, Knowledge};
 use pipeline::Shutdown;
 
-use crate::audit::{state_in, ActionState, AuditError, AuditLog, Entry, What};
+use crate::audit::{ActionState, AuditError, AuditLog, Entry, What};
 use crate::config::{Mode, RemediationConfig};
 use crate::executor::{Executor, VmPlace};
 use crate::plan::{Action, Class, Facts, Plan, RetryPolicy, Stage};
@@ -377,13 +377,10 @@ impl Shared {
     }
 
     fn state(&self, key: &str) -> Step<ActionState> {
-        self.audit
-            .read()
-            .map(|r| state_in(&r.entries, key))
-            .map_err(|e| {
-                tracing::error!(key, error = %e, "remediation: the audit log cannot be read");
-                Finish::Stopped
-            })
+        self.audit.state_of(key).map_err(|e| {
+            tracing::error!(key, error = %e, "remediation: the audit log cannot be read");
+            Finish::Stopped
+        })
     }
 
     /// The `planned` line: the plan in a sentence.
@@ -621,12 +618,10 @@ impl Shared {
     }
 
     fn last_outcome(&self, key: &str) -> Step<Option<Entry>> {
-        let read = self.audit.read().map_err(|_| Finish::Stopped)?;
-        Ok(read
-            .entries
-            .into_iter()
-            .rev()
-            .find(|e| e.key.as_deref() == Some(key)))
+        self.audit.last_of(key).map_err(|e| {
+            tracing::error!(key, error = %e, "remediation: the audit log cannot be read");
+            Finish::Stopped
+        })
     }
 
     fn skip_once(&self, incident: &Incident, a: &Action, why: &str) -> Step<()> {
@@ -658,7 +653,10 @@ impl Shared {
         }
         self.record(&incident.id, Some(&a.key), What::Started, a.title.clone())?;
         self.stats.actions_run.fetch_add(1, Ordering::Relaxed);
-        match ex.fix(a) {
+        let done = ex.fix(a);
+        // A crash here: the fix ran and the log does not say so yet.
+        pipeline::fault::point("remediation-after-fix");
+        match done {
             Ok(done) => self.record(&incident.id, Some(&a.key), What::Ran, done),
             Err(e) => {
                 self.stats.actions_failed.fetch_add(1, Ordering::Relaxed);
@@ -753,8 +751,8 @@ impl Shared {
                     if e.detail.starts_with("completed") {
                         return Ok(e
                             .detail
-                            .split(" to ")
-                            .nth(1)
+                            .rsplit(" to ")
+                            .next()
                             .unwrap_or(&original)
                             .trim()
                             .to_string());
@@ -803,6 +801,8 @@ impl Shared {
             )?;
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
             let outcome = ex.migrate(&vm, &source, &destination);
+            // A crash here: the VM moved and the log does not say so yet.
+            pipeline::fault::point("remediation-after-migrate");
             drop(_slot);
             match outcome {
                 Ok(m) if m.ok => {

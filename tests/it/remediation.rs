@@ -174,16 +174,23 @@ fn spawn(config: &Path) -> Child {
 }
 
 fn serve(lab: &Lab, config: &Path) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_relive"))
+    serve_with(lab, config, None)
+}
+
+/// `relive serve`; `fault` sets `RELIVE_FAULT` (a crash point).
+fn serve_with(lab: &Lab, config: &Path, fault: Option<&str>) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_relive"));
+    command
         .arg("--data")
         .arg(&lab.data)
         .args(["serve", "--config"])
         .arg(config)
-        .env("RELIVE_LOG", "remediate=debug,info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start relive serve");
+        .stderr(Stdio::null());
+    if let Some(fault) = fault {
+        command.env("RELIVE_FAULT", fault);
+    }
+    let mut child = command.spawn().expect("start relive serve");
     let mut line = String::new();
     std::io::BufRead::read_line(
         &mut std::io::BufReader::new(child.stdout.take().unwrap()),
@@ -471,6 +478,16 @@ fn relive_detects_repairs_retries_and_verifies_on_real_hosts() {
         text(&plan)
     );
     assert!(text(&plan).contains("enable-migration"), "{}", text(&plan));
+    // A dry run asks the hosts, changes nothing, records nothing.
+    let config_arg = config.display().to_string();
+    let dry = lab.relive(&["remediate", &id, "--config", &config_arg, "--dry-run"]);
+    assert!(dry.status.success(), "{}", text(&dry));
+    assert!(
+        text(&dry).contains("finding: HV03 refuses DIS1: migration_disabled"),
+        "{}",
+        text(&dry)
+    );
+    assert!(text(&dry).contains("wait for approval"), "{}", text(&dry));
     // The alert carries the plan.
     let alert = wait_mail_text(&mail_dir, "DIS1", limit);
     assert!(alert.contains("Enable-VMMigration"), "{alert}");
@@ -567,4 +584,145 @@ fn set_on(control: &str, setting: &str) {
         .read_line(&mut line)
         .unwrap();
     assert!(line.contains("\"ok\":true"), "{line}");
+}
+
+#[test]
+fn a_crash_after_a_fix_or_a_migration_never_runs_it_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lab = Lab {
+        dir: dir.path().to_path_buf(),
+        data: dir.path().join("data"),
+        logs: dir.path().join("logs"),
+        shared: dir.path().join("ClusterStorage"),
+        control: Vec::new(),
+    };
+    std::fs::create_dir_all(&lab.shared).unwrap();
+    let names = ["HV01", "HV02"];
+    let migration: Vec<(String, u16)> =
+        names.iter().map(|n| (n.to_string(), free_port())).collect();
+    let vm = |name: &str, nics: &str| {
+        format!("[[vm]]\nname = \"{name}\"\nmemory_mib = 32\nfill_mib = 8\nnics = [{nics}]\n")
+    };
+    let bodies = [
+        vm("APP1", "{ switch = \"External\" }") + &vm("APP2", ""),
+        "switches = [\"external\"]\n".to_string(),
+    ];
+    let mut procs = Procs(Vec::new());
+    let mut hosts_toml = String::new();
+    for (i, name) in names.iter().enumerate() {
+        let control = free_port();
+        let body = format!(
+            "listen = \"127.0.0.1:{}\"\ncontrol = \"127.0.0.1:{control}\"\n{}",
+            migration[i].1, bodies[i]
+        );
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, host_config(&lab, name, &migration, &body)).unwrap();
+        procs.0.push(spawn(&path));
+        lab.control.push((
+            name.to_string(),
+            format!("127.0.0.1:{control}").parse().unwrap(),
+        ));
+        hosts_toml.push_str(&format!(
+            "{name} = {{ control = \"127.0.0.1:{control}\", token = \"{}\" }}\n",
+            crate::HOST_SECRET
+        ));
+    }
+    for (_, addr) in &lab.control {
+        wait_listening(*addr);
+    }
+    let config = dir.path().join("relive.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[receivers.agent]\nlisten = \"127.0.0.1:0\"\n[receivers.syslog]\nenabled = false\n\
+             [receivers.es_bulk]\nenabled = false\n[receivers.otlp]\nenabled = false\n\
+             [receivers.lumberjack]\nenabled = false\n\
+             [receivers.watch]\npaths = [\"{}/**/*.ndjson\"]\n\
+             [remediation]\nmode = \"auto\"\nverify_deadline_s = 30\n[remediation.hosts]\n{hosts_toml}",
+            lab.logs.display()
+        ),
+    )
+    .unwrap();
+    let limit = Duration::from_secs(30);
+    let crash = |procs: &mut Procs, fault: &str| {
+        let mut crashing = procs.0.pop().unwrap();
+        let status = crate::streaming::wait_exit(&mut crashing, limit)
+            .unwrap_or_else(|| panic!("{fault}: the crash point was never reached"));
+        assert!(!status.success(), "{fault}: {status:?}");
+    };
+
+    // 1. The fix ran, then the process died before the log said so.
+    procs
+        .0
+        .push(serve_with(&lab, &config, Some("remediation-after-fix")));
+    let out = lab.migrate("APP1", "HV01", "HV02", &[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let id = lab.incident("APP1", "vswitch-mismatch", limit)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let waiting = lab.wait_audit(&id, limit, "a request for approval", |l| {
+        l["what"] == "awaiting_approval"
+    });
+    let key = waiting["key"].as_str().unwrap().to_string();
+    assert!(lab.relive(&["approve", &key]).status.success());
+    crash(&mut procs, "remediation-after-fix");
+    procs.0.push(serve(&lab, &config));
+    let lines = lab.verified(&id, Duration::from_secs(60));
+    let of_key: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["key"] == key.as_str())
+        .filter_map(|l| l["what"].as_str())
+        .collect();
+    assert_eq!(
+        of_key,
+        ["awaiting_approval", "approved", "started", "skipped"],
+        "started once, never again; the checks decided it took: {lines:#?}"
+    );
+    assert!(lab.vms("HV02").contains(&"APP1".to_string()));
+
+    // 2. The migration ran, then the process died before the log said so.
+    if let Some(mut running) = procs.0.pop() {
+        let _ = running.kill();
+        let _ = running.wait();
+    }
+    procs
+        .0
+        .push(serve_with(&lab, &config, Some("remediation-after-migrate")));
+    set_on(
+        &lab.control_of("HV02"),
+        r#"{"setting":"migration_enabled","value":false}"#,
+    );
+    let out = lab.migrate("APP2", "HV01", "HV02", &[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let id = lab.incident("APP2", "migration-disabled", limit)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let waiting = lab.wait_audit(&id, limit, "a request for approval", |l| {
+        l["what"] == "awaiting_approval"
+    });
+    assert!(lab
+        .relive(&["approve", waiting["key"].as_str().unwrap()])
+        .status
+        .success());
+    crash(&mut procs, "remediation-after-migrate");
+    procs.0.push(serve(&lab, &config));
+    let lines = lab.verified(&id, Duration::from_secs(60));
+    assert!(
+        lines.iter().any(|l| l["what"] == "retried"
+            && l["detail"]
+                .as_str()
+                .unwrap()
+                .contains("seen after a restart")),
+        "{lines:#?}"
+    );
+    let completed = std::fs::read_to_string(lab.logs.join("HV01/migrations.ndjson"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|m| m["vm_name"] == "APP2" && m["phase"] == "completed")
+        .count();
+    assert_eq!(completed, 1, "APP2 migrated exactly once");
+    assert!(lab.vms("HV02").contains(&"APP2".to_string()));
 }

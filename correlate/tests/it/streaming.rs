@@ -337,6 +337,39 @@ fn a_failure_followed_by_a_successful_retry_ends_resolved() {
 }
 
 #[test]
+fn a_failure_after_a_successful_retry_is_a_new_attempt_with_its_own_hosts_and_evidence() {
+    // HV1 -> HV2 fails, the retry to HV3 succeeds 10 s later, and 5 s after
+    // that a migration from HV3 fails: well within one attempt's gap, but
+    // the success ended the first attempt.
+    let (rules, kb) = shipped();
+    let mut rec = 1;
+    let mut events = failure(7, 0, "HV1", "HV2", base(), &mut rec);
+    events.push(success(7, "HV1", base() + TimeDelta::seconds(10), 500));
+    events.extend(failure(
+        7,
+        0,
+        "HV3",
+        "HV4",
+        base() + TimeDelta::seconds(15),
+        &mut rec,
+    ));
+    let incidents = run(&rules, &kb, events);
+    assert_eq!(incidents.len(), 2, "{incidents:#?}");
+    let (first, second) = (&incidents[0], &incidents[1]);
+    assert_eq!(first.status, Status::Resolved);
+    assert_eq!(second.status, Status::Open);
+    assert_eq!(second.source_host.as_deref(), Some("HV3"), "{second:#?}");
+    assert!(
+        second
+            .evidence
+            .iter()
+            .all(|e| e.timestamp > base() + TimeDelta::seconds(10)),
+        "nothing from before the success: {:#?}",
+        second.evidence
+    );
+}
+
+#[test]
 fn repeated_failures_fold_and_a_new_cause_opens_a_new_incident() {
     let (rules, kb) = shipped();
     let mut rec = 1;
