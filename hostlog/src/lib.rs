@@ -399,6 +399,22 @@ impl NoticeSink for EventLog {
                     e.data.push_static("VmId", vm_id.as_str());
                     events.push(e);
                 }
+                // The destination's worker cannot create the partition
+                // (Hyper-V's Worker-Admin texts, hyperv-kb.md FM-03).
+                if error.kind == migrate_core::ErrorKind::OutOfMemory
+                    && matches!(role, Role::Destination)
+                    && !vm_name.is_empty()
+                {
+                    for (id, text) in [
+                        (3040, "Failed to create partition: Insufficient system resources exist to complete the requested service. (0x800705AA)".to_string()),
+                        (3050, format!("'{vm_name}' could not initialize memory: Ran out of memory (0x8007000E).")),
+                    ] {
+                        let mut e = event(host, WORKER, WORKER_CHANNEL, id, Level::Error, text);
+                        e.data.push_static("VmName", vm_name.as_str());
+                        e.data.push_static("VmId", vm_id.as_str());
+                        events.push(e);
+                    }
+                }
                 // The source's High-Availability 21501 for a refusal by
                 // the migration limit.
                 if error.kind == migrate_core::ErrorKind::LimitReached
