@@ -975,14 +975,9 @@ impl Shared {
         let mut told = false;
         let mut round = 1;
         loop {
-            let answer = ex.candidates(vm, source, &[]).ok().and_then(|c| {
-                c.into_iter().find(|c| {
-                    c.host
-                        .eq_ignore_ascii_case(parsers::event::short_host(destination))
-                        || c.host.eq_ignore_ascii_case(destination)
-                })
-            });
-            let busy = matches!(&answer, Some(c) if c.answer.as_ref().is_err_and(|r| r.starts_with("limit_reached")));
+            let busy = ex
+                .offer(vm, source, destination)
+                .is_ok_and(|a| a.is_err_and(|r| r.starts_with("limit_reached")));
             if !busy {
                 return Ok(());
             }

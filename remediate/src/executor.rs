@@ -153,6 +153,15 @@ pub trait Executor: Send + Sync {
         source: &str,
         exclude: &[&str],
     ) -> Result<Vec<Candidate>, ExecError>;
+    /// Would `destination` take `vm` from `source` now: free memory in MiB,
+    /// or why not (the same answer [`Executor::candidates`] gives each
+    /// host). An executor that cannot ask says yes and lets the retry tell.
+    fn offer(
+        &self,
+        vm: &str,
+        source: &str,
+        destination: &str,
+    ) -> Result<Result<u64, String>, ExecError>;
     /// Migrates `vm` from `source` to `destination` and waits for the end.
     fn migrate(&self, vm: &str, source: &str, destination: &str) -> Result<Migrated, ExecError>;
 }
@@ -469,6 +478,16 @@ impl Executor for ReliveHosts {
             _ => a.host.cmp(&b.host),
         });
         Ok(out)
+    }
+
+    fn offer(
+        &self,
+        vm: &str,
+        source: &str,
+        destination: &str,
+    ) -> Result<Result<u64, String>, ExecError> {
+        let config = self.vm_config(vm, source)?;
+        self.preflight_answer(&config, destination)
     }
 
     fn migrate(&self, vm: &str, source: &str, destination: &str) -> Result<Migrated, ExecError> {

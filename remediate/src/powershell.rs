@@ -267,6 +267,16 @@ impl Executor for PowerShell {
         Ok(Vec::new())
     }
 
+    fn offer(
+        &self,
+        _vm: &str,
+        _source: &str,
+        _destination: &str,
+    ) -> Result<Result<u64, String>, ExecError> {
+        // Hyper-V's own limit check answers at the move itself.
+        Ok(Ok(0))
+    }
+
     fn migrate(&self, vm: &str, source: &str, destination: &str) -> Result<Migrated, ExecError> {
         let mut action = probe(
             "Move-VM -ComputerName {source_host} -Name {vm_name} -DestinationHost {destination_host}",

@@ -163,6 +163,54 @@ fn host_config(lab: &Lab, name: &str, peers: &[(String, u16)], body: &str) -> St
     text
 }
 
+/// Starts one `relive host` per name with its body (after its own
+/// addresses), waits until each control API listens; the hosts' entries
+/// for `[remediation.hosts]`.
+fn start_hosts(lab: &mut Lab, names: &[&str], bodies: &[String], procs: &mut Procs) -> String {
+    let migration: Vec<(String, u16)> =
+        names.iter().map(|n| (n.to_string(), free_port())).collect();
+    let mut hosts_toml = String::new();
+    for (i, name) in names.iter().enumerate() {
+        let control = free_port();
+        let body = format!(
+            "listen = \"127.0.0.1:{}\"\ncontrol = \"127.0.0.1:{control}\"\n{}",
+            migration[i].1, bodies[i]
+        );
+        let path = lab.dir.join(format!("{name}.toml"));
+        std::fs::write(&path, host_config(lab, name, &migration, &body)).unwrap();
+        procs.0.push(spawn(&path));
+        let addr: SocketAddr = format!("127.0.0.1:{control}").parse().unwrap();
+        lab.control.push((name.to_string(), addr));
+        hosts_toml.push_str(&format!(
+            "{name} = {{ control = \"127.0.0.1:{control}\", token = \"{}\" }}\n",
+            crate::HOST_SECRET
+        ));
+    }
+    for (_, addr) in &lab.control {
+        wait_listening(*addr);
+    }
+    hosts_toml
+}
+
+/// relive.toml for `relive serve`: only the agent receiver listens (on a
+/// port the system picks) for the watched folder of the hosts' logs, then
+/// `sections`, then the hosts.
+fn serve_config(lab: &Lab, sections: &str, hosts_toml: &str) -> PathBuf {
+    let path = lab.dir.join("relive.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[receivers.agent]\nlisten = \"127.0.0.1:0\"\n[receivers.syslog]\nenabled = false\n\
+             [receivers.es_bulk]\nenabled = false\n[receivers.otlp]\nenabled = false\n\
+             [receivers.lumberjack]\nenabled = false\n\
+             [receivers.watch]\npaths = [\"{}/**/*.ndjson\"]\n{sections}[remediation.hosts]\n{hosts_toml}",
+            lab.logs.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
 fn spawn(config: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_relive"))
         .args(["host", "--config"])
@@ -229,8 +277,6 @@ fn relive_detects_repairs_retries_and_verifies_on_real_hosts() {
     };
     std::fs::create_dir_all(&lab.shared).unwrap();
     let names = ["HV01", "HV02", "HV03"];
-    let migration: Vec<(String, u16)> =
-        names.iter().map(|n| (n.to_string(), free_port())).collect();
     let vm = |name: &str, mib: u64, nics: &str| {
         format!(
             "[[vm]]\nname = \"{name}\"\nmemory_mib = {mib}\nfill_mib = 8\nnics = [{nics}]\nworkload = {{ pages = 512, rate = 2000 }}\n"
@@ -254,49 +300,22 @@ fn relive_detects_repairs_retries_and_verifies_on_real_hosts() {
         "memory_mib = 256\n".to_string(),
     ];
     let mut procs = Procs(Vec::new());
-    let mut hosts_toml = String::new();
-    for (i, name) in names.iter().enumerate() {
-        let control = free_port();
-        let body = format!(
-            "listen = \"127.0.0.1:{}\"\ncontrol = \"127.0.0.1:{control}\"\n{}",
-            migration[i].1, bodies[i]
-        );
-        let path = dir.path().join(format!("{name}.toml"));
-        std::fs::write(&path, host_config(&lab, name, &migration, &body)).unwrap();
-        procs.0.push(spawn(&path));
-        let addr: SocketAddr = format!("127.0.0.1:{control}").parse().unwrap();
-        lab.control.push((name.to_string(), addr));
-        hosts_toml.push_str(&format!(
-            "{name} = {{ control = \"127.0.0.1:{control}\", token = \"{}\" }}\n",
-            crate::HOST_SECRET
-        ));
-    }
-    for (_, addr) in &lab.control {
-        wait_listening(*addr);
-    }
+    let hosts_toml = start_hosts(&mut lab, &names, &bodies, &mut procs);
     let mail_dir = dir.path().join("mail");
     let mail = crate::alerts::smtp(&mail_dir, &[]);
     // relive serve reads the hosts' event logs from their folder; it acts
     // on the hosts in `auto` mode, except migration-disabled (suggest).
-    let config = dir.path().join("relive.toml");
-    // Only what the test uses listens (on ports the system picks).
-    let base = "[receivers.agent]\nlisten = \"127.0.0.1:0\"\n[receivers.syslog]\nenabled = false\n\
-                [receivers.es_bulk]\nenabled = false\n[receivers.otlp]\nenabled = false\n\
-                [receivers.lumberjack]\nenabled = false\n";
-    std::fs::write(
-        &config,
-        format!(
-            "{base}[receivers.watch]\npaths = [\"{logs}/**/*.ndjson\"]\n\
-             [alerts.email]\nsmtp = \"127.0.0.1:{smtp}\"\nfrom = \"relive@example.com\"\nto = [\"oncall@example.com\"]\n\
+    let config = serve_config(
+        &lab,
+        &format!(
+            "[alerts.email]\nsmtp = \"127.0.0.1:{}\"\nfrom = \"relive@example.com\"\nto = [\"oncall@example.com\"]\n\
              [alerts.route]\ngroup_wait = \"0s\"\ngroup_interval = \"1s\"\n\
              [remediation]\nmode = \"auto\"\nbackoff_initial_s = 0.5\nbackoff_max_s = 2.0\nverify_deadline_s = 30\n\
-             [[remediation.override]]\ncause = \"migration-disabled\"\nmode = \"suggest\"\n\
-             [remediation.hosts]\n{hosts_toml}",
-            logs = lab.logs.display(),
-            smtp = mail.port,
+             [[remediation.override]]\ncause = \"migration-disabled\"\nmode = \"suggest\"\n",
+            mail.port
         ),
-    )
-    .unwrap();
+        &hosts_toml,
+    );
     procs.0.push(serve(&lab, &config));
     let limit = Duration::from_secs(30);
 
@@ -598,8 +617,6 @@ fn a_crash_after_a_fix_or_a_migration_never_runs_it_twice() {
     };
     std::fs::create_dir_all(&lab.shared).unwrap();
     let names = ["HV01", "HV02"];
-    let migration: Vec<(String, u16)> =
-        names.iter().map(|n| (n.to_string(), free_port())).collect();
     let vm = |name: &str, nics: &str| {
         format!("[[vm]]\nname = \"{name}\"\nmemory_mib = 32\nfill_mib = 8\nnics = [{nics}]\n")
     };
@@ -608,41 +625,12 @@ fn a_crash_after_a_fix_or_a_migration_never_runs_it_twice() {
         "switches = [\"external\"]\n".to_string(),
     ];
     let mut procs = Procs(Vec::new());
-    let mut hosts_toml = String::new();
-    for (i, name) in names.iter().enumerate() {
-        let control = free_port();
-        let body = format!(
-            "listen = \"127.0.0.1:{}\"\ncontrol = \"127.0.0.1:{control}\"\n{}",
-            migration[i].1, bodies[i]
-        );
-        let path = dir.path().join(format!("{name}.toml"));
-        std::fs::write(&path, host_config(&lab, name, &migration, &body)).unwrap();
-        procs.0.push(spawn(&path));
-        lab.control.push((
-            name.to_string(),
-            format!("127.0.0.1:{control}").parse().unwrap(),
-        ));
-        hosts_toml.push_str(&format!(
-            "{name} = {{ control = \"127.0.0.1:{control}\", token = \"{}\" }}\n",
-            crate::HOST_SECRET
-        ));
-    }
-    for (_, addr) in &lab.control {
-        wait_listening(*addr);
-    }
-    let config = dir.path().join("relive.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[receivers.agent]\nlisten = \"127.0.0.1:0\"\n[receivers.syslog]\nenabled = false\n\
-             [receivers.es_bulk]\nenabled = false\n[receivers.otlp]\nenabled = false\n\
-             [receivers.lumberjack]\nenabled = false\n\
-             [receivers.watch]\npaths = [\"{}/**/*.ndjson\"]\n\
-             [remediation]\nmode = \"auto\"\nverify_deadline_s = 30\n[remediation.hosts]\n{hosts_toml}",
-            lab.logs.display()
-        ),
-    )
-    .unwrap();
+    let hosts_toml = start_hosts(&mut lab, &names, &bodies, &mut procs);
+    let config = serve_config(
+        &lab,
+        "[remediation]\nmode = \"auto\"\nverify_deadline_s = 30\n",
+        &hosts_toml,
+    );
     let limit = Duration::from_secs(30);
     let crash = |procs: &mut Procs, fault: &str| {
         let mut crashing = procs.0.pop().unwrap();
