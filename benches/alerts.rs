@@ -206,7 +206,7 @@ fn serve(dir: &Path, smtp: u16) -> (Child, u16) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_relive"))
         .arg("--data")
         .arg(dir.join("data"))
-        .args(["serve", "--config"])
+        .args(["serve", "--http-listen", "127.0.0.1:0", "--config"])
         .arg(&config)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -182,7 +182,7 @@ fn main() {
     let mut serve = Command::new(BIN)
         .arg("--data")
         .arg(&data)
-        .args(["serve", "--config"])
+        .args(["serve", "--http-listen", "127.0.0.1:0", "--config"])
         .arg(&config)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

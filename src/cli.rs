@@ -111,6 +111,17 @@ On another address a receiver needs one of those, or allow_unauthenticated = tru
   [receivers.watch]   paths = [\"/drop\"]  folders whose files the collector reads itself
 Prints one JSON line with the bound addresses, then runs until SIGTERM or Ctrl-C.")]
     Serve(ServeArgs),
+    /// The web UI and HTTP API over a data folder (filled by `relive
+    /// ingest`), with no collector running.
+    #[command(after_help = "Examples:
+  relive ingest samples/ && relive ui
+  relive ui --data /var/lib/relive --listen 127.0.0.1:7300
+  relive ui --config relive.toml      ([http] tokens, [remediation] hosts and windows)
+Prints one JSON line with the address and the token file, then serves until SIGTERM or Ctrl-C.
+Every page and API path but /healthz needs a token: log in at /login, or send
+Authorization: Bearer TOKEN. Without [http] tokens, two are generated on first start and
+kept in --data/http/tokens.toml (readable by this user only).")]
+    Ui(UiArgs),
     /// Notifications sent, pending and failed (from the journal under --data).
     #[command(after_help = "Examples:
   relive alerts
@@ -170,6 +181,20 @@ pub struct ServeArgs {
     /// relive.toml; without it every receiver listens on its default port.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Where the HTTP API and web UI listen (default: [http] listen,
+    /// 127.0.0.1:7300; port 0 picks a free one, printed at start).
+    #[arg(long)]
+    pub http_listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, Args)]
+pub struct UiArgs {
+    /// relive.toml ([http], [remediation]).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Where to listen (default: [http] listen, 127.0.0.1:7300).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]

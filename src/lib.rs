@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 
 pub mod display;
+pub mod http;
 pub mod stats;
 pub mod topology;
 

@@ -66,6 +66,10 @@ pub struct Bucket {
     pub migrations: u64,
     /// Of which failed.
     pub failures: u64,
+    /// Blackout of the successful ones in the bucket.
+    pub blackout_ms: Percentiles,
+    /// Total time of the successful ones in the bucket.
+    pub total_ms: Percentiles,
 }
 
 /// A name and a count (top lists).
@@ -193,20 +197,44 @@ fn buckets(per_migration: &LazyFrame, size: i64) -> PolarsResult<Vec<Bucket>> {
         .clone()
         .with_column(((col("end") / lit(size)) * lit(size)).alias("bucket"))
         .group_by([col("bucket")])
-        .agg([
-            len().alias("migrations"),
-            col("failed").cast(DataType::UInt64).sum().alias("failures"),
-        ])
+        .agg({
+            let mut aggs = vec![
+                len().alias("migrations"),
+                col("failed").cast(DataType::UInt64).sum().alias("failures"),
+            ];
+            aggs.extend(quantiles("blackout_ms"));
+            aggs.extend(quantiles("total_ms"));
+            aggs
+        })
         .sort(["bucket"], SortMultipleOptions::default())
         .collect()?;
     let start = i64s(&df, "bucket")?;
     let migrations = u64s(&df, "migrations")?;
     let failures = u64s(&df, "failures")?;
+    let p = |name: &str| -> PolarsResult<[Vec<Option<f64>>; 3]> {
+        Ok([
+            f64s(&df, &format!("{name}_p50"))?,
+            f64s(&df, &format!("{name}_p95"))?,
+            f64s(&df, &format!("{name}_p99"))?,
+        ])
+    };
+    let b = p("blackout_ms")?;
+    let t = p("total_ms")?;
     Ok((0..df.height())
         .map(|i| Bucket {
             start: DateTime::from_timestamp_nanos(start[i]),
             migrations: migrations[i],
             failures: failures[i],
+            blackout_ms: Percentiles {
+                p50: b[0][i],
+                p95: b[1][i],
+                p99: b[2][i],
+            },
+            total_ms: Percentiles {
+                p50: t[0][i],
+                p95: t[1][i],
+                p99: t[2][i],
+            },
         })
         .collect())
 }

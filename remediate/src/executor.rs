@@ -205,6 +205,12 @@ impl HostAccess {
             _ => Err("no token or token_file".into()),
         }
     }
+
+    /// A control client for the host (its token read now).
+    pub fn connect(&self) -> Result<ControlClient, String> {
+        let token = self.token()?;
+        ControlClient::connect(self.control, &token).map_err(|e| e.to_string())
+    }
 }
 
 /// The relive-host executor.

@@ -71,6 +71,8 @@ pub fn run(command: ConfigCommand) -> anyhow::Result<ExitCode> {
             out.write_all(SERVE_TOML.as_bytes())?;
             out.write_all(remediate::alert::config::DEFAULT_TOML.as_bytes())?;
             out.write_all(remediate::config::DEFAULT_TOML.as_bytes())?;
+            out.write_all(b"\n")?;
+            out.write_all(relive::http::DEFAULT_TOML.as_bytes())?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -14,6 +14,7 @@ mod remediate;
 mod search;
 mod serve;
 mod stats;
+mod ui;
 
 use std::process::ExitCode;
 
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Vms(args) => host::vms(args),
         Command::Resolve(args) => host::resolve(args),
         Command::Serve(args) => serve::run(args, &cli.data, &cli.rules),
+        Command::Ui(args) => ui::run(args, &cli.data),
         Command::Agent(args) => agent::run(args),
         Command::Actions(args) => actions::run(args, &cli.data),
         Command::Remediate(args) => remediate::plan(args, &cli.data),

@@ -23,6 +23,7 @@ struct ServeConfig {
     correlate: correlate::Config,
     alerts: remediate::alert::AlertsConfig,
     remediation: remediate::config::RemediationConfig,
+    http: relive::http::HttpConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,7 +65,10 @@ fn load(path: Option<&Path>) -> anyhow::Result<ServeConfig> {
 
 /// Runs `relive serve`.
 pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    let config = load(args.config.as_deref())?;
+    let mut config = load(args.config.as_deref())?;
+    if let Some(listen) = args.http_listen {
+        config.http.listen = listen;
+    }
     if config.collector.correlate_every_s.is_some() {
         tracing::warn!(
             "[collector] correlate_every_s is ignored: correlation runs on every commit"
@@ -162,6 +166,13 @@ pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
         .context("cannot start the async runtime")?;
     let submitter = collector.submitter();
     let stats = collector.stats().clone();
+    let registry = topology.registry.clone();
+    let extra_metrics = serve_metrics(
+        data,
+        &stats,
+        alerter.as_ref().map(|a| a.stats()),
+        engine.as_ref().map(|e| e.stats()),
+    );
     let mut receivers = config.receivers.clone();
     // Watched folders are read by an agent inside this process, shipping to
     // this collector's own agent receiver over loopback with a secret made
@@ -194,20 +205,60 @@ pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
             _ => None,
         };
         let show = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string());
+        let mut listening = serde_json::json!({
+            "agent": show(bound.agent),
+            "syslog_tcp": show(bound.syslog_tcp),
+            "syslog_udp": show(bound.syslog_udp),
+            "es_bulk": show(bound.es_bulk),
+            "otlp": show(bound.otlp),
+            "lumberjack": show(bound.lumberjack),
+        });
+        let web = if config.http.enabled {
+            let running = relive::http::start(
+                &config.http,
+                relive::http::Context {
+                    data: data.to_path_buf(),
+                    registry: registry.clone(),
+                    remediation: config.remediation.clone(),
+                    extra_metrics,
+                    listening: listening.clone(),
+                    mode: "serve",
+                },
+            )
+            .await
+            .context("[http] cannot start the HTTP API and web UI")?;
+            listening["http"] = serde_json::json!(running.addr.to_string());
+            Some(running)
+        } else {
+            None
+        };
         println!(
             "{}",
-            serde_json::json!({"listening": {
-                "agent": show(bound.agent),
-                "syslog_tcp": show(bound.syslog_tcp),
-                "syslog_udp": show(bound.syslog_udp),
-                "es_bulk": show(bound.es_bulk),
-                "otlp": show(bound.otlp),
-                "lumberjack": show(bound.lumberjack),
-            }, "data": data.display().to_string()})
+            serde_json::json!({
+                "listening": listening,
+                "data": data.display().to_string(),
+                "tokens": web.as_ref().and_then(|w| w.token_file.as_ref()).map(|p| p.display().to_string()),
+            })
         );
+        if let Some(w) = &web {
+            match &w.token_file {
+                Some(path) => eprintln!(
+                    "relive serve: web UI and API on http://{}/ (tokens in {}, readable by this user only)",
+                    w.addr,
+                    path.display()
+                ),
+                None => eprintln!(
+                    "relive serve: web UI and API on http://{}/ (tokens from [http] in the config)",
+                    w.addr
+                ),
+            }
+        }
         tracing::info!(data = %data.display(), "relive serve: collecting");
         relive::wait_for_signal().await;
         tracing::info!("relive serve: stopping: no new connections; draining the pipeline");
+        if let Some(web) = web {
+            web.stop(HTTP_DRAIN).await;
+        }
         // The in-process watcher first: it ships what it read through the
         // agent receiver, which is still open, and waits for the acks.
         if let Some(watcher) = watcher {
@@ -274,6 +325,168 @@ pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
 
 /// How long receivers may take to finish what they are inside after SIGTERM.
 const RECEIVER_DRAIN: Duration = Duration::from_secs(2);
+
+/// How long HTTP requests in flight may take after SIGTERM.
+const HTTP_DRAIN: Duration = Duration::from_secs(1);
+
+/// The collector's, the alerting stage's and the remediation engine's
+/// counters for `/metrics` and the status API.
+fn serve_metrics(
+    data: &Path,
+    collector: &std::sync::Arc<ingest::collector::Stats>,
+    alerts: Option<std::sync::Arc<remediate::alert::dispatch::AlerterStats>>,
+    engine: Option<std::sync::Arc<remediate::engine::EngineStats>>,
+) -> Vec<Box<dyn Fn() -> Vec<relive::http::Gauge> + Send + Sync>> {
+    use relive::http::Gauge;
+    let g = |name, kind, help, value: u64| Gauge {
+        name,
+        kind,
+        help,
+        labels: Vec::new(),
+        value: value as f64,
+    };
+    let mut out: Vec<Box<dyn Fn() -> Vec<Gauge> + Send + Sync>> = Vec::new();
+    let c = collector.clone();
+    let wal = data.join("wal");
+    out.push(Box::new(move || {
+        let l = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        vec![
+            g(
+                "relive_collector_records_durable_total",
+                "counter",
+                "Records the collector made durable.",
+                l(&c.records_durable),
+            ),
+            g(
+                "relive_collector_events_parsed_total",
+                "counter",
+                "Events parsed and handed on.",
+                l(&c.events_parsed),
+            ),
+            g(
+                "relive_collector_parse_errors_total",
+                "counter",
+                "Records that did not parse.",
+                l(&c.parse_errors),
+            ),
+            g(
+                "relive_collector_busy_total",
+                "counter",
+                "Submissions refused because the queue was full.",
+                l(&c.busy),
+            ),
+            g(
+                "relive_collector_lag_records",
+                "gauge",
+                "Durable records the last stage has not finished.",
+                l(&c.durable_seq).saturating_sub(l(&c.consumed_seq)),
+            ),
+            g(
+                "relive_wal_bytes",
+                "gauge",
+                "Bytes in the collector's write-ahead log.",
+                dir_size(&wal),
+            ),
+        ]
+    }));
+    if let Some(a) = alerts {
+        out.push(Box::new(move || {
+            let l = |x: &std::sync::atomic::AtomicU64| x.load(Ordering::Relaxed);
+            vec![
+                g(
+                    "relive_alerts_queued_total",
+                    "counter",
+                    "Notifications decided and queued.",
+                    l(&a.queued),
+                ),
+                g(
+                    "relive_alerts_sent_total",
+                    "counter",
+                    "Notifications their receiver accepted.",
+                    l(&a.sent),
+                ),
+                g(
+                    "relive_alerts_failed_total",
+                    "counter",
+                    "Notifications given up.",
+                    l(&a.failed),
+                ),
+                g(
+                    "relive_alerts_suppressed_total",
+                    "counter",
+                    "Alerts a silence or inhibition kept back.",
+                    l(&a.suppressed),
+                ),
+            ]
+        }));
+    }
+    if let Some(e) = engine {
+        out.push(Box::new(move || {
+            let l = |x: &std::sync::atomic::AtomicU64| x.load(Ordering::Relaxed);
+            vec![
+                g(
+                    "relive_remediation_planned_total",
+                    "counter",
+                    "Incidents given a plan.",
+                    l(&e.planned),
+                ),
+                g(
+                    "relive_remediation_actions_run_total",
+                    "counter",
+                    "Remediation actions run.",
+                    l(&e.actions_run),
+                ),
+                g(
+                    "relive_remediation_actions_failed_total",
+                    "counter",
+                    "Remediation actions that failed.",
+                    l(&e.actions_failed),
+                ),
+                g(
+                    "relive_remediation_migrations_total",
+                    "counter",
+                    "Migrations retried by the engine.",
+                    l(&e.retries),
+                ),
+                g(
+                    "relive_remediation_verified_total",
+                    "counter",
+                    "Retries proven by the incident's resolution.",
+                    l(&e.verified),
+                ),
+                g(
+                    "relive_remediation_escalated_total",
+                    "counter",
+                    "Incidents handed to a person.",
+                    l(&e.escalated),
+                ),
+            ]
+        }));
+    }
+    out
+}
+
+/// Bytes of the files in a folder (one level of subfolders).
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => std::fs::read_dir(e.path())
+                .map(|d| {
+                    d.flatten()
+                        .filter_map(|f| f.metadata().ok())
+                        .map(|m| m.len())
+                        .sum()
+                })
+                .unwrap_or(0),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
 
 /// How long receivers may take to deliver what is queued at shutdown (the
 /// rest stays in the outbox and goes out at the next start).

@@ -10,6 +10,7 @@ mod remediation;
 mod search;
 mod streaming;
 mod terminal;
+mod ui;
 mod variants;
 
 /// Runs the real binary with `--data` and the arguments, from the repository root.

@@ -231,7 +231,7 @@ fn serve_with(lab: &Lab, config: &Path, fault: Option<&str>) -> Child {
     command
         .arg("--data")
         .arg(&lab.data)
-        .args(["serve", "--config"])
+        .args(["serve", "--http-listen", "127.0.0.1:0", "--config"])
         .arg(config)
         .stdout(Stdio::piped())
         .stderr(Stdio::null());

@@ -59,7 +59,7 @@ pub(crate) fn serve(config: &Path, data: &Path, fault: Option<&str>) -> Child {
     command
         .arg("--data")
         .arg(data)
-        .args(["serve", "--config"])
+        .args(["serve", "--http-listen", "127.0.0.1:0", "--config"])
         .arg(config)
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
