@@ -178,8 +178,73 @@ fn tls_acceptor(
 pub struct Running {
     /// Where each receiver listens.
     pub bound: Bound,
+    /// The agents the agent receiver has seen.
+    pub agents: Agents,
     stop: Shutdown,
     tasks: TaskTracker,
+}
+
+/// What the agent receiver knows of one agent (by the name it gave).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AgentStatus {
+    /// The agent's name.
+    pub name: String,
+    /// Where its last connection came from.
+    pub peer: String,
+    /// Connected now.
+    pub connected: bool,
+    /// When its last connection was accepted.
+    pub connected_at: chrono::DateTime<chrono::Utc>,
+    /// When it last sent a batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_batch_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Batches received since this process started.
+    pub batches: u64,
+}
+
+/// The agents seen since the receivers started (for the status API).
+#[derive(Debug, Clone, Default)]
+pub struct Agents(Arc<std::sync::Mutex<std::collections::BTreeMap<String, AgentStatus>>>);
+
+/// At most this many agents are remembered (the oldest disconnected go).
+const MAX_AGENTS: usize = 10_000;
+
+impl Agents {
+    /// Every agent, by name.
+    pub fn snapshot(&self) -> Vec<AgentStatus> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn update(&self, name: &str, f: impl FnOnce(&mut AgentStatus)) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !map.contains_key(name) && map.len() >= MAX_AGENTS {
+            let oldest = map
+                .values()
+                .filter(|a| !a.connected)
+                .min_by_key(|a| a.connected_at)
+                .map(|a| a.name.clone());
+            match oldest {
+                Some(o) => {
+                    map.remove(&o);
+                }
+                None => return,
+            }
+        }
+        let entry = map.entry(name.to_string()).or_insert_with(|| AgentStatus {
+            name: name.to_string(),
+            peer: String::new(),
+            connected: false,
+            connected_at: chrono::Utc::now(),
+            last_batch_at: None,
+            batches: 0,
+        });
+        f(entry);
+    }
 }
 
 /// How a drain ended.
@@ -230,6 +295,7 @@ pub async fn start(
     let tasks = TaskTracker::new();
     let stop = stop.clone();
     let mut bound = Bound::default();
+    let agents = Agents::default();
     if receivers.agent.enabled {
         let listener = bind_tcp(receivers.agent.listen, "agent receiver").await?;
         bound.agent = listener.local_addr().ok();
@@ -242,6 +308,7 @@ pub async fn start(
         let cfg = Arc::new(receivers.agent.clone());
         let sub = submitter.clone();
         let conn_stop = stop.clone();
+        let seen = agents.clone();
         tasks.spawn(accept_loop(
             listener,
             "agent",
@@ -255,7 +322,7 @@ pub async fn start(
                     cfg.clone(),
                     sub.clone(),
                     limits.message,
-                    conn_stop.clone(),
+                    (conn_stop.clone(), seen.clone()),
                 )
             },
         ));
@@ -346,7 +413,12 @@ pub async fn start(
             },
         ));
     }
-    Ok(Running { bound, stop, tasks })
+    Ok(Running {
+        bound,
+        agents,
+        stop,
+        tasks,
+    })
 }
 
 // ---------------------------------------------------------------- agent
@@ -481,7 +553,7 @@ async fn agent_conn<S>(
     cfg: Arc<AgentReceiver>,
     sub: Submitter,
     message: Duration,
-    stop: Shutdown,
+    (stop, agents): (Shutdown, Agents),
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -528,6 +600,11 @@ async fn agent_conn<S>(
         return;
     }
     tracing::info!("agent {agent} connected from {peer}");
+    agents.update(&agent, |a| {
+        a.peer = peer.to_string();
+        a.connected = true;
+        a.connected_at = chrono::Utc::now();
+    });
     let (ack_tx, mut ack_rx) = mpsc::channel::<(u64, crate::collector::Durable)>(256);
     let acks = tokio::spawn(async move {
         while let Some((seq, durable)) = ack_rx.recv().await {
@@ -569,6 +646,10 @@ async fn agent_conn<S>(
             break;
         };
         record.origin = origin.clone();
+        agents.update(&agent, |a| {
+            a.batches += 1;
+            a.last_batch_at = Some(chrono::Utc::now());
+        });
         match sub.enqueue(vec![record]).await {
             Ok(durable) => {
                 if ack_tx.send((seq, durable)).await.is_err() {
@@ -580,6 +661,13 @@ async fn agent_conn<S>(
     }
     drop(ack_tx);
     let _ = acks.await;
+    let from = peer.to_string();
+    agents.update(&agent, |a| {
+        // A newer connection of the same agent keeps it connected.
+        if a.peer == from {
+            a.connected = false;
+        }
+    });
 }
 
 // ---------------------------------------------------------------- lumberjack

@@ -44,12 +44,13 @@ impl StageMetrics {
     }
 }
 
-/// A metric family: name, type, help and how to read it from a stage.
+/// A metric family: name, type, help and how to read it from a stage
+/// (in the family's base unit: seconds for times, as Prometheus wants).
 type Family = (
     &'static str,
     &'static str,
     &'static str,
-    fn(&StageMetrics) -> u64,
+    fn(&StageMetrics) -> f64,
 );
 
 /// Every stage of one pipeline.
@@ -91,43 +92,43 @@ impl Registry {
                 "relive_stage_items_in_total",
                 "counter",
                 "Items a stage took in.",
-                |m| m.items_in.load(Ordering::Relaxed),
+                |m| m.items_in.load(Ordering::Relaxed) as f64,
             ),
             (
                 "relive_stage_items_out_total",
                 "counter",
                 "Items a stage handed on.",
-                |m| m.items_out.load(Ordering::Relaxed),
+                |m| m.items_out.load(Ordering::Relaxed) as f64,
             ),
             (
                 "relive_stage_errors_total",
                 "counter",
                 "Items a stage could not use.",
-                |m| m.errors.load(Ordering::Relaxed),
+                |m| m.errors.load(Ordering::Relaxed) as f64,
             ),
             (
                 "relive_stage_queue_depth",
                 "gauge",
                 "Items waiting in a stage's input queue.",
-                |m| m.queue_depth.load(Ordering::Relaxed),
+                |m| m.queue_depth.load(Ordering::Relaxed) as f64,
             ),
             (
-                "relive_stage_lag_milliseconds",
+                "relive_stage_lag_seconds",
                 "gauge",
                 "How far behind its input a stage is.",
-                |m| m.lag_ms.load(Ordering::Relaxed),
+                |m| m.lag_ms.load(Ordering::Relaxed) as f64 / 1000.0,
             ),
             (
-                "relive_stage_last_commit_timestamp_milliseconds",
+                "relive_stage_last_commit_timestamp_seconds",
                 "gauge",
                 "Unix time of a stage's last commit.",
-                |m| m.last_commit_unix_ms.load(Ordering::Relaxed),
+                |m| m.last_commit_unix_ms.load(Ordering::Relaxed) as f64 / 1000.0,
             ),
             (
-                "relive_stage_delay_milliseconds",
+                "relive_stage_delay_seconds",
                 "gauge",
                 "Committed event to incident change, last batch.",
-                |m| m.delay_ms.load(Ordering::Relaxed),
+                |m| m.delay_ms.load(Ordering::Relaxed) as f64 / 1000.0,
             ),
         ];
         for (name, kind, help, get) in families {

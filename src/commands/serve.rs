@@ -214,7 +214,7 @@ pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
             "lumberjack": show(bound.lumberjack),
         });
         let web = if config.http.enabled {
-            let running = relive::http::start(
+            let web = relive::http::start(
                 &config.http,
                 relive::http::Context {
                     data: data.to_path_buf(),
@@ -222,13 +222,14 @@ pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
                     remediation: config.remediation.clone(),
                     extra_metrics,
                     listening: listening.clone(),
+                    agents: Some(running.agents.clone()),
                     mode: "serve",
                 },
             )
             .await
             .context("[http] cannot start the HTTP API and web UI")?;
-            listening["http"] = serde_json::json!(running.addr.to_string());
-            Some(running)
+            listening["http"] = serde_json::json!(web.addr.to_string());
+            Some(web)
         } else {
             None
         };

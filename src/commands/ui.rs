@@ -50,6 +50,7 @@ pub fn run(args: UiArgs, data: &Path) -> anyhow::Result<ExitCode> {
                 remediation: config.remediation.clone(),
                 extra_metrics: Vec::new(),
                 listening: serde_json::json!({}),
+                agents: None,
                 mode: "ui",
             },
         )

@@ -1003,6 +1003,9 @@ pub(crate) async fn stats(
 
 // ---------------------------------------------------------------- status
 
+/// Hosts the status lists (most events first); the rest are counted.
+const MAX_STATUS_HOSTS: usize = 200;
+
 /// `GET /api/v1/status`.
 pub(crate) async fn status(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
     blocking(move || {
@@ -1013,7 +1016,31 @@ pub(crate) async fn status(State(state): State<Arc<AppState>>) -> ApiResult<Json
             .iter()
             .filter(|i| i.status == Status::Open)
             .count();
-        let events = state.index()?.map_or(0, |i| i.len());
+        let index = state.index()?;
+        let events = index.as_ref().map_or(0, |i| i.len());
+        // Each host that logged: its events and its newest event's time.
+        let mut hosts = Vec::new();
+        let mut hosts_omitted = 0;
+        if let Some(index) = &index {
+            let counts = index.count_by(&index::SearchRequest::new(""), "host")?;
+            hosts_omitted = counts.len().saturating_sub(MAX_STATUS_HOSTS);
+            for (host, n) in counts.into_iter().take(MAX_STATUS_HOSTS) {
+                let quoted = host.replace('\\', "\\\\").replace('"', "\\\"");
+                let mut one = index::SearchRequest::new(&format!("host:\"{quoted}\""));
+                one.limit = 1;
+                let newest = index
+                    .search(&one)
+                    .ok()
+                    .and_then(|h| h.hits.first().map(|h| h.timestamp));
+                hosts.push(json!({ "host": host, "events": n, "newest_event": newest }));
+            }
+        }
+        let agents = state
+            .ctx
+            .agents
+            .as_ref()
+            .map(|a| a.snapshot())
+            .unwrap_or_default();
         let stages: Vec<Value> = state
             .ctx
             .registry
@@ -1049,6 +1076,9 @@ pub(crate) async fn status(State(state): State<Arc<AppState>>) -> ApiResult<Json
             "data": state.ctx.data.display().to_string(),
             "listening": state.ctx.listening,
             "index": { "events": events },
+            "hosts": hosts,
+            "hosts_omitted": hosts_omitted,
+            "agents": agents,
             "incidents": { "open": open, "resolved": incidents.len() - open },
             "stages": stages,
             "counters": extra,

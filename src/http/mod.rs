@@ -84,6 +84,8 @@ pub struct Context {
     pub extra_metrics: Vec<Box<dyn Fn() -> Vec<Gauge> + Send + Sync>>,
     /// Receivers and what they listen on, for the status API.
     pub listening: serde_json::Value,
+    /// The agents the collector's agent receiver has seen (`relive serve`).
+    pub agents: Option<ingest::server::Agents>,
     /// `serve` or `ui`.
     pub mode: &'static str,
 }

@@ -325,7 +325,12 @@ pub(crate) fn build() -> Value {
                 "400": error("A time or top is not valid.")
             }))},
             "/api/v1/status": { "get": op("Pipeline, receivers, index, incidents and remediation status", "status", vec![], json!({
-                "200": ok("Status.", json!({ "type": "object", "required": ["mode", "version", "index", "incidents", "stages", "remediation"], "properties": { "mode": { "type": "string", "enum": ["serve", "ui"] } } }))
+                "200": ok("Status.", json!({ "type": "object", "required": ["mode", "version", "index", "incidents", "stages", "remediation", "hosts", "hosts_omitted", "agents"], "properties": {
+                    "mode": { "type": "string", "enum": ["serve", "ui"] },
+                    "hosts": { "type": "array", "items": { "type": "object", "required": ["host", "events"], "properties": { "host": { "type": "string" }, "events": { "type": "integer" }, "newest_event": { "type": "string", "format": "date-time", "nullable": true } } } },
+                    "hosts_omitted": { "type": "integer", "minimum": 0, "description": "Hosts beyond the 200 with the most events, not listed." },
+                    "agents": { "type": "array", "items": { "type": "object", "required": ["name", "peer", "connected", "connected_at", "batches"], "properties": { "name": { "type": "string" }, "connected": { "type": "boolean" }, "batches": { "type": "integer" } } } }
+                } }))
             }))},
             "/api/v1/migrations": {
                 "get": op("relive hosts' VMs and ledgers; migrations started here", "listMigrations", vec![], json!({

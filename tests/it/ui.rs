@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::relive;
+use crate::{free_port, relive, Procs};
 
 const HOSTILE: &str = "<img src=x onerror=alert(1)>";
 
@@ -440,21 +440,7 @@ fn the_api_answers_with_tokens_only_and_keeps_log_text_as_text() {
         metrics.contains("relive_incidents_open{root_cause=\"shared-storage-path-missing\"} 1"),
         "{metrics}"
     );
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian prometheus; ./scripts/test installs it)");
-    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), metrics.as_bytes()).unwrap();
-    let checked = promtool.wait_with_output().unwrap();
-    assert!(
-        checked.status.success(),
-        "promtool: {}{}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    promtool(&metrics);
 
     // Every operation against the document, by schemathesis.
     let doc = dir.path().join("openapi.json");
@@ -627,4 +613,246 @@ fn the_event_stream_tells_of_a_new_incident() {
     };
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("content-type: text/event-stream"), "{text}");
+}
+
+/// Two real relive hosts behind `[remediation.hosts]`: the API lists their
+/// VMs, starts a live migration and follows its progress to the end.
+#[test]
+fn migrations_start_and_report_progress_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (m1, c1, m2, c2) = (free_port(), free_port(), free_port(), free_port());
+    let logs = dir.path().join("logs");
+    let host = |name: &str, listen: u16, control: u16, peer: &str, peer_port: u16, vm: &str| {
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                r#"name = "{name}"
+listen = "127.0.0.1:{listen}"
+control = "127.0.0.1:{control}"
+state_dir = "{logs}/../{name}-state"
+event_log = "{logs}/{name}/events.ndjson"
+metrics_log = "{logs}/{name}/migrations.ndjson"
+switches = ["External"]
+[peers]
+{peer} = "127.0.0.1:{peer_port}"
+{vm}
+{auth}"#,
+                logs = logs.display(),
+                auth = crate::host_auth()
+            ),
+        )
+        .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_relive"))
+            .args(["host", "--config"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start relive host")
+    };
+    let vm = r#"[[vm]]
+name = "APP1"
+memory_mib = 64
+fill_mib = 32
+nics = [{ switch = "External" }]
+workload = { pages = 4096, rate = 20000 }"#;
+    let _hosts = Procs(vec![
+        host("HV01", m1, c1, "HV02", m2, vm),
+        host("HV02", m2, c2, "HV01", m1, ""),
+    ]);
+    for port in [c1, c2] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "host control port {port} never listened"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let config = dir.path().join("relive.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[remediation.hosts]\nHV01 = {{ control = \"127.0.0.1:{c1}\", token = \"{t}\" }}\nHV02 = {{ control = \"127.0.0.1:{c2}\", token = \"{t}\" }}\n",
+            t = crate::HOST_SECRET
+        ),
+    )
+    .unwrap();
+    let ui = start_ui(&data, &["--config", config.to_str().unwrap()]);
+    let listed = get_json(&ui, "/api/v1/migrations", &ui.read);
+    let hosts = listed["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 2, "{listed:#}");
+    assert!(hosts.iter().all(|h| h["reachable"] == true), "{listed:#}");
+    assert_eq!(hosts[0]["vms"][0]["name"], "APP1");
+    let post = |token: &str, body: Value| {
+        client()
+            .post(format!("{}/api/v1/migrations", ui.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .unwrap()
+    };
+    let body = json!({"source": "HV01", "vm": "APP1", "destination": "HV02"});
+    assert_eq!(post(&ui.read, body.clone()).status(), 403);
+    let unknown = post(
+        &ui.admin,
+        json!({"source": "NOWHERE", "vm": "APP1", "destination": "HV02"}),
+    );
+    assert_eq!(unknown.status(), 404, "a host not configured");
+    let started = post(&ui.admin, body);
+    assert_eq!(started.status(), 202);
+    let started: Value = started.json().unwrap();
+    let id = started["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut statuses = Vec::new();
+    let last = loop {
+        let p = get_json(&ui, &format!("/api/v1/migrations/HV01/{id}"), &ui.read);
+        let status = p["progress"]["status"].as_str().unwrap().to_string();
+        if statuses.last() != Some(&status) {
+            statuses.push(status.clone());
+        }
+        if status == "completed" || status == "failed" || status == "cancelled" {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after 60 s; statuses seen: {statuses:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(last["progress"]["status"], "completed", "{last:#}");
+    let ram = &last["progress"]["ram"];
+    assert!(ram["transferred"].as_u64().unwrap() >= 32 << 20, "{last:#}");
+    assert!(ram["dirty-sync-count"].as_u64().unwrap() >= 1, "{last:#}");
+    // The list follows it: the VM now runs on HV02, and the migration is listed.
+    let listed = get_json(&ui, "/api/v1/migrations", &ui.read);
+    let hv02 = listed["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == "HV02")
+        .unwrap();
+    assert_eq!(hv02["vms"][0]["name"], "APP1", "{listed:#}");
+    assert_eq!(hv02["vms"][0]["state"], "running", "{listed:#}");
+    assert_eq!(listed["started"][0]["id"], id.as_str());
+}
+
+/// `relive serve` serves the same API with the pipeline's counters: its
+/// `/metrics` (stages, collector, WAL) passes promtool and the status API
+/// names the stages.
+#[test]
+fn serve_has_the_api_and_metrics_of_its_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = crate::streaming::config(dir.path(), crate::free_port());
+    // A watched folder: read by an in-process agent, listed in the status.
+    let drop = dir.path().join("drop");
+    std::fs::create_dir_all(&drop).unwrap();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "[receivers.watch]\npaths = [{:?}]\n",
+        drop.display().to_string()
+    ));
+    std::fs::write(&config, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relive"))
+        .arg("--data")
+        .arg(&data)
+        .args(["serve", "--http-listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _serve = Procs(vec![child]);
+    let started: Value = serde_json::from_str(&line).unwrap();
+    let tokens: toml::Table = std::fs::read_to_string(started["tokens"].as_str().unwrap())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ui = Ui {
+        child: Command::new("true").spawn().unwrap(),
+        base: format!("http://{}", started["listening"]["http"].as_str().unwrap()),
+        admin: tokens["admin_token"].as_str().unwrap().to_string(),
+        read: tokens["read_token"].as_str().unwrap().to_string(),
+    };
+    let status = get_json(&ui, "/api/v1/status", &ui.read);
+    assert_eq!(status["mode"], "serve");
+    let stages: Vec<&str> = status["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    for stage in ["index", "correlate", "store"] {
+        assert!(stages.contains(&stage), "{stages:?}");
+    }
+    // The watched folder's events arrive; its agent and their host are listed.
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("samples/vswitch-mismatch/HV-NORTH2/nxlog-HV-NORTH2.json"),
+        drop.join("nxlog-HV-NORTH2.json"),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let status = get_json(&ui, "/api/v1/status", &ui.read);
+        if status["hosts"].as_array().is_some_and(|h| !h.is_empty()) {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after 20 s: {status:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let agent = &status["agents"][0];
+    assert_eq!(agent["name"], "relive-serve-watch", "{status:#}");
+    assert_eq!(agent["connected"], true);
+    assert!(agent["batches"].as_u64().unwrap() >= 1);
+    let host = &status["hosts"][0];
+    assert!(
+        host["host"].as_str().unwrap().starts_with("HV-NORTH2"),
+        "{status:#}"
+    );
+    assert!(host["events"].as_u64().unwrap() >= 1 && host["newest_event"].is_string());
+    let metrics = get(&ui, "/metrics", Some(&ui.read)).text().unwrap();
+    for family in [
+        "relive_stage_items_in_total",
+        "relive_stage_queue_depth",
+        "relive_collector_parse_errors_total",
+        "relive_collector_lag_records",
+        "relive_wal_bytes",
+    ] {
+        assert!(
+            metrics.contains(&format!("# TYPE {family} ")),
+            "{family}: {metrics}"
+        );
+    }
+    promtool(&metrics);
+}
+
+/// `promtool check metrics` accepts the text.
+fn promtool(metrics: &str) {
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian prometheus; ./scripts/test installs it)");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), metrics.as_bytes()).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool: {}{}\n{metrics}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
 }
