@@ -48,6 +48,25 @@ pub struct Escalation {
 /// Something told of escalations (the alert receivers).
 pub type Escalate = Arc<dyn Fn(&Escalation) + Send + Sync>;
 
+/// An action that starts waiting for approval.
+#[derive(Debug, Clone)]
+pub struct ApprovalRequest {
+    /// The incident as it is now.
+    pub incident: Incident,
+    /// The action's key.
+    pub key: String,
+    /// What it does.
+    pub title: String,
+    /// `approval` or `downtime`.
+    pub class: Class,
+    /// When the request expires.
+    pub expires: chrono::DateTime<Utc>,
+}
+
+/// Something told of approval requests (the alert receivers, with signed
+/// links).
+pub type AskApproval = Arc<dyn Fn(&ApprovalRequest) + Send + Sync>;
+
 /// What the engine is started with.
 pub struct EngineOptions {
     /// `[remediation]`.
@@ -58,6 +77,8 @@ pub struct EngineOptions {
     pub executor: Option<Arc<dyn Executor>>,
     /// Told of escalations.
     pub escalate: Option<Escalate>,
+    /// Told when an action starts waiting for approval.
+    pub ask: Option<AskApproval>,
 }
 
 /// Counters.
@@ -111,6 +132,7 @@ struct Shared {
     facts: Facts,
     executor: Option<Arc<dyn Executor>>,
     escalate: Option<Escalate>,
+    ask: Option<AskApproval>,
     incidents: Mutex<HashMap<String, Incident>>,
     changed: Condvar,
     stop: Shutdown,
@@ -147,6 +169,7 @@ impl Engine {
             kb: options.kb,
             executor: options.executor,
             escalate: options.escalate,
+            ask: options.ask,
             incidents: Mutex::new(known.into_iter().map(|i| (i.id.clone(), i)).collect()),
             changed: Condvar::new(),
             stop: Shutdown::new(),
@@ -701,7 +724,18 @@ impl Shared {
                     a.class,
                 )?;
                 tracing::info!(incident = %incident.id, key = %a.key, "remediation: waiting for approval");
-                Utc::now()
+                let now = Utc::now();
+                if let Some(ask) = &self.ask {
+                    ask(&ApprovalRequest {
+                        incident: incident.clone(),
+                        key: a.key.clone(),
+                        title: a.title.clone(),
+                        class: a.class,
+                        expires: now
+                            + chrono::Duration::hours(self.config.approval_expires_h as i64),
+                    });
+                }
+                now
             }
         };
         let expires = since + chrono::Duration::hours(self.config.approval_expires_h as i64);

@@ -28,5 +28,6 @@ pub mod audit;
 pub mod config;
 pub mod engine;
 pub mod executor;
+pub mod link;
 pub mod plan;
 pub mod powershell;

@@ -36,6 +36,15 @@ impl Class {
             _ => Class::Downtime,
         }
     }
+
+    /// `auto`, `approval` or `downtime`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Auto => "auto",
+            Class::Approval => "approval",
+            Class::Downtime => "downtime",
+        }
+    }
 }
 
 /// When a plan may retry the migration (root-causes.md).

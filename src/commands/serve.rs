@@ -108,14 +108,28 @@ pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
         },
     )?;
     // Escalations of the remediation engine go to the same receivers.
-    let escalate: Option<remediate::engine::Escalate> = match &alerts {
-        Some((built, context)) if config.remediation.enabled => {
-            let escalator =
-                remediate::alert::escalate::Escalator::new(data, built.clone(), context.clone())
-                    .context("cannot start the escalation sender")?;
+    let escalate_to = match &alerts {
+        Some((built, context)) if config.remediation.enabled => Some(std::sync::Arc::new(
+            remediate::alert::escalate::Escalator::new(data, built.clone(), context.clone())
+                .context("cannot start the escalation sender")?,
+        )),
+        _ => None,
+    };
+    let escalate: Option<remediate::engine::Escalate> = escalate_to.clone().map(|escalator| {
+        std::sync::Arc::new(move |e: &remediate::engine::Escalation| {
+            escalator.escalate(&e.incident, &e.reason);
+        }) as remediate::engine::Escalate
+    });
+    // Approval requests go to the same receivers, with links signed by the
+    // data folder's key (the web UI checks them).
+    let ask: Option<remediate::engine::AskApproval> = match (&alerts, &escalate_to) {
+        (Some(_), Some(escalator)) => {
+            let signer = remediate::link::LinkSigner::open(data)
+                .context("cannot open the approval link key")?;
+            let escalator = escalator.clone();
             Some(std::sync::Arc::new(
-                move |e: &remediate::engine::Escalation| {
-                    escalator.escalate(&e.incident, &e.reason);
+                move |r: &remediate::engine::ApprovalRequest| {
+                    escalator.ask_approval(r, &signer);
                 },
             ))
         }
@@ -148,6 +162,7 @@ pub fn run(args: ServeArgs, data: &Path, rule_dirs: &[PathBuf]) -> anyhow::Resul
                     kb: remediation_kb,
                     executor,
                     escalate,
+                    ask,
                 },
             )
             .context("cannot start the remediation engine")?,

@@ -266,7 +266,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// A request from another site: its `Origin` names a host other than ours.
-fn cross_origin(headers: &HeaderMap) -> bool {
+pub(crate) fn cross_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return false;
     };
@@ -280,7 +280,8 @@ fn cross_origin(headers: &HeaderMap) -> bool {
 fn public(path: &str) -> bool {
     matches!(
         path,
-        "/healthz" | "/login" | "/assets/app.js" | "/assets/app.css"
+        // A signed approval link is its own permission (http::link).
+        "/healthz" | "/login" | "/approve" | "/assets/app.js" | "/assets/app.css"
     )
 }
 

@@ -18,6 +18,7 @@
 mod api;
 mod auth;
 mod html;
+mod link;
 mod live;
 mod openapi;
 mod pages;
@@ -254,6 +255,7 @@ fn router(state: Arc<AppState>) -> axum::Router {
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/healthz", get(api::healthz))
+        .route("/approve", get(link::show).post(link::decide))
         .route("/assets/app.js", get(pages::script))
         .route("/assets/app.css", get(pages::stylesheet))
         .fallback(pages::not_found)

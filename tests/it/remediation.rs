@@ -19,6 +19,8 @@ struct Lab {
     logs: PathBuf,
     shared: PathBuf,
     control: Vec<(String, SocketAddr)>,
+    /// The web UI's port (approval links point at it).
+    http: u16,
 }
 
 impl Lab {
@@ -203,8 +205,10 @@ fn serve_config(lab: &Lab, sections: &str, hosts_toml: &str) -> PathBuf {
             "[receivers.agent]\nlisten = \"127.0.0.1:0\"\n[receivers.syslog]\nenabled = false\n\
              [receivers.es_bulk]\nenabled = false\n[receivers.otlp]\nenabled = false\n\
              [receivers.lumberjack]\nenabled = false\n\
-             [receivers.watch]\npaths = [\"{}/**/*.ndjson\"]\n{sections}[remediation.hosts]\n{hosts_toml}",
-            lab.logs.display()
+             [receivers.watch]\npaths = [\"{}/**/*.ndjson\"]\n[http]\nlisten = \"127.0.0.1:{}\"\n\
+             {sections}[remediation.hosts]\n{hosts_toml}",
+            lab.logs.display(),
+            lab.http
         ),
     )
     .unwrap();
@@ -231,7 +235,7 @@ fn serve_with(lab: &Lab, config: &Path, fault: Option<&str>) -> Child {
     command
         .arg("--data")
         .arg(&lab.data)
-        .args(["serve", "--http-listen", "127.0.0.1:0", "--config"])
+        .args(["serve", "--config"])
         .arg(config)
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -274,6 +278,7 @@ fn relive_detects_repairs_retries_and_verifies_on_real_hosts() {
         logs: dir.path().join("logs"),
         shared: dir.path().join("ClusterStorage").join("Volume1"),
         control: Vec::new(),
+        http: free_port(),
     };
     std::fs::create_dir_all(&lab.shared).unwrap();
     let names = ["HV01", "HV02", "HV03"];
@@ -308,10 +313,12 @@ fn relive_detects_repairs_retries_and_verifies_on_real_hosts() {
     let config = serve_config(
         &lab,
         &format!(
-            "[alerts.email]\nsmtp = \"127.0.0.1:{}\"\nfrom = \"relive@example.com\"\nto = [\"oncall@example.com\"]\n\
+            "[alerts]\nexternal_url = \"http://127.0.0.1:{}\"\n\
+             [alerts.email]\nsmtp = \"127.0.0.1:{}\"\nfrom = \"relive@example.com\"\nto = [\"oncall@example.com\"]\n\
              [alerts.route]\ngroup_wait = \"0s\"\ngroup_interval = \"1s\"\n\
              [remediation]\nmode = \"auto\"\nbackoff_initial_s = 0.5\nbackoff_max_s = 2.0\nverify_deadline_s = 30\n\
              [[remediation.override]]\ncause = \"migration-disabled\"\nmode = \"suggest\"\n",
+            lab.http,
             mail.port
         ),
         &hosts_toml,
@@ -402,10 +409,54 @@ fn relive_detects_repairs_retries_and_verifies_on_real_hosts() {
     let waiting = lab.wait_audit(&id, limit, "a request for approval", |l| {
         l["what"] == "awaiting_approval"
     });
-    let ok = lab.relive(&["approve", waiting["key"].as_str().unwrap(), "--by", "bob"]);
-    assert!(ok.status.success(), "{}", text(&ok));
-    lab.verified(&id, Duration::from_secs(60));
+    // This one is approved from the approval request's email: its signed
+    // link opens a page (which decides nothing), whose button approves.
+    let key = waiting["key"].as_str().unwrap().to_string();
+    let mail = wait_mail(&mail_dir, &["APPROVAL NEEDED", "WEB1"], limit);
+    let link = mail
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Approve: "))
+        .unwrap_or_else(|| panic!("no approve link in {mail}"))
+        .trim()
+        .to_string();
+    assert!(
+        link.starts_with(&format!("http://127.0.0.1:{}/approve?", lab.http)),
+        "{link}"
+    );
+    let web = reqwest::blocking::Client::new();
+    let opened = web.get(&link).send().unwrap();
+    assert_eq!(opened.status(), 200);
+    assert!(opened.text().unwrap().contains("Approve this action?"));
+    assert_eq!(
+        lab.relive(&["actions", "--json"]).status.code(),
+        Some(0),
+        "opening the link decided nothing"
+    );
+    let form = link.split_once('?').unwrap().1.to_string();
+    let approved = web
+        .post(format!("http://127.0.0.1:{}/approve", lab.http))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.clone())
+        .send()
+        .unwrap();
+    assert_eq!(approved.status(), 200, "{}", approved.text().unwrap());
+    let again = web
+        .post(format!("http://127.0.0.1:{}/approve", lab.http))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .unwrap();
+    assert_eq!(again.status(), 409, "a link decides once");
+    let lines = lab.verified(&id, Duration::from_secs(60));
     assert!(lab.vms("HV02").contains(&"WEB1".to_string()));
+    let decided = lines
+        .iter()
+        .find(|l| l["key"] == key.as_str() && l["what"] == "approved")
+        .unwrap_or_else(|| panic!("no approval of {key}: {lines:#?}"));
+    assert!(
+        decided["who"].as_str().unwrap().ends_with("(signed link)"),
+        "{decided}"
+    );
 
     // 3. destination-out-of-memory: retried to the other node that passes
     // pre-flight, unattended.
@@ -614,6 +665,7 @@ fn a_crash_after_a_fix_or_a_migration_never_runs_it_twice() {
         logs: dir.path().join("logs"),
         shared: dir.path().join("ClusterStorage"),
         control: Vec::new(),
+        http: free_port(),
     };
     std::fs::create_dir_all(&lab.shared).unwrap();
     let names = ["HV01", "HV02"];

@@ -856,3 +856,86 @@ fn promtool(metrics: &str) {
         String::from_utf8_lossy(&checked.stderr)
     );
 }
+
+/// A signed approval link: opening it decides nothing; its page's button
+/// decides once; altered, expired or cross-site it is refused.
+#[test]
+fn a_signed_link_approves_once_until_it_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = relive(
+        &data,
+        &[
+            "ingest",
+            root.join("samples/shared-storage-path-missing")
+                .to_str()
+                .unwrap(),
+        ],
+    );
+    assert!(out.status.success());
+    let ui = start_ui(&data, &[]);
+    let id = seed_incident(&ui)["id"].as_str().unwrap().to_string();
+    let key = awaiting_approval(&data, &id);
+    let signer = remediate::link::LinkSigner::open(&data).unwrap();
+    let link = |approve: bool, expires: chrono::DateTime<chrono::Utc>| remediate::link::Link {
+        key: key.clone(),
+        incident: id.clone(),
+        approve,
+        expires,
+        to: "oncall-email".into(),
+    };
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let url = signer.url(&ui.base, &link(true, later));
+    let opened = client().get(&url).send().unwrap();
+    assert_eq!(opened.status(), 200);
+    let page = opened.text().unwrap();
+    assert!(
+        page.contains("Approve this action?")
+            && page.contains("<form method=\"post\" action=\"/approve\">")
+    );
+    let state = || {
+        remediate::audit::AuditLog::open(&data)
+            .unwrap()
+            .state_of(&key)
+            .unwrap()
+    };
+    assert_eq!(
+        state(),
+        remediate::audit::ActionState::AwaitingApproval,
+        "opening decided nothing"
+    );
+    // Altered (approve turned into reject under the same signature): refused.
+    let altered = url.replace("do=approve", "do=reject");
+    assert_eq!(client().get(&altered).send().unwrap().status(), 403);
+    // Expired: refused, and says so.
+    let expired = signer.url(
+        &ui.base,
+        &link(true, chrono::Utc::now() - chrono::Duration::minutes(1)),
+    );
+    let gone = client().get(&expired).send().unwrap();
+    assert_eq!(gone.status(), 410);
+    assert!(gone.text().unwrap().contains("expired"));
+    let form = url.split_once('?').unwrap().1.to_string();
+    let post = |origin: Option<&str>| {
+        let mut r = client()
+            .post(format!("{}/approve", ui.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.clone());
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        r.send().unwrap().status()
+    };
+    assert_eq!(post(Some("http://evil.example")), 403, "from another site");
+    assert_eq!(state(), remediate::audit::ActionState::AwaitingApproval);
+    assert_eq!(post(None), 200);
+    assert_eq!(state(), remediate::audit::ActionState::Approved);
+    let read = remediate::audit::read(&data.join("remediation/audit.jsonl")).unwrap();
+    assert_eq!(
+        read.entries.last().unwrap().who.as_deref(),
+        Some("oncall-email (signed link)")
+    );
+    assert_eq!(post(None), 409, "a link decides once");
+    assert_eq!(client().get(&url).send().unwrap().status(), 409);
+}

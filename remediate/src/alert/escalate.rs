@@ -70,7 +70,45 @@ impl Escalator {
     /// Sends the escalation to every receiver the incident's alert routes
     /// to; how many accepted it.
     pub fn escalate(&self, incident: &Incident, reason: &str) -> usize {
-        let base = self.notification(incident, reason);
+        self.send(self.notification(incident, reason), |_, _| {})
+    }
+
+    /// Asks the receivers the incident's alert routes to for an approval:
+    /// one message each, with approve and reject links signed for it.
+    pub fn ask_approval(
+        &self,
+        request: &crate::engine::ApprovalRequest,
+        signer: &crate::link::LinkSigner,
+    ) -> usize {
+        let mut alert = Alert::from_incident(request.incident.clone(), Utc::now(), &self.context);
+        alert.fingerprint = format!("{}-approval-{}", request.incident.id, request.key);
+        let base = Notification::preview(alert, &self.built.external_url);
+        let url = self.built.external_url.clone();
+        self.send(base, |n, target| {
+            let link = |approve| crate::link::Link {
+                key: request.key.clone(),
+                incident: request.incident.id.clone(),
+                approve,
+                expires: request.expires,
+                to: target.name.clone(),
+            };
+            let ask = super::ApprovalAsk {
+                action: request.title.clone(),
+                key: request.key.clone(),
+                class: request.class.as_str().to_string(),
+                approve_url: signer.url(&url, &link(true)),
+                reject_url: signer.url(&url, &link(false)),
+                expires: request.expires,
+            };
+            for a in n.firing.iter_mut() {
+                a.approval = Some(ask.clone());
+            }
+        })
+    }
+
+    /// Sends `base` to every receiver its alert routes to (`each` adapts it
+    /// per target); how many accepted it.
+    fn send(&self, base: Notification, each: impl Fn(&mut Notification, &Target)) -> usize {
         let labels = base
             .firing
             .first()
@@ -92,6 +130,7 @@ impl Escalator {
             let mut n = base.clone();
             n.target = target.name.clone();
             n.receiver = target.receiver.clone();
+            each(&mut n, target);
             let mut last = String::new();
             let mut sent = false;
             for attempt in 0..ATTEMPTS {

@@ -120,8 +120,29 @@ pub struct Alert {
     /// work: what was tried and why it stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalation: Option<String>,
+    /// Set on a request for approval: the action and its signed links.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalAsk>,
     /// The incident as it is now.
     pub incident: Incident,
+}
+
+/// An action waiting for approval, with the links that decide it (signed
+/// for the receiver they go to; see [`crate::link`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalAsk {
+    /// What the action does.
+    pub action: String,
+    /// Its key (`relive approve KEY` works too).
+    pub key: String,
+    /// Its class (`approval` or `downtime`).
+    pub class: String,
+    /// Opens a page that approves it with one press.
+    pub approve_url: String,
+    /// The same for rejecting it.
+    pub reject_url: String,
+    /// When the links and the request expire.
+    pub expires: DateTime<Utc>,
 }
 
 /// What an alert needs beyond the incident: which cluster each host is in
@@ -230,6 +251,7 @@ impl Alert {
             updated_at,
             previous_cause: None,
             escalation: None,
+            approval: None,
             incident,
         }
     }

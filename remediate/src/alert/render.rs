@@ -58,7 +58,9 @@ pub fn subject(n: &Notification) -> String {
     let Some(first) = alerts.first() else {
         return "[relive] (empty notification)".into();
     };
-    let prefix = if prefix.is_empty() && first.escalation.is_some() {
+    let prefix = if prefix.is_empty() && first.approval.is_some() {
+        "APPROVAL NEEDED "
+    } else if prefix.is_empty() && first.escalation.is_some() {
         "ESCALATED "
     } else {
         prefix
@@ -238,6 +240,18 @@ fn alert_text(out: &mut String, alert: &Alert, base: &str) {
             i.id
         );
     }
+    if let Some(ask) = &alert.approval {
+        let _ = writeln!(
+            out,
+            "Approval needed: {} ({})\n  Approve: {}\n  Reject:  {}\n  (the links work once, until {}; or: relive approve {})",
+            one_line(&ask.action, 300),
+            ask.class,
+            ask.approve_url,
+            ask.reject_url,
+            ask.expires.format("%Y-%m-%d %H:%M UTC"),
+            ask.key
+        );
+    }
     for l in &i.lookalikes {
         let _ = writeln!(
             out,
@@ -360,6 +374,19 @@ pub fn html(n: &Notification) -> String {
                  (every step: <code>relive actions --incident {}</code>)</p>",
                 h(reason),
                 h(&i.id)
+            );
+        }
+        if let Some(ask) = &alert.approval {
+            let _ = write!(
+                out,
+                "<p><b>Approval needed:</b> {} ({}) · <a href=\"{}\">Approve</a> · <a href=\"{}\">Reject</a> \
+                 (the links work once, until {}; or <code>relive approve {}</code>)</p>",
+                h(&ask.action),
+                h(&ask.class),
+                h(&ask.approve_url),
+                h(&ask.reject_url),
+                ask.expires.format("%Y-%m-%d %H:%M UTC"),
+                h(&ask.key)
             );
         }
         for l in &i.lookalikes {

@@ -139,6 +139,11 @@ pub fn annotations(alert: &Alert) -> serde_json::Map<String, Value> {
         "description".into(),
         json!(one_line(&i.remediation.summary, 1000)),
     );
+    if let Some(ask) = &alert.approval {
+        map.insert("approval_action".into(), json!(one_line(&ask.action, 300)));
+        map.insert("approve_url".into(), json!(ask.approve_url));
+        map.insert("reject_url".into(), json!(ask.reject_url));
+    }
     if let Some(reason) = &alert.escalation {
         map.insert("escalation".into(), json!(one_line(reason, 1000)));
     }
