@@ -485,6 +485,17 @@ const NOT_A_VM: [&str; 12] = [
     "account",
 ];
 
+/// `<unknown>`, `<none>`, `<Unknown VM>`: words in angle brackets, what a
+/// writer puts where it did not know a name.
+fn is_placeholder(text: &str) -> bool {
+    text.len() > 2
+        && text.starts_with('<')
+        && text.ends_with('>')
+        && text[1..text.len() - 1]
+            .chars()
+            .all(|c| c.is_alphabetic() || matches!(c, ' ' | '-' | '_' | '/'))
+}
+
 /// The VM name a message quotes: `'Virtual Machine ADFS1'` (HA) → `ADFS1`,
 /// `virtual machine  '773356-USTSTDB5'`, `for ‘ADFS1’ failed`,
 /// `<Virtual Machine ADFS1>` (cluster.log), with straight or curly quotes.
@@ -522,8 +533,10 @@ pub fn find_vm_name(text: &str) -> Option<&str> {
         }
         let stripped = strip_resource_prefix(trimmed);
         // `'Virtual Machine <unknown>'`: the writer did not know the VM,
-        // and says so; nothing else quoted in the text is its name.
-        if stripped.starts_with('<') && stripped.ends_with('>') {
+        // and says so; nothing else quoted in the text is its name. Only
+        // words in brackets are such a placeholder: a VM may be named
+        // `<img src=x>`, and that is its name.
+        if is_placeholder(stripped) {
             if stripped.len() != trimmed.len() {
                 return None;
             }
@@ -849,6 +862,19 @@ mod tests {
             Some("ADFS1"),
         );
         check("'VM TOTAL' started successfully. (Virtual machine ID 5D9E9825-0000-0000-0000-000000000000)", Some("VM TOTAL"));
+        // A VM named with markup is named so (a placeholder is words only).
+        check(
+            "rcm::RcmGroup::Move: Live migration of group '<img src=x onerror=alert(1)>' to node 2 failed; the group stays online on node 1.",
+            Some("<img src=x onerror=alert(1)>"),
+        );
+        check(
+            "Live migration of 'Virtual Machine <img src=x onerror=alert(1)>' failed.",
+            Some("<img src=x onerror=alert(1)>"),
+        );
+        check(
+            "Live migration of 'Virtual Machine <Unknown VM>' failed.",
+            None,
+        );
         check("The service 'Spooler' entered the stopped state.", None);
         check("migration failed at migration source 'NODE-B'", None);
     }

@@ -16,8 +16,8 @@ use crate::{free_port, relive, Procs};
 const HOSTILE: &str = "<img src=x onerror=alert(1)>";
 
 /// A data folder with the seed's incident (shared-storage-path-missing,
-/// ADFS1 NODE-B → NODE-A), the vswitch scenario, and the vswitch scenario
-/// again with its VM renamed to markup.
+/// ADFS1 NODE-B → NODE-A) and the vswitch scenario with its VM renamed to
+/// markup.
 fn filled(dir: &Path) -> PathBuf {
     let data = dir.join("data");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -28,23 +28,24 @@ fn filled(dir: &Path) -> PathBuf {
         "APP-WEB02",
         HOSTILE,
     );
-    let out = relive(
+    ingest(
         &data,
-        &[
-            "ingest",
-            root.join("samples/shared-storage-path-missing")
-                .to_str()
-                .unwrap(),
-            root.join("samples/vswitch-mismatch").to_str().unwrap(),
-            hostile.to_str().unwrap(),
-        ],
+        &[&root.join("samples/shared-storage-path-missing"), &hostile],
     );
+    data
+}
+
+/// `relive ingest` of the folders into `data`; it must succeed.
+fn ingest(data: &Path, folders: &[&Path]) {
+    let mut args = vec!["ingest".to_string()];
+    args.extend(folders.iter().map(|f| f.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = relive(data, &args);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    data
 }
 
 fn copy_renamed(from: &Path, to: &Path, old: &str, new: &str) {
@@ -421,6 +422,10 @@ fn the_api_answers_with_tokens_only_and_keeps_log_text_as_text() {
         .find(|i| i["vm_name"] == HOSTILE)
         .cloned()
         .expect("an incident for the VM named with markup");
+    assert_eq!(
+        hostile_incident["root_cause"], "vswitch-mismatch",
+        "a name with markup is still the VM's name: {hostile_incident}"
+    );
     let page = client()
         .get(format!(
             "{}/incidents/{}",
@@ -864,16 +869,7 @@ fn a_signed_link_approves_once_until_it_expires() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = relive(
-        &data,
-        &[
-            "ingest",
-            root.join("samples/shared-storage-path-missing")
-                .to_str()
-                .unwrap(),
-        ],
-    );
-    assert!(out.status.success());
+    ingest(&data, &[&root.join("samples/shared-storage-path-missing")]);
     let ui = start_ui(&data, &[]);
     let id = seed_incident(&ui)["id"].as_str().unwrap().to_string();
     let key = awaiting_approval(&data, &id);
