@@ -58,7 +58,13 @@ impl Default for AlertsConfig {
 #[serde(deny_unknown_fields)]
 pub struct EmailConfig {
     /// `host:port` of the SMTP server (port 25 when omitted).
+    #[serde(default)]
     pub smtp: String,
+    /// Instead of an SMTP server: write each message as an `.eml` file
+    /// into this folder (lettre's file transport; `relive demo`, or a
+    /// host with no mail server whose mail another tool picks up).
+    #[serde(default)]
+    pub file_dir: Option<PathBuf>,
     /// The From address.
     pub from: String,
     /// Recipients.
@@ -422,12 +428,27 @@ fn check_email(receiver: &str, email: &EmailConfig) -> Result<(), ConfigError> {
             "choose starttls (port 587) or tls (implicit, port 465), not both".into(),
         ));
     }
-    super::email::split_host_port(&email.smtp).map_err(bad)?;
+    match (&email.file_dir, email.smtp.trim().is_empty()) {
+        (Some(_), false) => {
+            return Err(bad(
+                "give smtp (a server) or file_dir (a folder for .eml files), not both".into(),
+            ))
+        }
+        (None, true) => {
+            return Err(bad(
+                "smtp is missing: the server as host:port (or file_dir for .eml files)".into(),
+            ))
+        }
+        (Some(_), true) => {}
+        (None, false) => {
+            super::email::split_host_port(&email.smtp).map_err(bad)?;
+        }
+    }
     duration("timeout", &email.timeout)?;
     if email.password.is_some() && email.password_file.is_some() {
         return Err(bad("give password or password_file, not both".into()));
     }
-    if (email.username.is_some()) && !(email.starttls || email.tls) {
+    if email.username.is_some() && !(email.starttls || email.tls) && email.file_dir.is_none() {
         let (host, _) = super::email::split_host_port(&email.smtp).map_err(bad)?;
         if !is_loopback(&host) {
             return Err(bad(
@@ -473,7 +494,7 @@ pub const DEFAULT_TOML: &str = r#"# ---- Alerts --------------------------------
 
 # The minimal form: one mailbox gets everything.
 # [alerts.email]
-# smtp = "mail.example.com:587"   # host:port
+# smtp = "mail.example.com:587"   # host:port (with no mail server: file_dir = "mail", one .eml per message)
 # from = "relive@example.com"
 # to = ["oncall@example.com"]
 # starttls = true                 # or tls = true (implicit, 465), or neither for a local relay

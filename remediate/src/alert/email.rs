@@ -58,10 +58,16 @@ pub fn split_host_port(text: &str) -> Result<(String, u16), String> {
 
 /// Sends notifications as email.
 pub struct Email {
-    transport: SmtpTransport,
+    transport: Transport_,
     from: Mailbox,
     to: Vec<Mailbox>,
     domain: String,
+}
+
+/// Where messages go: an SMTP server, or `.eml` files in a folder.
+enum Transport_ {
+    Smtp(SmtpTransport),
+    File(lettre::FileTransport),
 }
 
 fn bad(receiver: &str, reason: String) -> ConfigError {
@@ -74,6 +80,19 @@ fn bad(receiver: &str, reason: String) -> ConfigError {
 impl Email {
     /// Builds the SMTP client (nothing connects until the first send).
     pub fn new(receiver: &str, config: &EmailConfig) -> Result<Email, ConfigError> {
+        if let Some(dir) = &config.file_dir {
+            std::fs::create_dir_all(dir).map_err(|source| ConfigError::Read {
+                path: dir.clone(),
+                source,
+            })?;
+            let (from, to, domain) = Email::addresses(receiver, config)?;
+            return Ok(Email {
+                transport: Transport_::File(lettre::FileTransport::new(dir)),
+                from,
+                to,
+                domain,
+            });
+        }
         let (host, port) = split_host_port(&config.smtp).map_err(|r| bad(receiver, r))?;
         let mut builder = SmtpTransport::builder_dangerous(host.as_str()).port(port);
         if config.starttls || config.tls {
@@ -128,6 +147,20 @@ impl Email {
                 .max_size(1)
                 .idle_timeout(Duration::from_secs(60)),
         );
+        let (from, to, domain) = Email::addresses(receiver, config)?;
+        Ok(Email {
+            transport: Transport_::Smtp(builder.build()),
+            from,
+            to,
+            domain,
+        })
+    }
+
+    /// From, To and the Message-ID domain.
+    fn addresses(
+        receiver: &str,
+        config: &EmailConfig,
+    ) -> Result<(Mailbox, Vec<Mailbox>, String), ConfigError> {
         let from: Mailbox = config
             .from
             .parse()
@@ -141,12 +174,7 @@ impl Email {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let domain = from.email.domain().to_string();
-        Ok(Email {
-            transport: builder.build(),
-            from,
-            to,
-            domain,
-        })
+        Ok((from, to, domain))
     }
 
     /// The message for a notification, exactly as it is sent.
@@ -211,12 +239,19 @@ pub fn preview(n: &Notification) -> Result<Vec<u8>, NotifyError> {
 impl Notifier for Email {
     fn send(&mut self, n: &Notification) -> Result<(), NotifyError> {
         let message = self.message(n)?;
-        match self.transport.send(&message) {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_permanent() => Err(NotifyError::Permanent(smtp_error(&e))),
-            // 4xx, a refused or cut connection, a timeout, a TLS failure:
-            // worth trying again.
-            Err(e) => Err(NotifyError::Transient(smtp_error(&e))),
+        match &self.transport {
+            Transport_::Smtp(smtp) => match smtp.send(&message) {
+                Ok(_) => Ok(()),
+                Err(e) if e.is_permanent() => Err(NotifyError::Permanent(smtp_error(&e))),
+                // 4xx, a refused or cut connection, a timeout, a TLS failure:
+                // worth trying again.
+                Err(e) => Err(NotifyError::Transient(smtp_error(&e))),
+            },
+            // A full disk may clear up: tried again.
+            Transport_::File(file) => file
+                .send(&message)
+                .map(|_| ())
+                .map_err(|e| NotifyError::Transient(format!("cannot write the message file: {e}"))),
         }
     }
 }

@@ -696,3 +696,44 @@ mod executors {
         assert_eq!(request["destination"], "NODE-B");
     }
 }
+
+#[test]
+fn email_into_a_folder_writes_each_message_as_an_eml_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mail = dir.path().join("mail");
+    let config = config(&format!(
+        "[alerts.email]\nfile_dir = {:?}\nfrom = \"relive@example.com\"\nto = [\"oncall@example.com\"]\n\
+         [alerts.route]\ngroup_wait = \"0s\"\n",
+        mail.display().to_string()
+    ));
+    let alerter = start(&data, &config);
+    append(
+        &data,
+        &[(
+            ChangeKind::Opened,
+            incident("a1", "vswitch-mismatch", "APP1", 0),
+        )],
+    );
+    let journal = wait_sent(&data, 1, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("timed out after 10 s: nothing sent"));
+    alerter.stop(Duration::from_secs(2)).unwrap();
+    assert_eq!(journal[0].decision, Decision::Sent);
+    let files: Vec<_> = std::fs::read_dir(&mail)
+        .unwrap()
+        .flatten()
+        .filter(|f| f.path().extension().is_some_and(|e| e == "eml"))
+        .collect();
+    assert_eq!(files.len(), 1, "one message, one file");
+    let text = std::fs::read_to_string(files[0].path()).unwrap();
+    assert!(text.contains("Subject: [relive]"), "{text}");
+    assert!(text.contains("To: oncall@example.com"), "{text}");
+    assert!(text.contains("APP1"), "{text}");
+    // Both a server and a folder, or neither: refused.
+    for bad in [
+        "[alerts.email]\nfrom = \"a@example.com\"\nto = [\"b@example.com\"]\n",
+        "[alerts.email]\nsmtp = \"127.0.0.1:25\"\nfile_dir = \"/tmp/x\"\nfrom = \"a@example.com\"\nto = [\"b@example.com\"]\n",
+    ] {
+        assert!(self::config(bad).build().is_err(), "{bad}");
+    }
+}
