@@ -225,7 +225,12 @@ impl Host {
                 format!("the control API only listens on loopback, not {addr}"),
             ));
         }
-        let listener = TcpListener::bind(addr)?;
+        let listener = TcpListener::bind(addr).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("the control API cannot listen on {addr}: {e}"),
+            )
+        })?;
         let bound = listener.local_addr()?;
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));

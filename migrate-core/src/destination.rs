@@ -29,7 +29,12 @@ impl Host {
             ));
         };
         self.close_listener();
-        let listener = TcpListener::bind(addr)?;
+        let listener = TcpListener::bind(addr).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("the migration listener cannot listen on {addr}: {e}"),
+            )
+        })?;
         let bound = listener.local_addr()?;
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));

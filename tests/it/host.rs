@@ -363,3 +363,39 @@ fn a_host_without_secrets_generates_them_and_never_accepts_the_old_default() {
     assert!(!out.status.success());
     assert!(text(&out).contains("never accepted"), "{}", text(&out));
 }
+
+/// A port someone else holds: the error says which address, for either
+/// listener.
+#[test]
+fn a_taken_port_is_named_in_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    for (listen, control, what) in [
+        (free_port(), port, "control API"),
+        (port, free_port(), "migration listener"),
+    ] {
+        let config = dir.path().join(format!("hv-{what}.toml").replace(' ', "-"));
+        std::fs::write(
+            &config,
+            format!(
+                "name = \"HV09\"\nlisten = \"127.0.0.1:{listen}\"\ncontrol = \"127.0.0.1:{control}\"\nstate_dir = \"{}/state\"\n{}",
+                dir.path().display(),
+                crate::host_auth()
+            ),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_relive"))
+            .args(["host", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{said}");
+        assert!(
+            said.contains(&format!("the {what} cannot listen on 127.0.0.1:{port}")),
+            "{said}"
+        );
+    }
+    drop(taken);
+}

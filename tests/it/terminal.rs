@@ -97,3 +97,25 @@ fn every_command_that_prints_log_text_escapes_it() {
         "the bad line is reported: {errors}"
     );
 }
+
+/// The log on standard error is plain text when it is not a terminal (a
+/// file, a pipe, a journal): no colour escapes.
+#[test]
+fn a_redirected_log_has_no_colour_escapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_relive"))
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .args(["ingest", "samples/vswitch-mismatch"])
+        .env("RELIVE_LOG", "info")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!out.stderr.is_empty(), "info lines were logged");
+    assert!(
+        !out.stderr.contains(&0x1b),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
