@@ -168,7 +168,7 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     if args.control.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        print_report(&report);
+        print_report(&report, &args.vm);
     }
     Ok(if report.info.status == Status::Completed {
         ExitCode::SUCCESS
@@ -177,7 +177,14 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_report(r: &MigrationReport) {
+/// The report in words; `asked` is the VM named on the command line (the
+/// report has no name when the source has no such VM).
+fn print_report(r: &MigrationReport, asked: &str) {
+    let vm = if r.vm_name.is_empty() {
+        asked
+    } else {
+        &r.vm_name
+    };
     let status = match r.info.status {
         Status::Completed => "completed",
         Status::Cancelled => "cancelled",
@@ -186,7 +193,7 @@ fn print_report(r: &MigrationReport) {
     println!(
         "migration {} of {} {} -> {}: {status}",
         r.id,
-        relive::display::clean(&r.vm_name),
+        relive::display::clean(vm),
         relive::display::clean(&r.source),
         relive::display::clean(&r.destination)
     );
@@ -235,10 +242,18 @@ fn print_report(r: &MigrationReport) {
             e.kind.name(),
             relive::display::clean(&e.message)
         );
-        println!(
-            "  the VM keeps running on {}",
-            relive::display::clean(&r.source)
-        );
+        if e.kind == migrate_core::error::ErrorKind::VmNotFound {
+            println!(
+                "  {} has no VM named '{}' (`relive vms --control …` lists its VMs)",
+                relive::display::clean(&r.source),
+                relive::display::clean(vm)
+            );
+        } else {
+            println!(
+                "  the VM keeps running on {}",
+                relive::display::clean(&r.source)
+            );
+        }
     }
 }
 

@@ -399,3 +399,43 @@ fn a_taken_port_is_named_in_the_error() {
     }
     drop(taken);
 }
+
+/// A mistyped VM name: the line names the VM asked for and says plainly
+/// that the host has none by that name.
+#[test]
+fn a_mistyped_vm_is_named_and_said_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, c) = (free_port(), free_port());
+    let config = dir.path().join("hv09.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"HV09\"\nlisten = \"127.0.0.1:{m}\"\ncontrol = \"127.0.0.1:{c}\"\nstate_dir = \"{}/state\"\n[peers]\nHV10 = \"127.0.0.1:{}\"\n{}",
+            dir.path().display(),
+            free_port(),
+            crate::host_auth()
+        ),
+    )
+    .unwrap();
+    let _host = Hosts(vec![spawn_host(&config)]);
+    let control: SocketAddr = format!("127.0.0.1:{c}").parse().unwrap();
+    wait_listening(control);
+    let out = relive(
+        &dir.path().join("data"),
+        &[
+            "migrate",
+            "ADFS-1",
+            "--to",
+            "HV10",
+            "--token",
+            crate::HOST_SECRET,
+            "--control",
+            &control.to_string(),
+        ],
+    );
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("of ADFS-1 HV09 -> HV10"), "{said}");
+    assert!(said.contains("HV09 has no VM named 'ADFS-1'"), "{said}");
+    assert!(!said.contains("keeps running"), "{said}");
+}
