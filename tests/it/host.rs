@@ -23,6 +23,27 @@ fn spawn_host(config: &Path) -> Child {
         .expect("start relive host")
 }
 
+/// A one-host config `HV09` in `dir` (listen, control, state folder) with
+/// `extra` appended; its path.
+fn minimal_host(
+    dir: &Path,
+    file: &str,
+    listen: u16,
+    control: u16,
+    extra: &str,
+) -> std::path::PathBuf {
+    let config = dir.join(file);
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"HV09\"\nlisten = \"127.0.0.1:{listen}\"\ncontrol = \"127.0.0.1:{control}\"\nstate_dir = \"{}/state\"\n{extra}",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
 fn wait_listening(addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
@@ -289,15 +310,7 @@ HV01 = "127.0.0.1:{m1}"
 fn a_host_without_secrets_generates_them_and_never_accepts_the_old_default() {
     let dir = tempfile::tempdir().unwrap();
     let (m, c) = (free_port(), free_port());
-    let config = dir.path().join("hv09.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "name = \"HV09\"\nlisten = \"127.0.0.1:{m}\"\ncontrol = \"127.0.0.1:{c}\"\nstate_dir = \"{}/state\"\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
+    let config = minimal_host(dir.path(), "hv09.toml", m, c, "");
     let mut child = Command::new(env!("CARGO_BIN_EXE_relive"))
         .args(["host", "--config"])
         .arg(&config)
@@ -375,16 +388,13 @@ fn a_taken_port_is_named_in_the_error() {
         (free_port(), port, "control API"),
         (port, free_port(), "migration listener"),
     ] {
-        let config = dir.path().join(format!("hv-{what}.toml").replace(' ', "-"));
-        std::fs::write(
-            &config,
-            format!(
-                "name = \"HV09\"\nlisten = \"127.0.0.1:{listen}\"\ncontrol = \"127.0.0.1:{control}\"\nstate_dir = \"{}/state\"\n{}",
-                dir.path().display(),
-                crate::host_auth()
-            ),
-        )
-        .unwrap();
+        let config = minimal_host(
+            dir.path(),
+            &format!("hv-{what}.toml").replace(' ', "-"),
+            listen,
+            control,
+            &crate::host_auth(),
+        );
         let out = Command::new(env!("CARGO_BIN_EXE_relive"))
             .args(["host", "--config"])
             .arg(&config)
@@ -406,17 +416,12 @@ fn a_taken_port_is_named_in_the_error() {
 fn a_mistyped_vm_is_named_and_said_plainly() {
     let dir = tempfile::tempdir().unwrap();
     let (m, c) = (free_port(), free_port());
-    let config = dir.path().join("hv09.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "name = \"HV09\"\nlisten = \"127.0.0.1:{m}\"\ncontrol = \"127.0.0.1:{c}\"\nstate_dir = \"{}/state\"\n[peers]\nHV10 = \"127.0.0.1:{}\"\n{}",
-            dir.path().display(),
-            free_port(),
-            crate::host_auth()
-        ),
-    )
-    .unwrap();
+    let peers = format!(
+        "[peers]\nHV10 = \"127.0.0.1:{}\"\n{}",
+        free_port(),
+        crate::host_auth()
+    );
+    let config = minimal_host(dir.path(), "hv09.toml", m, c, &peers);
     let _host = Hosts(vec![spawn_host(&config)]);
     let control: SocketAddr = format!("127.0.0.1:{c}").parse().unwrap();
     wait_listening(control);
