@@ -664,7 +664,12 @@ pub(crate) fn explain_incident(state: &AppState, id: &str) -> ApiResult<Explanat
                 remediate::audit::ActionState::Done(w) => what_word(w),
             };
             let (stage, title, class, target) = match action {
-                Some(a) => (a.stage, a.title.clone(), a.class, a.target.clone()),
+                Some(a) => (
+                    a.stage,
+                    fill(&a.title, &a.params),
+                    a.class,
+                    a.target.clone(),
+                ),
                 None => (
                     stage_of_key(&key),
                     key.clone(),
@@ -704,6 +709,16 @@ pub(crate) fn explain_incident(state: &AppState, id: &str) -> ApiResult<Explanat
         audit,
         alerts,
     })
+}
+
+/// A title with the placeholders whose values the plan knows filled in,
+/// for reading (the page escapes it; commands keep their placeholders).
+fn fill(title: &str, params: &BTreeMap<String, String>) -> String {
+    let mut out = title.to_string();
+    for (k, v) in params {
+        out = out.replace(&format!("{{{k}}}"), v);
+    }
+    out
 }
 
 /// The stage an action key names (`ID/fix/2/1` and the like).

@@ -264,6 +264,17 @@ fn the_api_answers_with_tokens_only_and_keeps_log_text_as_text() {
         "the cluster lane has the cluster log's failed migration: {cluster:?} {cluster_channels:?}"
     );
     assert!(x["why"]["explanation"].as_str().unwrap().len() > 40);
+    // Titles read with the plan's values; commands keep placeholders.
+    let retry = x["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["stage"] == "retry")
+        .expect("a retry action");
+    assert!(
+        retry["title"].as_str().unwrap().contains("ADFS1"),
+        "{retry}"
+    );
     assert!(!x["incident"]["remediation"]["steps"]
         .as_array()
         .unwrap()
