@@ -320,15 +320,19 @@ impl IncidentStore {
 
     /// The incident with this id, or the only one whose id starts with it.
     pub fn find(&self, id: &str) -> Result<Option<Incident>, StoreError> {
-        let all = self.load()?;
-        if let Some(exact) = all.iter().find(|i| i.id == id) {
-            return Ok(Some(exact.clone()));
-        }
-        let mut prefixed = all.into_iter().filter(|i| i.id.starts_with(id));
-        match (prefixed.next(), prefixed.next()) {
-            (Some(one), None) => Ok(Some(one)),
-            _ => Ok(None),
-        }
+        Ok(find_in(&self.load()?, id).cloned())
+    }
+}
+
+/// The incident with this id, or the only one whose id starts with it.
+pub fn find_in<'a>(all: &'a [Incident], id: &str) -> Option<&'a Incident> {
+    if let Some(exact) = all.iter().find(|i| i.id == id) {
+        return Some(exact);
+    }
+    let mut prefixed = all.iter().filter(|i| i.id.starts_with(id));
+    match (prefixed.next(), prefixed.next()) {
+        (Some(one), None) => Some(one),
+        _ => None,
     }
 }
 

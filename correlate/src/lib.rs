@@ -30,7 +30,7 @@ pub mod yaml;
 pub use changes::{ChangeKind, ChangeLog, IncidentChange, Subscription};
 pub use engine::{Config, Correlator, Stats};
 pub use incident::{
-    Evidence, Incident, IncidentFilter, IncidentStore, LookalikeNote, Remediation, Status,
+    find_in, Evidence, Incident, IncidentFilter, IncidentStore, LookalikeNote, Remediation, Status,
 };
 pub use kb::{Knowledge, Lookalike, Playbook};
 pub use rules::RuleSet;

@@ -146,9 +146,36 @@ fn group_aggs() -> Vec<Expr> {
             .alias("bytes_moved"),
         col("throughput_mbps").mean().alias("throughput_mbps"),
     ];
-    aggs.extend(quantiles("blackout_ms"));
-    aggs.extend(quantiles("total_ms"));
+    aggs.extend(duration_aggs());
     aggs
+}
+
+/// The p50/p95/p99 columns [`quantiles`] made for `name`, row by row.
+struct PercentileColumns([Vec<Option<f64>>; 3]);
+
+impl PercentileColumns {
+    fn read(df: &DataFrame, name: &str) -> PolarsResult<Self> {
+        Ok(PercentileColumns([
+            f64s(df, &format!("{name}_p50"))?,
+            f64s(df, &format!("{name}_p95"))?,
+            f64s(df, &format!("{name}_p99"))?,
+        ]))
+    }
+
+    fn row(&self, i: usize) -> Percentiles {
+        Percentiles {
+            p50: self.0[0][i],
+            p95: self.0[1][i],
+            p99: self.0[2][i],
+        }
+    }
+}
+
+/// The duration aggregations every group and bucket carries.
+fn duration_aggs() -> impl Iterator<Item = Expr> {
+    quantiles("blackout_ms")
+        .into_iter()
+        .chain(quantiles("total_ms"))
 }
 
 fn groups(df: &DataFrame, key: impl Fn(usize) -> String) -> PolarsResult<Vec<Group>> {
@@ -156,16 +183,8 @@ fn groups(df: &DataFrame, key: impl Fn(usize) -> String) -> PolarsResult<Vec<Gro
     let failures = u64s(df, "failures")?;
     let bytes = u64s(df, "bytes_moved")?;
     let tput = f64s(df, "throughput_mbps")?;
-    let b = [
-        f64s(df, "blackout_ms_p50")?,
-        f64s(df, "blackout_ms_p95")?,
-        f64s(df, "blackout_ms_p99")?,
-    ];
-    let t = [
-        f64s(df, "total_ms_p50")?,
-        f64s(df, "total_ms_p95")?,
-        f64s(df, "total_ms_p99")?,
-    ];
+    let b = PercentileColumns::read(df, "blackout_ms")?;
+    let t = PercentileColumns::read(df, "total_ms")?;
     Ok((0..df.height())
         .map(|i| Group {
             key: key(i),
@@ -176,16 +195,8 @@ fn groups(df: &DataFrame, key: impl Fn(usize) -> String) -> PolarsResult<Vec<Gro
             } else {
                 failures[i] as f64 / migrations[i] as f64
             },
-            blackout_ms: Percentiles {
-                p50: b[0][i],
-                p95: b[1][i],
-                p99: b[2][i],
-            },
-            total_ms: Percentiles {
-                p50: t[0][i],
-                p95: t[1][i],
-                p99: t[2][i],
-            },
+            blackout_ms: b.row(i),
+            total_ms: t.row(i),
             bytes_moved: bytes[i],
             throughput_mbps: tput[i],
         })
@@ -197,44 +208,29 @@ fn buckets(per_migration: &LazyFrame, size: i64) -> PolarsResult<Vec<Bucket>> {
         .clone()
         .with_column(((col("end") / lit(size)) * lit(size)).alias("bucket"))
         .group_by([col("bucket")])
-        .agg({
-            let mut aggs = vec![
+        .agg(
+            [
                 len().alias("migrations"),
                 col("failed").cast(DataType::UInt64).sum().alias("failures"),
-            ];
-            aggs.extend(quantiles("blackout_ms"));
-            aggs.extend(quantiles("total_ms"));
-            aggs
-        })
+            ]
+            .into_iter()
+            .chain(duration_aggs())
+            .collect::<Vec<_>>(),
+        )
         .sort(["bucket"], SortMultipleOptions::default())
         .collect()?;
     let start = i64s(&df, "bucket")?;
     let migrations = u64s(&df, "migrations")?;
     let failures = u64s(&df, "failures")?;
-    let p = |name: &str| -> PolarsResult<[Vec<Option<f64>>; 3]> {
-        Ok([
-            f64s(&df, &format!("{name}_p50"))?,
-            f64s(&df, &format!("{name}_p95"))?,
-            f64s(&df, &format!("{name}_p99"))?,
-        ])
-    };
-    let b = p("blackout_ms")?;
-    let t = p("total_ms")?;
+    let b = PercentileColumns::read(&df, "blackout_ms")?;
+    let t = PercentileColumns::read(&df, "total_ms")?;
     Ok((0..df.height())
         .map(|i| Bucket {
             start: DateTime::from_timestamp_nanos(start[i]),
             migrations: migrations[i],
             failures: failures[i],
-            blackout_ms: Percentiles {
-                p50: b[0][i],
-                p95: b[1][i],
-                p99: b[2][i],
-            },
-            total_ms: Percentiles {
-                p50: t[0][i],
-                p95: t[1][i],
-                p99: t[2][i],
-            },
+            blackout_ms: b.row(i),
+            total_ms: t.row(i),
         })
         .collect())
 }

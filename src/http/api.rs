@@ -563,8 +563,9 @@ pub(crate) fn lane(incident: &Incident, e: &correlate::Evidence) -> &'static str
     }
 }
 
-fn what_word(w: remediate::audit::What) -> String {
-    serde_json::to_value(w)
+/// The word a unit enum serializes to (`awaiting_approval`, `fix`, `sent`).
+pub(crate) fn word(v: impl Serialize) -> String {
+    serde_json::to_value(v)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_else(|| "?".into())
@@ -572,7 +573,13 @@ fn what_word(w: remediate::audit::What) -> String {
 
 pub(crate) fn explain_incident(state: &AppState, id: &str) -> ApiResult<Explanation> {
     let data = &state.ctx.data;
-    let incident = find_incident(data, id)?;
+    // One read of the store: the incident and the others failing alike.
+    let all = IncidentStore::new(data)
+        .load()
+        .map_err(ApiError::internal)?;
+    let incident = correlate::find_in(&all, id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("no incident `{id}`")))?;
     let lanes = incident
         .evidence
         .iter()
@@ -581,10 +588,7 @@ pub(crate) fn explain_incident(state: &AppState, id: &str) -> ApiResult<Explanat
     let window = chrono::TimeDelta::minutes(10);
     let mut related = Vec::new();
     if incident.root_cause != "unknown" {
-        for other in IncidentStore::new(data)
-            .load()
-            .map_err(ApiError::internal)?
-        {
+        for other in &all {
             if other.id == incident.id
                 || other.root_cause != incident.root_cause
                 || other.last_seen < incident.first_seen - window
@@ -592,13 +596,13 @@ pub(crate) fn explain_incident(state: &AppState, id: &str) -> ApiResult<Explanat
             {
                 continue;
             }
-            if let Some(e) = other.evidence.iter().find(|e| e.rule.contains("fail")) {
-                related.push(Related {
-                    incident: other.id.clone(),
-                    vm_name: other.vm_name.clone(),
-                    evidence: e.clone(),
-                });
-            } else if let Some(e) = other.evidence.first() {
+            // Its failure, or else its first event.
+            let shown = other
+                .evidence
+                .iter()
+                .find(|e| e.rule.contains("fail"))
+                .or(other.evidence.first());
+            if let Some(e) = shown {
                 related.push(Related {
                     incident: other.id.clone(),
                     vm_name: other.vm_name.clone(),
@@ -610,7 +614,7 @@ pub(crate) fn explain_incident(state: &AppState, id: &str) -> ApiResult<Explanat
             }
         }
     }
-    let kb = correlate::shipped::knowledge().map_err(ApiError::internal)?;
+    let kb = state.knowledge()?;
     let why = kb.get(&incident.remediation.playbook).map(|p| Why {
         fm: p.fm.clone(),
         title: p.title.clone(),
@@ -661,7 +665,7 @@ pub(crate) fn explain_incident(state: &AppState, id: &str) -> ApiResult<Explanat
                 remediate::audit::ActionState::AwaitingApproval => "awaiting approval".into(),
                 remediate::audit::ActionState::Approved => "approved".into(),
                 remediate::audit::ActionState::Interrupted => "interrupted".into(),
-                remediate::audit::ActionState::Done(w) => what_word(w),
+                remediate::audit::ActionState::Done(w) => word(w),
             };
             let (stage, title, class, target) = match action {
                 Some(a) => (

@@ -115,9 +115,20 @@ pub(crate) struct AppState {
     pub(crate) index: Mutex<Option<Arc<index::EventIndex>>>,
     pub(crate) live: live::Live,
     pub(crate) session_hours: u64,
+    /// The shipped playbooks, read once.
+    pub(crate) kb: std::sync::OnceLock<Arc<correlate::Knowledge>>,
 }
 
 impl AppState {
+    /// The shipped playbooks (parsed on first use, then kept).
+    pub(crate) fn knowledge(&self) -> Result<Arc<correlate::Knowledge>, api::ApiError> {
+        if let Some(kb) = self.kb.get() {
+            return Ok(kb.clone());
+        }
+        let kb = Arc::new(correlate::shipped::knowledge().map_err(api::ApiError::internal)?);
+        Ok(self.kb.get_or_init(|| kb).clone())
+    }
+
     /// The index, opened on first use (a `relive ui` over an empty folder
     /// has none until something is ingested).
     pub(crate) fn index(&self) -> Result<Option<Arc<index::EventIndex>>, index::IndexError> {
@@ -198,6 +209,7 @@ pub async fn start(config: &HttpConfig, ctx: Context) -> Result<Running, HttpErr
         index: Mutex::new(None),
         live,
         session_hours: config.session_hours.max(1),
+        kb: std::sync::OnceLock::new(),
     });
     let app = router(state);
     let mut shutdown = stopped;

@@ -555,14 +555,8 @@ fn plan_section(x: &api::Explanation, admin: bool) -> String {
     }
     out.push_str(r#"<table class="plan"><thead><tr><th scope="col">Stage</th><th scope="col">Action</th><th scope="col">Class</th><th scope="col">On</th><th scope="col">State</th><th scope="col"></th></tr></thead><tbody>"#);
     for a in &x.actions {
-        let stage = serde_json::to_value(a.stage)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        let class = serde_json::to_value(a.class)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let stage = api::word(a.stage);
+        let class = a.class.as_str();
         let buttons = if a.waiting && admin {
             format!(
                 r#"<button type="button" class="approve" data-key="{k}" data-incident="{i}">Approve</button> <button type="button" class="reject" data-key="{k}" data-incident="{i}">Reject</button>"#,
@@ -584,7 +578,7 @@ fn plan_section(x: &api::Explanation, admin: bool) -> String {
                 .as_deref()
                 .map(|d| format!(r#"<br><small>{}</small>"#, text(d)))
                 .unwrap_or_default(),
-            text(&class),
+            text(class),
             text(a.target.as_deref().unwrap_or("")),
             text(&a.state),
             buttons
@@ -602,10 +596,7 @@ fn audit_section(x: &api::Explanation) -> String {
     }
     out.push_str("<ol class=\"audit\">");
     for e in &x.audit {
-        let what = serde_json::to_value(e.what)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let what = api::word(e.what);
         let _ = write!(
             out,
             "<li>{} <strong>{}</strong> {}{}{}</li>",
@@ -856,10 +847,7 @@ pub(crate) async fn incident(
     } else {
         body.push_str(r#"<table><thead><tr><th scope="col">Queued</th><th scope="col">To</th><th scope="col">Subject</th><th scope="col">Status</th><th scope="col">Attempts</th></tr></thead><tbody>"#);
         for a in &x.alerts {
-            let status = serde_json::to_value(a.status)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
+            let status = api::word(a.status);
             let _ = write!(
                 body,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td class=\"num\">{}</td></tr>",
