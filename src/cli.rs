@@ -8,9 +8,10 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "relive", version, about)]
 pub struct Cli {
-    /// Where the index, WAL, incidents and audit log live.
-    #[arg(long, global = true, default_value = "./relive-data")]
-    pub data: PathBuf,
+    /// Where the index, WAL, incidents and audit log live (default
+    /// ./relive-data; for `relive demo`, a fresh temporary folder).
+    #[arg(long, global = true)]
+    pub data: Option<PathBuf>,
     /// Extra rule folders or files, loaded after the shipped rules (repeatable).
     #[arg(long = "rules", global = true, value_name = "DIR")]
     pub rules: Vec<PathBuf>,
@@ -73,20 +74,46 @@ failed (21502/21111/21024, via incidents) against successful (20415/21301/21307)
     /// Check rule files (the shipped ones plus --rules) and list what they detect.
     #[command(after_help = "Examples:\n  relive rules\n  relive rules --rules ./my-rules")]
     Rules,
-    /// Run a migration host: its VMs, the migration listener and the control API.
-    #[command(after_help = "Examples:
+    /// Run a migration host: its VMs, the migration listener and the control API;
+    /// `relive host set` changes a running host's settings.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = concat!("Examples:
   relive host --config hv01.toml
+  relive host set HV03 rename_switch External-Old External   (a host in relive.toml's [remediation.hosts])
+  relive config default --host > hv01.toml
 The host writes Hyper-V-shaped events (event_log) and migration metrics (metrics_log)
-as JSON lines that `relive ingest` and the agents read.")]
+as JSON lines that `relive ingest` and the agents read; examples/lab/ holds a three-host lab.
+
+Every key of the host configuration, with its default:
+
+", include_str!("../migrate-core/src/host.default.toml"))
+    )]
     Host(HostArgs),
+    /// Run the whole story on this machine in under a minute: three migration
+    /// hosts, the collector, agents and the web UI; healthy migrations, then
+    /// the cluster broken, the failures found, fixed, retried and proven.
+    #[command(after_help = "Examples:
+  relive demo
+  relive demo --keep-running          (everything stays up to explore; Ctrl-C stops it)
+  relive demo --data /tmp/my-demo     (a new or empty folder)
+  relive demo --smtp 127.0.0.1:25 --mail-to you@example.com   (alerts to a real mail server)
+Nothing outside --data is touched; every listener is on 127.0.0.1. Without --data the
+demo makes a fresh temporary folder and names it. Alert emails are written as .eml
+files under DATA/mail unless --smtp is given. Demo mode approves the repairs that
+would wait for a person, and says so each time.")]
+    Demo(DemoArgs),
     /// Live-migrate a VM from the host whose control API is --control to another host.
     #[command(after_help = "Examples:
   relive migrate ADFS1 --to HV02
   relive migrate ADFS1 --to HV02 --control 127.0.0.1:6611 --max-bandwidth 128MiB --downtime-limit 300
   relive migrate DB1 --to HV03 --transport multi --streams 4 --json")]
     Migrate(MigrateArgs),
-    /// List the VMs of a host (through its control API).
-    Vms(ControlArgs),
+    /// List the VMs of a host (through its control API), or of every host with --all.
+    #[command(after_help = "Examples:
+  relive vms --control 127.0.0.1:6601 --token-file state/HV01/secrets/control-token
+  relive vms --all --config relive.toml   (every host of [remediation.hosts])")]
+    Vms(VmsArgs),
     /// Settle a migration whose commit answer was lost: its VM waits,
     /// paused and "in doubt", on the source host until the destination says
     /// whether it runs it. Use this only when the destination cannot answer.
@@ -208,7 +235,73 @@ pub struct AgentArgs {
 pub struct HostArgs {
     /// Host configuration (TOML).
     #[arg(long)]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub action: Option<HostAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostAction {
+    /// Change a setting of a running host (through its control API).
+    #[command(after_help = "Settings and their values:
+  migration_enabled true|false     numa_spanning true|false
+  add_switch NAME                  rename_switch FROM TO
+  shared_storage PATH [create]     listener open|closed
+  max_migrations N                 auth_mode direct|delegated
+  trust_initiator MACHINE          add_migration_network CIDR
+  add_config_version VERSION
+
+Examples:
+  relive host set HV02 migration_enabled true
+  relive host set HV03 rename_switch External-Old External --config relive.toml
+  relive host set 127.0.0.1:6611 max_migrations 4 --token-file state/HV02/secrets/control-token")]
+    Set(HostSetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HostSetArgs {
+    /// The host: its name in relive.toml's [remediation.hosts], or its control address.
+    pub host: String,
+    /// The setting (listed below).
+    pub setting: String,
+    /// Its value (two words for rename_switch: FROM TO).
+    #[arg(required = true, num_args = 1..=2)]
+    pub value: Vec<String>,
+    /// relive.toml whose [remediation.hosts] names the host (default: ./relive.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The control token, for a host given by address (or RELIVE_CONTROL_TOKEN).
+    #[arg(long, env = "RELIVE_CONTROL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A file holding the control token, for a host given by address.
+    #[arg(long, conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VmsArgs {
+    #[command(flatten)]
+    pub control: ControlArgs,
+    /// Every host in relive.toml's [remediation.hosts] instead of one.
+    #[arg(long)]
+    pub all: bool,
+    /// relive.toml for --all (default: ./relive.toml).
+    #[arg(long, requires = "all")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Leave the hosts, collector and web UI running after the story, until Ctrl-C.
+    #[arg(long)]
+    pub keep_running: bool,
+    /// Send the alert emails to this SMTP server (host:port, no TLS) instead
+    /// of writing them under DATA/mail.
+    #[arg(long, requires = "mail_to")]
+    pub smtp: Option<String>,
+    /// Who the alert emails go to (with --smtp).
+    #[arg(long, requires = "smtp")]
+    pub mail_to: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -510,8 +603,16 @@ pub struct SilenceExpireArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// A commented relive.toml with every section and its defaults.
-    Default,
+    /// A commented relive.toml with every section and its defaults
+    /// (--host: a migration host's host.toml).
+    Default(ConfigDefaultArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigDefaultArgs {
+    /// A migration host's configuration (`relive host --config`) instead.
+    #[arg(long)]
+    pub host: bool,
 }
 
 #[derive(Debug, Args)]

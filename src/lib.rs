@@ -4,6 +4,7 @@
 //! crates; this only connects them.
 #![deny(missing_docs)]
 
+pub mod demo;
 pub mod display;
 pub mod http;
 pub mod stats;

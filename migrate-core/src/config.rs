@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::workload::WorkloadSpec;
 
+/// A commented host configuration with every key and its default
+/// (`relive config default --host`, `relive host --help`).
+pub const HOST_TEMPLATE: &str = include_str!("host.default.toml");
+
 /// Default migration port (Hyper-V uses 6600).
 pub const DEFAULT_PORT: u16 = 6600;
 
@@ -77,6 +81,12 @@ pub struct AuthConfig {
     /// ([`HostConfig::ensure_secrets`]); an empty secret never authenticates.
     #[serde(default)]
     pub default_secret: String,
+    /// A file holding `default_secret`, for hosts that migrate to each
+    /// other to share one (a lab's hosts point at the same file). The first
+    /// host that starts without it creates it: random, owner-only. Used
+    /// when `default_secret` is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_secret_file: Option<PathBuf>,
     /// Machines trusted to initiate migrations to this host (delegated).
     #[serde(default)]
     pub trusted_initiators: Vec<String>,
@@ -183,10 +193,12 @@ pub struct HostConfig {
     /// Shared storage root that VMs with shared disks need.
     #[serde(default)]
     pub shared_storage: Option<PathBuf>,
-    /// The host's event log (ECS JSON lines), for an agent to tail.
+    /// The host's event log (ECS JSON lines), for an agent to tail
+    /// (default: `events.ndjson` in the state folder).
     #[serde(default)]
     pub event_log: Option<PathBuf>,
-    /// Migration metrics (JSON lines: one per pass and one at the end).
+    /// Migration metrics (JSON lines: one per pass and one at the end;
+    /// default: `migrations.ndjson` in the state folder).
     #[serde(default)]
     pub metrics_log: Option<PathBuf>,
     /// Folder for VM disks and state.
@@ -234,6 +246,7 @@ impl HostConfig {
     pub fn ensure_secrets(&mut self) -> Result<Vec<GeneratedSecret>, String> {
         self.auth.check()?;
         let dir = self.state_root().join("secrets");
+        let shared = self.auth.default_secret_file.clone();
         let mut out = Vec::new();
         for (setting, value) in [
             ("default_secret", &mut self.auth.default_secret),
@@ -242,7 +255,10 @@ impl HostConfig {
             if !value.is_empty() {
                 continue;
             }
-            let path = dir.join(setting.replace('_', "-"));
+            let path = match (setting, &shared) {
+                ("default_secret", Some(file)) => file.clone(),
+                _ => dir.join(setting.replace('_', "-")),
+            };
             let (secret, new) = load_or_make_secret(&path).map_err(|e| {
                 format!(
                     "{setting}: cannot keep a generated secret in {}: {e}",
@@ -253,6 +269,22 @@ impl HostConfig {
             out.push(GeneratedSecret { setting, path, new });
         }
         Ok(out)
+    }
+
+    /// Where the host writes its event log: `event_log`, or
+    /// `events.ndjson` in its state folder.
+    pub fn event_log_path(&self) -> PathBuf {
+        self.event_log
+            .clone()
+            .unwrap_or_else(|| self.state_root().join("events.ndjson"))
+    }
+
+    /// Where the host writes its migration metrics: `metrics_log`, or
+    /// `migrations.ndjson` in its state folder.
+    pub fn metrics_log_path(&self) -> PathBuf {
+        self.metrics_log
+            .clone()
+            .unwrap_or_else(|| self.state_root().join("migrations.ndjson"))
     }
 
     /// A host named `name` with every default.
@@ -446,11 +478,24 @@ pub fn cidr_contains(cidr: &str, addr: std::net::IpAddr) -> bool {
 }
 
 fn load_or_make_secret(path: &Path) -> std::io::Result<(String, bool)> {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        let secret = text.trim().to_string();
-        if secret.chars().count() >= MIN_SECRET_CHARS {
-            return Ok((secret, false));
+    let read = |path: &Path| -> std::io::Result<Option<String>> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let secret = text.trim().to_string();
+                if secret.chars().count() >= MIN_SECRET_CHARS {
+                    Ok(Some(secret))
+                } else {
+                    Err(std::io::Error::other(format!(
+                        "it holds no usable secret (fewer than {MIN_SECRET_CHARS} characters): delete it to have one generated"
+                    )))
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
+    };
+    if let Some(secret) = read(path)? {
+        return Ok((secret, false));
     }
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -458,7 +503,13 @@ fn load_or_make_secret(path: &Path) -> std::io::Result<(String, bool)> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension("tmp");
+    // Written whole under a name of its own, then linked into place:
+    // hosts sharing one file that start together all end up with the one
+    // that was linked first, never a half-written one.
+    let mut tag = [0u8; 8];
+    getrandom::fill(&mut tag).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+    let tmp = path.with_extension(format!("tmp-{tag}"));
     {
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
@@ -471,8 +522,16 @@ fn load_or_make_secret(path: &Path) -> std::io::Result<(String, bool)> {
         std::io::Write::write_all(&mut file, format!("{secret}\n").as_bytes())?;
         file.sync_all()?;
     }
-    std::fs::rename(&tmp, path)?;
-    Ok((secret, true))
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok((secret, true)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => match read(path)? {
+            Some(theirs) => Ok((theirs, false)),
+            None => Err(std::io::Error::other("it vanished while it was created")),
+        },
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -512,6 +571,95 @@ mod tests {
         let mut short = HostConfig::named("HV01");
         short.auth.peers.insert("HV02".into(), "abc".into());
         assert!(short.ensure_secrets().unwrap_err().contains("at least"));
+    }
+
+    #[test]
+    fn hosts_sharing_a_secret_file_that_start_together_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("lab-secret");
+        let secrets: Vec<String> = std::thread::scope(|s| {
+            let started: Vec<_> = (0..8)
+                .map(|i| {
+                    let shared = shared.clone();
+                    let state = dir.path().join(format!("hv{i}"));
+                    s.spawn(move || {
+                        let mut host = HostConfig::named(&format!("HV{i}"));
+                        host.state_dir = Some(state);
+                        host.auth.default_secret_file = Some(shared);
+                        host.ensure_secrets().unwrap();
+                        host.auth.default_secret
+                    })
+                })
+                .collect();
+            started.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(secrets.iter().all(|s| s == &secrets[0] && s.len() == 64));
+        let stray: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains("tmp"))
+            .collect();
+        assert!(stray.is_empty(), "{stray:?}");
+        std::fs::write(&shared, "short\n").unwrap();
+        let mut host = HostConfig::named("HV01");
+        host.state_dir = Some(dir.path().join("x"));
+        host.auth.default_secret_file = Some(shared);
+        let error = host.ensure_secrets().unwrap_err();
+        assert!(error.contains("delete it"), "{error}");
+    }
+
+    #[test]
+    fn the_template_is_the_defaults_and_names_every_key() {
+        let parsed: HostConfig = toml::from_str(HOST_TEMPLATE).unwrap();
+        assert_eq!(parsed, HostConfig::named("HV01"));
+        let mut full = HostConfig::named("HV01");
+        full.auth.default_secret_file = Some("lab-secret".into());
+        full.auth.peers.insert("HV02".into(), "x".repeat(12));
+        full.peers
+            .insert("HV02".into(), "127.0.0.1:6610".parse().unwrap());
+        full.shared_storage = Some("s".into());
+        full.event_log = Some("e".into());
+        full.metrics_log = Some("m".into());
+        full.state_dir = Some("d".into());
+        let mut vm = VmConfig::new("SQL1", 256);
+        vm.disk = Some(Disk {
+            path: "d".into(),
+            shared: true,
+            size_mib: 1,
+        });
+        vm.workload = Some(crate::workload::WorkloadSpec::mib(1, 1));
+        full.vms.push(vm);
+        fn keys(value: &toml::Value, out: &mut Vec<String>) {
+            match value {
+                toml::Value::Table(t) => {
+                    for (k, v) in t {
+                        out.push(k.clone());
+                        keys(v, out);
+                    }
+                }
+                toml::Value::Array(a) => a.iter().for_each(|v| keys(v, out)),
+                _ => {}
+            }
+        }
+        let mut all = Vec::new();
+        keys(&toml::Value::try_from(&full).unwrap(), &mut all);
+        for key in all {
+            if key == "HV02" {
+                continue;
+            }
+            let named = [
+                format!("{key} ="),
+                format!("[{key}]"),
+                format!("[[{key}]]"),
+                format!("{key} = "),
+                format!("{{ {key} ="),
+                format!(", {key} ="),
+            ];
+            assert!(
+                named.iter().any(|n| HOST_TEMPLATE.contains(n.as_str())),
+                "the host template does not name `{key}`"
+            );
+        }
     }
 
     #[test]

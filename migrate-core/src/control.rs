@@ -191,6 +191,97 @@ pub enum Setting {
     },
 }
 
+/// The settings `relive host set` knows, with the words their values take.
+pub const SETTING_USAGE: &[(&str, &str)] = &[
+    ("migration_enabled", "true|false"),
+    ("numa_spanning", "true|false"),
+    ("add_switch", "NAME"),
+    ("rename_switch", "FROM TO"),
+    ("shared_storage", "PATH [create]"),
+    ("listener", "open|closed"),
+    ("max_migrations", "N"),
+    ("auth_mode", "direct|delegated"),
+    ("trust_initiator", "MACHINE"),
+    ("add_migration_network", "CIDR"),
+    ("add_config_version", "VERSION"),
+];
+
+impl Setting {
+    /// A setting from its name and the words of its value, as typed on a
+    /// command line (`migration_enabled true`, `rename_switch External LAN`).
+    pub fn from_words(name: &str, values: &[String]) -> Result<Setting, String> {
+        let key = name.trim().to_ascii_lowercase().replace('-', "_");
+        let Some((_, usage)) = SETTING_USAGE.iter().find(|(n, _)| *n == key) else {
+            let known: Vec<&str> = SETTING_USAGE.iter().map(|(n, _)| *n).collect();
+            return Err(format!(
+                "unknown setting {name:?}; the settings are {}",
+                known.join(", ")
+            ));
+        };
+        let wrong = || format!("{key} takes {usage}, not {:?}", values.join(" "));
+        let one = || match values {
+            [v] if !v.trim().is_empty() => Ok(v.trim().to_string()),
+            _ => Err(wrong()),
+        };
+        let flag = |yes: &[&str], no: &[&str]| {
+            let v = one()?.to_ascii_lowercase();
+            if yes.contains(&v.as_str()) {
+                Ok(true)
+            } else if no.contains(&v.as_str()) {
+                Ok(false)
+            } else {
+                Err(wrong())
+            }
+        };
+        let boolean = || flag(&["true", "on", "yes", "1"], &["false", "off", "no", "0"]);
+        Ok(match key.as_str() {
+            "migration_enabled" => Setting::MigrationEnabled { value: boolean()? },
+            "numa_spanning" => Setting::NumaSpanning { value: boolean()? },
+            "add_switch" => Setting::AddSwitch { name: one()? },
+            "rename_switch" => match values {
+                [from, to] if !from.is_empty() && !to.is_empty() => Setting::RenameSwitch {
+                    from: from.clone(),
+                    to: to.clone(),
+                },
+                _ => return Err(wrong()),
+            },
+            "shared_storage" => match values {
+                [path] => Setting::SharedStorage {
+                    path: path.into(),
+                    create: false,
+                    subdir: None,
+                },
+                [path, create] if create.eq_ignore_ascii_case("create") => Setting::SharedStorage {
+                    path: path.into(),
+                    create: true,
+                    subdir: None,
+                },
+                _ => return Err(wrong()),
+            },
+            "listener" => Setting::Listener {
+                open: flag(
+                    &["open", "true", "on"],
+                    &["closed", "close", "false", "off"],
+                )?,
+            },
+            "max_migrations" => Setting::MaxMigrations {
+                value: one()?.parse().map_err(|_| wrong())?,
+            },
+            "auth_mode" => Setting::AuthMode {
+                mode: match one()?.to_ascii_lowercase().as_str() {
+                    "direct" | "credssp" => AuthMode::Direct,
+                    "delegated" | "kerberos" => AuthMode::Delegated,
+                    _ => return Err(wrong()),
+                },
+            },
+            "trust_initiator" => Setting::TrustInitiator { name: one()? },
+            "add_migration_network" => Setting::AddMigrationNetwork { cidr: one()? },
+            "add_config_version" => Setting::AddConfigVersion { version: one()? },
+            _ => return Err(wrong()),
+        })
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct Envelope {
     token: String,
@@ -638,6 +729,70 @@ impl ControlClient {
                     MigrationError::new(ErrorKind::Protocol, answer["error"].to_string())
                 });
             Err(ControlError::Host(error))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(w: &[&str]) -> Vec<String> {
+        w.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn settings_from_the_words_an_admin_types() {
+        let cases: &[(&str, &[&str], serde_json::Value)] = &[
+            (
+                "migration_enabled",
+                &["off"],
+                json!({"setting": "migration_enabled", "value": false}),
+            ),
+            (
+                "numa-spanning",
+                &["TRUE"],
+                json!({"setting": "numa_spanning", "value": true}),
+            ),
+            (
+                "rename_switch",
+                &["External", "LAN 2"],
+                json!({"setting": "rename_switch", "from": "External", "to": "LAN 2"}),
+            ),
+            (
+                "listener",
+                &["closed"],
+                json!({"setting": "listener", "open": false}),
+            ),
+            (
+                "max_migrations",
+                &["4"],
+                json!({"setting": "max_migrations", "value": 4}),
+            ),
+            (
+                "auth_mode",
+                &["Kerberos"],
+                json!({"setting": "auth_mode", "mode": "delegated"}),
+            ),
+            (
+                "shared_storage",
+                &["/srv/csv", "create"],
+                json!({"setting": "shared_storage", "path": "/srv/csv", "create": true, "subdir": null}),
+            ),
+        ];
+        for (name, values, want) in cases {
+            let got = Setting::from_words(name, &words(values)).unwrap();
+            assert_eq!(&serde_json::to_value(got).unwrap(), want, "{name}");
+        }
+        for (name, values, says) in [
+            ("migration_enabled", &["maybe"][..], "true|false"),
+            ("max_migrations", &["-1"][..], "N"),
+            ("rename_switch", &["External"][..], "FROM TO"),
+            ("listener", &[][..], "open|closed"),
+            ("colour", &["red"][..], "the settings are migration_enabled"),
+        ] {
+            let error = Setting::from_words(name, &words(values)).unwrap_err();
+            assert!(error.contains(says), "{name}: {error}");
         }
     }
 }

@@ -66,7 +66,12 @@ const SERVE_TOML: &str = r#"# relive.toml — read by `relive serve --config rel
 /// Runs `relive config …`.
 pub fn run(command: ConfigCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ConfigCommand::Default => {
+        ConfigCommand::Default(args) if args.host => {
+            std::io::stdout()
+                .lock()
+                .write_all(migrate_core::config::HOST_TEMPLATE.as_bytes())?;
+        }
+        ConfigCommand::Default(_) => {
             let mut out = std::io::stdout().lock();
             out.write_all(SERVE_TOML.as_bytes())?;
             out.write_all(remediate::alert::config::DEFAULT_TOML.as_bytes())?;

@@ -13,19 +13,28 @@ use migrate_core::host::Host;
 use migrate_core::report::{MigrationParams, MigrationReport, Status, VerifyMode};
 use serde_json::json;
 
-use crate::cli::{ControlArgs, HostArgs, MigrateArgs, ResolveArgs};
+use crate::cli::{HostAction, HostArgs, HostSetArgs, MigrateArgs, ResolveArgs, VmsArgs};
 
-/// `relive host --config FILE`.
+/// `relive host --config FILE` and `relive host set`.
 pub fn run(args: HostArgs) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&args.config)
-        .with_context(|| format!("reading {}", args.config.display()))?;
+    if let Some(HostAction::Set(set)) = args.action {
+        return set_setting(set);
+    }
+    let Some(path) = args.config else {
+        anyhow::bail!(
+            "relive host needs --config HOST.toml (`relive config default --host` prints one \
+             with every key; examples/lab/ holds a three-host lab)"
+        );
+    };
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut config: HostConfig = toml::from_str(&text)
-        .with_context(|| format!("{}: invalid host configuration", args.config.display()))?;
+        .with_context(|| format!("{}: invalid host configuration", path.display()))?;
     // No fixed secrets: what is not configured is generated once and kept
     // owner-only under the state folder.
     let generated = config
         .ensure_secrets()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     for secret in &generated {
         eprintln!(
             "relive host {}: {} {} {}{}",
@@ -44,14 +53,25 @@ pub fn run(args: HostArgs) -> anyhow::Result<ExitCode> {
             }
         );
     }
+    // Events and metrics go to the state folder unless configured: a host
+    // that logs nothing gives relive nothing to find.
+    let event_log = config.event_log_path();
+    let metrics_log = config.metrics_log_path();
+    let token_file = generated
+        .iter()
+        .find(|g| g.setting == "control_token")
+        .map(|g| g.path.display().to_string());
     let slot: hostlog::HostSlot = Arc::new(Mutex::new(None));
     let log = Arc::new(
-        hostlog::EventLog::open(
-            slot.clone(),
-            config.event_log.as_deref(),
-            config.metrics_log.as_deref(),
-        )
-        .context("cannot open the host's logs")?,
+        hostlog::EventLog::open(slot.clone(), Some(&event_log), Some(&metrics_log)).with_context(
+            || {
+                format!(
+                    "cannot open the host's logs ({} and {})",
+                    event_log.display(),
+                    metrics_log.display()
+                )
+            },
+        )?,
     );
     let vms = config.vms.clone();
     let host = Host::new(config.clone(), log.clone());
@@ -78,13 +98,19 @@ pub fn run(args: HostArgs) -> anyhow::Result<ExitCode> {
     }
     let control = host.serve_control().context("opening the control API")?;
     eprintln!(
-        "relive host {}: migrations on {}, control API on {}, {} VM(s) running",
+        "relive host {}: migrations on {}, control API on {} (token {}), {} VM(s) running; \
+         events to {}, metrics to {}",
         host.name(),
         listen
             .map(|a| a.to_string())
             .unwrap_or_else(|| "(listener closed)".into()),
         control.addr,
-        host.list_vms().len()
+        token_file
+            .map(|f| format!("in {f}"))
+            .unwrap_or_else(|| "from [auth] control_token".into()),
+        host.list_vms().len(),
+        event_log.display(),
+        metrics_log.display()
     );
     tracing::info!(host = %host.name(), "host running");
     loop {
@@ -142,7 +168,22 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         client = client.initiator(initiator);
     }
     let params: MigrationParams = serde_json::from_value(params).context("migration parameters")?;
-    let id = client.migrate(&args.vm, &args.to, args.address, params)?;
+    let id = match client.migrate(&args.vm, &args.to, args.address, params) {
+        Ok(id) => id,
+        Err(migrate_core::control::ControlError::Host(e))
+            if e.kind == migrate_core::error::ErrorKind::NameResolution =>
+        {
+            anyhow::bail!(
+                "{}\n  {} is not in the source host's [peers] and does not resolve as a host name: \
+                 add `{} = \"IP:PORT\"` under [peers] in its host.toml (the destination's listen \
+                 address), or pass --address IP:PORT",
+                relive::display::clean(&e.message),
+                relive::display::clean(&args.to),
+                relive::display::clean(&args.to)
+            )
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut last = String::new();
     let report = loop {
         let info = client.query(&id)?;
@@ -291,28 +332,178 @@ pub fn resolve(args: ResolveArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `relive vms`.
-pub fn vms(args: ControlArgs) -> anyhow::Result<ExitCode> {
-    let mut client = ControlClient::connect(args.control, &args.token()?)?;
-    let vms = client.list_vms()?;
-    if args.json {
-        println!("{}", serde_json::to_string(&vms)?);
+/// `relive vms` (one host) and `relive vms --all` (every configured host).
+pub fn vms(args: VmsArgs) -> anyhow::Result<ExitCode> {
+    let mut rows = Vec::new();
+    let mut failed = Vec::new();
+    if args.all {
+        let path = args
+            .config
+            .clone()
+            .unwrap_or_else(|| std::path::PathBuf::from("relive.toml"));
+        let hosts = configured_hosts(&path)?;
+        for (name, access) in &hosts {
+            match access
+                .connect()
+                .and_then(|mut c| c.list_vms().map_err(|e| e.to_string()))
+            {
+                Ok(list) => rows.extend(list.into_iter().map(|vm| (name.clone(), vm))),
+                Err(e) => failed.push(format!("{name} ({}): {e}", access.control)),
+            }
+        }
     } else {
-        println!(
-            "{:<20} {:<38} {:>8} {:<10} {:>8}",
-            "NAME", "ID", "MB", "STATE", "COUNTER"
-        );
-        for vm in &vms {
-            let state = serde_json::to_value(vm.state)?;
-            println!(
-                "{:<20} {:<38} {:>8} {:<10} {:>8}",
-                relive::display::clean(&vm.name),
-                relive::display::clean(&vm.id),
-                vm.memory_mib,
-                state.as_str().unwrap_or_default(),
-                vm.counter
-            );
+        let mut client = ControlClient::connect(args.control.control, &args.control.token()?)?;
+        rows.extend(client.list_vms()?.into_iter().map(|vm| (String::new(), vm)));
+    }
+    if args.control.json {
+        let list: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(host, vm)| {
+                let mut v = serde_json::to_value(vm).unwrap_or_default();
+                if args.all {
+                    v["host"] = json!(host);
+                }
+                v
+            })
+            .collect();
+        println!("{}", serde_json::to_string(&list)?);
+    } else {
+        let cells: Vec<[String; 6]> = rows
+            .iter()
+            .map(|(host, vm)| {
+                let state = serde_json::to_value(vm.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                [
+                    relive::display::clean(host),
+                    relive::display::clean(&vm.name),
+                    relive::display::clean(&vm.id),
+                    vm.memory_mib.to_string(),
+                    state,
+                    vm.counter.to_string(),
+                ]
+            })
+            .collect();
+        print!("{}", table(&cells, args.all));
+    }
+    for line in &failed {
+        eprintln!("relive vms: cannot list {}", relive::display::clean(line));
+    }
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The VM table, each column as wide as its widest cell (numbers right-aligned).
+fn table(cells: &[[String; 6]], with_host: bool) -> String {
+    let head = ["HOST", "NAME", "ID", "MIB", "STATE", "COUNTER"];
+    let right = [false, false, false, true, false, true];
+    let first = if with_host { 0 } else { 1 };
+    let mut width = [0usize; 6];
+    for row in std::iter::once(&head.map(String::from)).chain(cells) {
+        for (w, c) in width.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
         }
     }
+    let line = |row: &[String; 6]| {
+        let mut out = String::new();
+        for i in first..6 {
+            let pad = width[i] - row[i].chars().count();
+            if i > first {
+                out.push_str("  ");
+            }
+            if right[i] {
+                out.push_str(&" ".repeat(pad));
+                out.push_str(&row[i]);
+            } else {
+                out.push_str(&row[i]);
+                if i < 5 {
+                    out.push_str(&" ".repeat(pad));
+                }
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let mut out = line(&head.map(String::from));
+    for row in cells {
+        out.push_str(&line(row));
+    }
+    out
+}
+
+/// `[remediation.hosts]` of a relive.toml.
+fn configured_hosts(
+    path: &std::path::Path,
+) -> anyhow::Result<std::collections::BTreeMap<String, remediate::executor::HostAccess>> {
+    if !path.exists() {
+        anyhow::bail!(
+            "{} not found: --all lists the hosts of a relive.toml's [remediation.hosts] (--config FILE)",
+            path.display()
+        );
+    }
+    let config = crate::commands::remediate::load(Some(path))?;
+    if config.hosts.is_empty() {
+        anyhow::bail!("{} has no [remediation.hosts]", path.display());
+    }
+    Ok(config.hosts)
+}
+
+/// `relive host set HOST SETTING VALUE…`.
+fn set_setting(args: HostSetArgs) -> anyhow::Result<ExitCode> {
+    let setting = migrate_core::control::Setting::from_words(&args.setting, &args.value)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (name, mut client) = match args.host.parse::<std::net::SocketAddr>() {
+        Ok(addr) => {
+            let token = crate::cli::ControlArgs {
+                control: addr,
+                token: args.token.clone(),
+                token_file: args.token_file.clone(),
+                json: false,
+            }
+            .token()?;
+            (addr.to_string(), ControlClient::connect(addr, &token)?)
+        }
+        Err(_) => {
+            let path = args
+                .config
+                .clone()
+                .unwrap_or_else(|| std::path::PathBuf::from("relive.toml"));
+            let hosts = configured_hosts(&path).with_context(|| {
+                format!(
+                    "{} is not a control address (IP:PORT), so it is looked up in [remediation.hosts]",
+                    args.host
+                )
+            })?;
+            let Some((name, access)) = hosts
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(&args.host))
+            else {
+                anyhow::bail!(
+                    "no host {:?} in [remediation.hosts] of {} (it has {})",
+                    args.host,
+                    path.display(),
+                    hosts.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
+            };
+            let client = access
+                .connect()
+                .map_err(|e| anyhow::anyhow!("{name} ({}): {e}", access.control))?;
+            (name.clone(), client)
+        }
+    };
+    let shown = serde_json::to_string(&setting)?;
+    client
+        .set(setting)
+        .with_context(|| format!("{name} refused {}", relive::display::clean(&shown)))?;
+    println!(
+        "{}: {} set to {}",
+        relive::display::clean(&name),
+        args.setting,
+        relive::display::clean(&args.value.join(" "))
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -21,7 +21,7 @@ struct File {
 }
 
 /// `[remediation]` of a relive.toml (defaults without one).
-fn load(path: Option<&Path>) -> anyhow::Result<RemediationConfig> {
+pub(crate) fn load(path: Option<&Path>) -> anyhow::Result<RemediationConfig> {
     let Some(path) = path else {
         return Ok(RemediationConfig::default());
     };

@@ -444,3 +444,186 @@ fn a_mistyped_vm_is_named_and_said_plainly() {
     assert!(said.contains("HV09 has no VM named 'ADFS-1'"), "{said}");
     assert!(!said.contains("keeps running"), "{said}");
 }
+
+/// A host given only its name, ports and secret logs events and metrics
+/// under its state folder and says where (and where its token is); an
+/// admin changes settings and lists every host's VMs without writing JSON;
+/// a destination missing from [peers] gets a hint.
+#[test]
+fn a_new_users_host_logs_by_default_and_is_run_without_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, c) = (free_port(), free_port());
+    let vm = "[[vm]]\nname = \"WEB9\"\nmemory_mib = 1024\n";
+    // No control_token: it is generated; the start line says where.
+    let auth = format!("{vm}[auth]\ndefault_secret = \"{}\"\n", crate::HOST_SECRET);
+    let config = minimal_host(dir.path(), "hv09.toml", m, c, &auth);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relive"))
+        .args(["host", "--config"])
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _host = Hosts(vec![child]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Read to the end, so the host never writes to a closed pipe.
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("control API on") {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the host's start-up line");
+    let state = dir.path().join("state");
+    let token_file = state.join("secrets/control-token");
+    assert!(
+        first.contains(&format!("token in {}", token_file.display())),
+        "{first}"
+    );
+    assert!(
+        first.contains(&format!(
+            "events to {}",
+            state.join("events.ndjson").display()
+        )),
+        "{first}"
+    );
+    assert!(first.contains("metrics to"), "{first}");
+    let events = std::fs::read_to_string(state.join("events.ndjson")).unwrap();
+    assert!(events.contains("relive-hostfacts"), "{events}");
+
+    // relive.toml naming the host, for `host set` and `vms --all`.
+    let relive_toml = dir.path().join("relive.toml");
+    std::fs::write(
+        &relive_toml,
+        format!(
+            "[remediation.hosts]\nHV09 = {{ control = \"127.0.0.1:{c}\", token_file = \"{}\" }}\n\
+             GONE = {{ control = \"127.0.0.1:{}\", token = \"nothing-listens-here\" }}\n",
+            token_file.display(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let cfg = relive_toml.display().to_string();
+    let data = dir.path().join("data");
+    let set = relive(
+        &data,
+        &[
+            "host",
+            "set",
+            "hv09",
+            "rename_switch",
+            "External",
+            "LAN 2",
+            "--config",
+            &cfg,
+        ],
+    );
+    assert!(set.status.success(), "{}", text(&set));
+    assert!(
+        text(&set).contains("HV09: rename_switch set to External LAN 2"),
+        "{}",
+        text(&set)
+    );
+    let by_addr = relive(
+        &data,
+        &[
+            "host",
+            "set",
+            &format!("127.0.0.1:{c}"),
+            "max_migrations",
+            "3",
+            "--token-file",
+            &token_file.display().to_string(),
+        ],
+    );
+    assert!(by_addr.status.success(), "{}", text(&by_addr));
+    let settings = control(
+        format!("127.0.0.1:{c}").parse().unwrap(),
+        serde_json::json!({"op": "settings", "token": std::fs::read_to_string(&token_file).unwrap().trim()}),
+    );
+    assert_eq!(
+        settings["result"]["switches"],
+        serde_json::json!(["LAN 2"]),
+        "{settings}"
+    );
+    assert_eq!(settings["result"]["max_migrations"], 3, "{settings}");
+    for (args, says) in [
+        (
+            vec!["host", "set", "HV09", "colour", "red", "--config", &cfg],
+            "the settings are migration_enabled",
+        ),
+        (
+            vec![
+                "host",
+                "set",
+                "HV09",
+                "max_migrations",
+                "many",
+                "--config",
+                &cfg,
+            ],
+            "max_migrations takes N",
+        ),
+        (
+            vec!["host", "set", "HV77", "listener", "open", "--config", &cfg],
+            "no host \"HV77\" in [remediation.hosts]",
+        ),
+    ] {
+        let out = relive(&data, &args);
+        assert!(!out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains(says), "{args:?}: {}", text(&out));
+    }
+    // Every configured host's VMs; the one that does not answer is named.
+    let all = relive(&data, &["vms", "--all", "--config", &cfg]);
+    let said = text(&all);
+    assert!(!all.status.success(), "GONE cannot be reached: {said}");
+    assert!(said.contains("cannot list GONE"), "{said}");
+    let row = said
+        .lines()
+        .find(|l| l.starts_with("HV09"))
+        .unwrap_or_else(|| panic!("{said}"));
+    let header = said.lines().next().unwrap();
+    assert!(header.starts_with("HOST"), "{said}");
+    // Columns line up: MIB ends where the header's MIB ends.
+    let end = header.find("MIB").unwrap() + 3;
+    assert_eq!(&row[end - 4..end], "1024", "{said}");
+
+    // A destination the host has no [peers] entry for: a hint, not only
+    // Windows' words.
+    let out = relive(
+        &data,
+        &[
+            "migrate",
+            "WEB9",
+            "--to",
+            "NOSUCHHOST",
+            "--token-file",
+            &token_file.display().to_string(),
+            "--control",
+            &format!("127.0.0.1:{c}"),
+        ],
+    );
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("No such host is known"), "{said}");
+    assert!(
+        said.contains("NOSUCHHOST is not in the source host's [peers]"),
+        "{said}"
+    );
+
+    // The commented host template shown by --help and config default.
+    let template = relive(&data, &["config", "default", "--host"]);
+    let template = String::from_utf8_lossy(&template.stdout).to_string();
+    assert!(template.contains("default_secret_file"), "{template}");
+    let help = relive(&data, &["host", "--help"]);
+    assert!(text(&help).contains("# [[vm]]"), "{}", text(&help));
+    let bare = relive(&data, &["host"]);
+    assert!(
+        text(&bare).contains("relive config default --host"),
+        "{}",
+        text(&bare)
+    );
+}

@@ -2,10 +2,13 @@
 
 mod alerts;
 mod collector;
+mod demo;
 mod host;
 mod in_doubt;
 mod incidents;
+mod lab;
 mod parse;
+mod readme;
 mod remediation;
 mod search;
 mod streaming;

@@ -270,9 +270,187 @@ fn smtp_error(e: &lettre::transport::smtp::Error) -> String {
     }
 }
 
+/// A message as delivered (a `.eml` the file transport wrote, or one an
+/// SMTP server stored), read back: its subject and its plain text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// The decoded `Subject`.
+    pub subject: String,
+    /// The decoded `text/plain` part.
+    pub text: String,
+}
+
+/// Reads a message relive built: headers, the `text/plain` part of a
+/// multipart body, and the encodings lettre uses (7bit, quoted-printable,
+/// base64; RFC 2047 words in the subject). `None` when it is not such a
+/// message.
+pub fn read_delivered(raw: &[u8]) -> Option<Delivered> {
+    let raw = String::from_utf8_lossy(raw).replace("\r\n", "\n");
+    let (head, body) = raw.split_once("\n\n")?;
+    let headers = unfold(head);
+    if headers.is_empty() {
+        return None;
+    }
+    let subject = header(&headers, "subject")
+        .map(|s| decode_words(&s))
+        .unwrap_or_default();
+    let text = match header(&headers, "content-type").and_then(|t| boundary(&t)) {
+        None => decode_body(&headers, body),
+        Some(b) => body.split(&format!("--{b}")).find_map(|part| {
+            let (h, b) = part.trim_start_matches('\n').split_once("\n\n")?;
+            let h = unfold(h);
+            header(&h, "content-type")?
+                .to_ascii_lowercase()
+                .starts_with("text/plain")
+                .then(|| decode_body(&h, b))
+        })?,
+    };
+    Some(Delivered { subject, text })
+}
+
+fn unfold(head: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in head.lines() {
+        if line.starts_with([' ', '\t']) {
+            if let Some(last) = out.last_mut() {
+                last.1.push_str(line);
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
+            out.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    out
+}
+
+fn header(headers: &[(String, String)], name: &str) -> Option<String> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+}
+
+fn boundary(content_type: &str) -> Option<String> {
+    content_type.split(';').find_map(|p| {
+        let (k, v) = p.trim().split_once('=')?;
+        k.eq_ignore_ascii_case("boundary")
+            .then(|| v.trim_matches('"').to_string())
+    })
+}
+
+fn decode_body(headers: &[(String, String)], body: &str) -> String {
+    let body = body.trim_end_matches('\n');
+    let encoding = header(headers, "content-transfer-encoding")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let bytes = match encoding.as_str() {
+        "base64" => {
+            use base64::Engine as _;
+            let packed: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(packed)
+                .unwrap_or_default()
+        }
+        "quoted-printable" => quoted_printable(body),
+        _ => body.as_bytes().to_vec(),
+    };
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn quoted_printable(text: &str) -> Vec<u8> {
+    let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
+    let mut out = Vec::with_capacity(text.len());
+    let mut lines = text.split('\n').peekable();
+    while let Some(line) = lines.next() {
+        let line = line.trim_end_matches([' ', '\t']);
+        let (line, soft) = match line.strip_suffix('=') {
+            Some(l) => (l, true),
+            None => (line, false),
+        };
+        let bytes = line.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            match (bytes[i], hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
+                (b'=', Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                }
+                (b, _, _) => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        if !soft && lines.peek().is_some() {
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+/// RFC 2047 encoded words (`=?utf-8?b?…?=`, `=?utf-8?q?…?=`); the space
+/// between two encoded words is dropped, as the RFC says.
+fn decode_words(value: &str) -> String {
+    let mut out = String::new();
+    let mut last_encoded = false;
+    for (i, token) in value.split(' ').enumerate() {
+        let decoded = token
+            .strip_prefix("=?")
+            .and_then(|t| t.strip_suffix("?="))
+            .and_then(|t| {
+                let mut parts = t.splitn(3, '?');
+                let (_charset, kind, data) = (parts.next()?, parts.next()?, parts.next()?);
+                let bytes = match kind.to_ascii_lowercase().as_str() {
+                    "b" => {
+                        use base64::Engine as _;
+                        base64::engine::general_purpose::STANDARD
+                            .decode(data)
+                            .ok()?
+                    }
+                    "q" => quoted_printable(&data.replace('_', " ")),
+                    _ => return None,
+                };
+                Some(String::from_utf8_lossy(&bytes).into_owned())
+            });
+        match decoded {
+            Some(text) => {
+                if i > 0 && !last_encoded {
+                    out.push(' ');
+                }
+                out.push_str(&text);
+                last_encoded = true;
+            }
+            None => {
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push_str(token);
+                last_encoded = false;
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::split_host_port;
+    use super::{decode_words, quoted_printable, read_delivered, split_host_port};
+
+    #[test]
+    fn delivered_messages_read_back() {
+        assert_eq!(
+            decode_words("=?utf-8?b?QURGUzEg4oCU?= =?utf-8?q?_failed?= now"),
+            "ADFS1 \u{2014} failed now"
+        );
+        assert_eq!(
+            quoted_printable("a=3Db =\nc=E2=80=94\nd"),
+            "a=b c\u{2014}\nd".as_bytes()
+        );
+        let raw = "Subject: =?utf-8?b?4pyJIEFERlMx?=\r\nContent-Type: multipart/alternative;\r\n boundary=\"XyZ\"\r\n\r\n--XyZ\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nline one=\r\n continues\r\nline two\r\n--XyZ\r\nContent-Type: text/html\r\n\r\n<p>x</p>\r\n--XyZ--\r\n";
+        let got = read_delivered(raw.as_bytes()).unwrap();
+        assert_eq!(got.subject, "\u{2709} ADFS1");
+        assert_eq!(got.text, "line one continues\nline two");
+        assert!(read_delivered(b"no headers at all").is_none());
+    }
 
     #[test]
     fn smtp_addresses() {
