@@ -78,6 +78,8 @@ pub struct Lab {
     pub collector: PathBuf,
     /// Where alert emails are written (file transport).
     pub mail: PathBuf,
+    /// Alert emails go to an SMTP server instead.
+    pub smtp: bool,
     /// The collector's configuration.
     pub relive_toml: PathBuf,
     /// The web UI's address.
@@ -214,6 +216,7 @@ impl Lab {
             hosts,
             collector,
             mail,
+            smtp: smtp.is_some(),
             relive_toml,
             http,
             agent_receiver: None,

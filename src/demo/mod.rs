@@ -187,7 +187,8 @@ pub struct Summary {
     pub failed: Vec<Migration>,
     /// What relive did about each.
     pub outcomes: Vec<Outcome>,
-    /// Alert emails written (file transport).
+    /// Alert emails sent (written by the file transport, or accepted by
+    /// the SMTP server).
     pub emails: usize,
     /// Seconds the story took.
     pub seconds: f64,
@@ -390,7 +391,7 @@ fn story(
 
     // relive takes over.
     let outcomes = follow(options, lab, out, &failed_at)?;
-    let emails = count_emails(&lab.mail);
+    let emails = count_sent(&lab.collector);
     let seconds = start.elapsed().as_secs_f64();
     let summary = Summary {
         data: lab.root.clone(),
@@ -477,6 +478,7 @@ fn migrate(
 #[derive(Default)]
 struct Seen {
     audit_lines: usize,
+    journal_lines: usize,
     mails: BTreeSet<PathBuf>,
     incidents: BTreeMap<String, usize>,
     wrong_cause: BTreeMap<String, String>,
@@ -613,6 +615,49 @@ fn follow(
                 out.say(Mark::Mail, &format!("email \"{subject}\""));
             }
         }
+        // The alerting journal: what was held back, and (with --smtp) sent.
+        let journal =
+            std::fs::read_to_string(lab.collector.join("alerts").join("notifications.jsonl"))
+                .unwrap_or_default();
+        let complete: Vec<&str> = journal
+            .split_inclusive('\n')
+            .filter(|l| l.ends_with('\n'))
+            .collect();
+        for line in complete.iter().skip(seen.journal_lines) {
+            let Ok(d) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let subject = d["subject"].as_str().unwrap_or_default();
+            let about = FAILURES.iter().position(|f| subject.contains(f.vm));
+            match d["decision"].as_str() {
+                Some("inhibited") => out.say(
+                    Mark::Mail,
+                    &format!(
+                        "an alert held back (inhibited): {}; a cluster-wide cause mutes the per-VM alerts of its cluster ([[alerts.inhibit]]), its approval request still goes out",
+                        clean(d["reason"].as_str().unwrap_or("no reason given"))
+                    ),
+                ),
+                Some("sent") if !need_email => {
+                    if let Some(i) = about.filter(|i| outcomes[*i].email.is_none()) {
+                        outcomes[i].email = Some(subject.to_string());
+                    }
+                    out.say(
+                        Mark::Mail,
+                        &format!("email \"{}\" accepted by the SMTP server", clean(subject)),
+                    );
+                }
+                Some("failed") => out.say(
+                    Mark::Fail,
+                    &format!(
+                        "email \"{}\" failed: {}",
+                        clean(subject),
+                        clean(d["reason"].as_str().unwrap_or("?"))
+                    ),
+                ),
+                _ => {}
+            }
+        }
+        seen.journal_lines = complete.len();
         // The remediation engine's audit log.
         let entries = remediate::audit::read(&audit_path)
             .map(|r| r.entries)
@@ -839,14 +884,15 @@ fn new_mails(
     out
 }
 
-fn count_emails(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|l| {
-            l.filter_map(|e| e.ok())
-                .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-                .count()
-        })
-        .unwrap_or(0)
+/// Notifications the alerting journal records as sent (accepted by the
+/// SMTP server, or written by the file transport).
+fn count_sent(collector: &Path) -> usize {
+    std::fs::read_to_string(collector.join("alerts").join("notifications.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|d| d["decision"] == "sent")
+        .count()
 }
 
 fn print_summary(s: &Summary, lab: &Lab, out: &mut dyn Story) {
@@ -888,9 +934,13 @@ fn print_summary(s: &Summary, lab: &Lab, out: &mut dyn Story) {
             .unwrap_or_default()
     ));
     text.push_str(&format!(
-        "\nemails: {} in {}",
+        "\nemails: {} sent{}",
         s.emails,
-        clean(&lab.mail.display().to_string())
+        if lab.smtp {
+            " to the SMTP server".to_string()
+        } else {
+            format!(" into {}", clean(&lab.mail.display().to_string()))
+        }
     ));
     let data = clean(&s.collector.display().to_string());
     text.push_str(&format!(

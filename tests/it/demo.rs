@@ -273,3 +273,33 @@ fn a_used_data_folder_is_refused_and_named() {
         "keep me"
     );
 }
+
+#[test]
+fn the_demo_mails_a_real_smtp_server_when_told_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let mail = dir.path().join("received");
+    let server = crate::alerts::smtp(&mail, &[]);
+    let data = dir.path().join("demo");
+    let out = Command::new(env!("CARGO_BIN_EXE_relive"))
+        .arg("--data")
+        .arg(&data)
+        .args(["demo", "--smtp", &format!("127.0.0.1:{}", server.port)])
+        .args(["--mail-to", "oncall@example.com"])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("accepted by the SMTP server"), "{said}");
+    assert!(!data.join("mail").exists(), "no .eml files with --smtp");
+    let got = crate::alerts::received(&mail);
+    assert!(
+        got.iter().any(
+            |(envelope, eml)| envelope["rcpt_tos"][0] == "oncall@example.com"
+                && std::fs::read_to_string(eml).unwrap().contains("FS1")
+        ),
+        "{} messages",
+        got.len()
+    );
+    assert_eq!(processes_under(&data), Vec::<String>::new());
+}
