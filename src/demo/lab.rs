@@ -523,11 +523,6 @@ impl Lab {
         }
         killed
     }
-
-    /// The process ids of the running children.
-    pub fn pids(&self) -> Vec<u32> {
-        self.procs.iter().map(|p| p.child.id()).collect()
-    }
 }
 
 impl Drop for Lab {

@@ -480,7 +480,6 @@ struct Seen {
     audit_lines: usize,
     journal_lines: usize,
     mails: BTreeSet<PathBuf>,
-    incidents: BTreeMap<String, usize>,
     wrong_cause: BTreeMap<String, String>,
 }
 
@@ -562,17 +561,12 @@ fn follow(
                     o.detected_after_s = Some(secs(i));
                     out.say(Mark::Found, &detection(inc, secs(i)));
                 }
-                if o.incident.as_deref() == Some(inc.id.as_str()) {
-                    let evidence = inc.evidence.len();
-                    let before = seen.incidents.insert(inc.id.clone(), evidence);
-                    if before.is_some_and(|b| b < evidence) {
-                        tracing::debug!(incident = %inc.id, evidence, "demo: more evidence");
-                    }
-                    if inc.status == correlate::incident::Status::Resolved
-                        && o.resolved_after_s.is_none()
-                    {
-                        o.resolved_after_s = Some(secs(i));
-                        out.say(
+                if o.incident.as_deref() == Some(inc.id.as_str())
+                    && inc.status == correlate::incident::Status::Resolved
+                    && o.resolved_after_s.is_none()
+                {
+                    o.resolved_after_s = Some(secs(i));
+                    out.say(
                             Mark::Ok,
                             &format!(
                                 "{}: incident {} resolved: the retry's success was seen in the hosts' events ({:.1} s after the failure)",
@@ -581,7 +575,6 @@ fn follow(
                                 secs(i)
                             ),
                         );
-                    }
                 }
             }
         }
