@@ -26,6 +26,12 @@ pub struct Step {
     /// `enable-migration`); absent: no host operation does it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relive: Option<String>,
+    /// For a check: a regular expression its output matches when all is
+    /// well (the cause is not there, or no longer). A check with one judges
+    /// on every executor; one without only reports to a human where no
+    /// host operation does it (PowerShell).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_if: Option<String>,
 }
 
 /// One playbook file.
@@ -101,6 +107,15 @@ impl Knowledge {
             })?;
             for step in playbook.confirm.iter().chain(&playbook.fix) {
                 check_placeholders(path, &step.command)?;
+                if let Some(re) = &step.healthy_if {
+                    if let Err(e) = regex::Regex::new(re) {
+                        return Err(RuleError {
+                            path: path.to_path_buf(),
+                            line: 0,
+                            reason: format!("healthy_if of {:?}: {e}", step.title),
+                        });
+                    }
+                }
             }
             check_placeholders(path, &playbook.summary)?;
             for l in &playbook.lookalike {

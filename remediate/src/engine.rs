@@ -591,46 +591,55 @@ impl Shared {
     }
 
     /// Runs a read-only check once per key: `Some(healthy)`, `None` when
-    /// the executor cannot run it.
+    /// the executor cannot run it or it only reports (nothing is decided
+    /// on it).
     fn run_check(&self, incident: &Incident, a: &Action, ex: &dyn Executor) -> Step<Option<bool>> {
         if !ex.can_run(a) {
             return Ok(None);
         }
+        // A check that only reports (no `healthy_if` where no host
+        // operation does it) is run and recorded for a human; nothing is
+        // decided on it.
+        let judges = ex.judges(a);
         if let Some(e) = self.last_outcome(&a.key)? {
             // Checks only read: a finished one is reused, an interrupted one run again.
             if matches!(e.what, What::Ran | What::Failed) {
-                return Ok(Some(e.what == What::Ran && e.detail.starts_with("healthy")));
+                return Ok(judges.then_some(e.what == What::Ran && e.detail.starts_with("healthy")));
             }
         }
         self.record(&incident.id, Some(&a.key), What::Started, a.title.clone())?;
         self.stats.actions_run.fetch_add(1, Ordering::Relaxed);
         match ex.check(a) {
             Ok(seen) => {
-                let word = if seen.healthy { "healthy" } else { "finding" };
+                let word = match (judges, seen.healthy) {
+                    (false, _) => "report",
+                    (true, true) => "healthy",
+                    (true, false) => "finding",
+                };
                 self.record(
                     &incident.id,
                     Some(&a.key),
                     What::Ran,
                     format!("{word}: {}", seen.detail),
                 )?;
-                Ok(Some(seen.healthy))
+                Ok(judges.then_some(seen.healthy))
             }
             Err(e) => {
                 self.stats.actions_failed.fetch_add(1, Ordering::Relaxed);
                 self.record(&incident.id, Some(&a.key), What::Failed, e.to_string())?;
-                Ok(Some(false))
+                Ok(judges.then_some(false))
             }
         }
     }
 
-    /// Whether every check the executor can run passes now (not recorded:
+    /// Whether every check the executor judges by passes now (not recorded:
     /// it decides whether another fix is needed).
     fn checks_pass(&self, plan: &Plan, ex: &dyn Executor) -> bool {
         let mut any = false;
         for a in plan
             .actions
             .iter()
-            .filter(|a| a.stage == Stage::Verify && ex.can_run(a))
+            .filter(|a| a.stage == Stage::Verify && ex.judges(a))
         {
             any = true;
             if !ex.check(a).is_ok_and(|o| o.healthy) {

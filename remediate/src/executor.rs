@@ -139,6 +139,11 @@ pub trait Executor: Send + Sync {
     fn name(&self) -> &'static str;
     /// Whether it can run this action (manual steps it cannot).
     fn can_run(&self, action: &Action) -> bool;
+    /// Whether a check it runs says healthy or not (false: it only
+    /// reports what it saw, for a human; the engine does not decide on it).
+    fn judges(&self, action: &Action) -> bool {
+        self.can_run(action)
+    }
     /// Runs a read-only check.
     fn check(&self, action: &Action) -> Result<Observation, ExecError>;
     /// Runs a fix; what it did.

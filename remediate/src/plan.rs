@@ -123,6 +123,10 @@ pub struct Action {
     /// What it is on a relive migration host (`None`: no host operation).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub op: Option<crate::executor::HostOp>,
+    /// For a check run as a command: what its output matches when all is
+    /// well (the playbook's `healthy_if`); without one it only reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthy_if: Option<String>,
 }
 
 /// What a plan is made from besides the incident.
@@ -252,6 +256,7 @@ impl Plan {
                     params,
                     missing,
                     op,
+                    healthy_if: step.healthy_if.clone(),
                 });
             };
         for (n, step) in playbook.confirm.iter().enumerate() {
@@ -284,6 +289,7 @@ impl Plan {
                     command: String::new(),
                     class: None,
                     relive: None,
+                    healthy_if: None,
                 };
                 add(
                     Stage::Retry,
@@ -298,6 +304,7 @@ impl Plan {
                 command: String::new(),
                 class: None,
                 relive: None,
+                healthy_if: None,
             };
             add(Stage::VerifyRetry, 0, &step, Class::Auto, &["vm_name"]);
         }

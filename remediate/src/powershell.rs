@@ -231,14 +231,22 @@ impl Executor for PowerShell {
         !action.command.trim().is_empty()
     }
 
+    fn judges(&self, action: &Action) -> bool {
+        self.can_run(action) && action.healthy_if.is_some()
+    }
+
     fn check(&self, action: &Action) -> Result<Observation, ExecError> {
         let out = self.run(Self::host_of(action)?, &render(action)?)?;
-        // The output is for a human to read: PowerShell checks report,
-        // they do not judge.
-        Ok(Observation {
-            healthy: false,
-            detail: out.trim().to_string(),
-        })
+        let detail = out.trim().to_string();
+        // A check judges by its playbook's `healthy_if`; without one its
+        // output is for a human to read (see `judges`).
+        let healthy = match &action.healthy_if {
+            Some(pattern) => regex::Regex::new(pattern)
+                .map_err(|e| ExecError::Unsupported(format!("healthy_if {pattern:?}: {e}")))?
+                .is_match(&detail),
+            None => false,
+        };
+        Ok(Observation { healthy, detail })
     }
 
     fn fix(&self, action: &Action) -> Result<String, ExecError> {
@@ -322,6 +330,7 @@ fn probe(command: &str, vm: &str, host: &str) -> Action {
         params,
         missing: Vec::new(),
         op: None,
+        healthy_if: None,
     }
 }
 

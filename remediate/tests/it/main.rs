@@ -661,6 +661,72 @@ mod executors {
     }
 
     #[test]
+    fn a_powershell_check_judges_by_its_healthy_if_and_one_without_only_reports() {
+        // A stand-in transport that answers what a host would print.
+        let answering = |answer: &str| {
+            PowerShell::new(PowerShellConfig {
+                transport: vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    format!("cat >/dev/null; printf '{answer}'"),
+                ],
+                timeout_s: 10,
+            })
+        };
+        let storage = plan("shared-storage-path-missing");
+        let judge = storage
+            .actions
+            .iter()
+            .find(|a| a.stage == Stage::Confirm && a.healthy_if.is_some())
+            .expect("the playbook has a judging check");
+        let report = storage
+            .actions
+            .iter()
+            .find(|a| a.stage == Stage::Confirm && a.healthy_if.is_none() && !a.command.is_empty())
+            .expect("and one that reports");
+        let ps = answering("True\\r\\nTrue\\r\\n");
+        assert!(ps.judges(judge) && !ps.judges(report));
+        assert!(
+            ps.check(judge).unwrap().healthy,
+            "the folder is there on both nodes"
+        );
+        for (answer, why) in [
+            ("True\\nFalse\\n", "missing on one node"),
+            ("", "no answer is not healthy"),
+            ("True\\n", "one node did not answer"),
+        ] {
+            assert!(!answering(answer).check(judge).unwrap().healthy, "{why}");
+        }
+        // The playbooks' judges, each against what Windows prints.
+        for (cause, healthy, sick) in [
+            (
+                "migration-disabled",
+                "HV01 VirtualMachineMigrationEnabled=True Authentication=Kerberos UseAnyNetwork=True Maximum=2\\nHV02 VirtualMachineMigrationEnabled=True Authentication=Kerberos UseAnyNetwork=True Maximum=2\\n",
+                "HV01 VirtualMachineMigrationEnabled=True Authentication=Kerberos UseAnyNetwork=True Maximum=2\\nHV02 VirtualMachineMigrationEnabled=False Authentication=Kerberos UseAnyNetwork=True Maximum=2\\n",
+            ),
+            (
+                "numa-spanning-disabled",
+                "HV02 NumaSpanningEnabled=True\\n",
+                "HV02 NumaSpanningEnabled=False\\n",
+            ),
+            (
+                "vswitch-mismatch",
+                "end of the incompatibilities\\n",
+                "33012 Could not find Ethernet switch External.\\nend of the incompatibilities\\n",
+            ),
+        ] {
+            let judged = plan(cause);
+            let judge = judged
+                .actions
+                .iter()
+                .find(|a| a.stage == Stage::Confirm && a.healthy_if.is_some())
+                .unwrap_or_else(|| panic!("{cause}: no judging check"));
+            assert!(answering(healthy).check(judge).unwrap().healthy, "{cause}");
+            assert!(!answering(sick).check(judge).unwrap().healthy, "{cause}");
+        }
+    }
+
+    #[test]
     fn a_relive_host_receives_a_hostile_name_as_one_json_string() {
         // A stand-in control API that records the request line it gets.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
