@@ -827,7 +827,7 @@ impl Shared {
                 }
                 _ => {}
             }
-            self.guard(incident, &vm, &source, ex)?;
+            self.guard(incident, &vm, &source, ex, n - 1)?;
             let destination = match plan.retry {
                 RetryPolicy::OtherNode => self.choose(incident, &vm, &source, &original, n, ex)?,
                 _ => {
@@ -919,7 +919,16 @@ impl Shared {
     }
 
     /// Refuses a retry when it is not safe or not wanted now.
-    fn guard(&self, incident: &Incident, vm: &str, source: &str, ex: &dyn Executor) -> Step<()> {
+    /// `made`: the retries this remediation made so far (each failed one
+    /// may have added an attempt to the incident).
+    fn guard(
+        &self,
+        incident: &Incident,
+        vm: &str,
+        source: &str,
+        ex: &dyn Executor,
+        made: u32,
+    ) -> Step<()> {
         let held = self
             .incidents
             .lock()
@@ -943,6 +952,18 @@ impl Shared {
             return Err(Finish::Skipped(
                 "resolved meanwhile (a migration succeeded): no retry needed".into(),
             ));
+        }
+        // Someone else tried meanwhile: the events show more failed
+        // attempts than this remediation made (an operator is on it).
+        if let Some(now) = self.incident(&incident.id) {
+            let others = now
+                .count
+                .saturating_sub(incident.count.saturating_add(made));
+            if others > 0 {
+                return Err(Finish::Skipped(format!(
+                    "{vm} was migrated by someone else since the plan was made: the events show {others} more failed attempt(s) than relive made; not retried"
+                )));
+            }
         }
         match ex.vm_place(vm, source) {
             Ok(VmPlace::Running) => Ok(()),

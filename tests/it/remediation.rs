@@ -297,7 +297,8 @@ fn relive_detects_repairs_retries_and_verifies_on_real_hosts() {
             vm("LIM1", 32, ""),
             vm("BLOCKER", 32, ""),
         ) + &vm("DIS1", 32, "")
-            + &vm("WEB2", 32, "{ switch = \"Backup\" }"),
+            + &vm("WEB2", 32, "{ switch = \"Backup\" }")
+            + &vm("OPS1", 32, "{ switch = \"External\" }"),
         // HV02: its switch named in another case; one migration at a time.
         "memory_mib = 4096\nswitches = [\"external\", \"Storage\"]\nmax_migrations = 1\n"
             .to_string(),
@@ -313,7 +314,7 @@ fn relive_detects_repairs_retries_and_verifies_on_real_hosts() {
     let config = serve_config(
         &lab,
         &format!(
-            "[alerts]\nexternal_url = \"http://127.0.0.1:{}\"\n\
+            "[correlate]\nattempt_gap = \"3s\"\n[alerts]\nexternal_url = \"http://127.0.0.1:{}\"\n\
              [alerts.email]\nsmtp = \"127.0.0.1:{}\"\nfrom = \"relive@example.com\"\nto = [\"oncall@example.com\"]\n\
              [alerts.route]\ngroup_wait = \"0s\"\ngroup_interval = \"1s\"\n\
              [remediation]\nmode = \"auto\"\nbackoff_initial_s = 0.5\nbackoff_max_s = 2.0\nverify_deadline_s = 30\n\
@@ -594,6 +595,55 @@ fn relive_detects_repairs_retries_and_verifies_on_real_hosts() {
         lab.vms("HV01").contains(&"WEB2".to_string()),
         "nothing moved"
     );
+
+    // 7. An operator tries again while relive waits for an approval: the
+    // events show an attempt relive did not make, so relive fixes what it
+    // was approved to fix and leaves the migration to the operator.
+    let control3 = lab.control_of("HV03");
+    set_on(&control3, r#"{"setting":"migration_enabled","value":true}"#);
+    set_on(
+        &control3,
+        r#"{"setting":"rename_switch","from":"External","to":"external"}"#,
+    );
+    let out = lab.migrate("OPS1", "HV01", "HV03", &[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let incident = lab.incident("OPS1", "vswitch-mismatch", limit);
+    let id = incident["id"].as_str().unwrap().to_string();
+    let waiting = lab.wait_audit(&id, limit, "a request for approval", |l| {
+        l["what"] == "awaiting_approval"
+    });
+    // Past the attempt gap (3 s here), a second failed attempt of its own.
+    std::thread::sleep(Duration::from_secs(4));
+    let again = lab.migrate("OPS1", "HV01", "HV03", &[]);
+    assert!(!again.status.success(), "{}", text(&again));
+    let start = Instant::now();
+    while !lab
+        .incidents()
+        .iter()
+        .any(|i| i["id"] == id.as_str() && i["count"].as_u64() >= Some(2))
+    {
+        assert!(
+            start.elapsed() < limit,
+            "the operator's attempt never reached the incident: {:#?}",
+            lab.incidents()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ok = lab.relive(&["approve", waiting["key"].as_str().unwrap()]);
+    assert!(ok.status.success(), "{}", text(&ok));
+    let end = lab.wait_audit(&id, Duration::from_secs(60), "the end", |l| {
+        l["key"].is_null()
+            && matches!(
+                l["what"].as_str(),
+                Some("verified" | "escalated" | "skipped")
+            )
+    });
+    assert_eq!(end["what"], "skipped", "{end}");
+    assert!(
+        end["detail"].as_str().unwrap().contains("someone else"),
+        "{end}"
+    );
+    assert!(lab.vms("HV01").contains(&"OPS1".to_string()), "not retried");
 }
 
 /// Waits for a received message whose subject contains every word; its
