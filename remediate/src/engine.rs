@@ -488,6 +488,18 @@ impl Shared {
         if let Err(e) = plan.runnable_by(|a| executor.can_run(a)) {
             return Ok(Finish::Escalated(e.to_string()));
         }
+        // Nothing is checked, fixed or retried while the VM's last
+        // migration is in doubt: which host runs it is not known yet.
+        if let (Some(vm), Some(source)) = (
+            incident.vm_name.as_deref().filter(|v| !v.is_empty()),
+            incident.source_host.as_deref().filter(|s| !s.is_empty()),
+        ) {
+            if matches!(executor.vm_place(vm, source), Ok(VmPlace::InDoubt)) {
+                return Ok(Finish::Escalated(format!(
+                    "{vm}'s last migration from {source} is in doubt: nothing is checked, fixed or retried until it is settled (relive resolve)"
+                )));
+            }
+        }
         // 1. Confirm the cause with the read-only checks.
         let mut findings = Vec::new();
         let mut checked = 0;

@@ -534,3 +534,91 @@ fn an_operator_settles_a_doubt_with_a_command_that_says_what_it_does() {
     );
     assert!(!again.status.success());
 }
+
+/// `relive serve` with remediation on, reading the source's events only
+/// (the destination's agent is down): the in-doubt failure is an open
+/// incident, and the engine checks, fixes and retries nothing while the VM
+/// is in doubt; it says why in the audit log.
+#[test]
+fn the_remediation_engine_never_retries_a_migration_in_doubt() {
+    let mut lab = lab();
+    let proxy = Proxy::start(lab.migration2, CUT_AFTER_COMMIT);
+    lab.route_through(&proxy);
+    lab.start_destination(None);
+    lab.start_source();
+    let sampler = Sampler::start(lab.control1, lab.control2);
+    let data = lab.dir.path().join("data");
+    let relive_toml = lab.dir.path().join("relive.toml");
+    std::fs::write(
+        &relive_toml,
+        format!(
+            "[receivers.agent]\nlisten = \"127.0.0.1:0\"\n[receivers.syslog]\nenabled = false\n\
+             [receivers.es_bulk]\nenabled = false\n[receivers.otlp]\nenabled = false\n\
+             [receivers.lumberjack]\nenabled = false\n[http]\nenabled = false\n\
+             [receivers.watch]\npaths = [\"{}/HV01-events.ndjson\"]\n\
+             [remediation]\nmode = \"auto\"\nbackoff_initial_s = 0.5\nbackoff_max_s = 1.0\n\
+             [remediation.hosts]\n\
+             HV01 = {{ control = \"{}\", token = \"{secret}\" }}\n\
+             HV02 = {{ control = \"{}\", token = \"{secret}\" }}\n",
+            lab.dir.path().display(),
+            lab.control1,
+            lab.control2,
+            secret = crate::HOST_SECRET
+        ),
+    )
+    .unwrap();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_relive"))
+        .arg("--data")
+        .arg(&data)
+        .args(["serve", "--config"])
+        .arg(&relive_toml)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(serve.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    lab.procs.push(serve);
+    lab.migrate();
+    wait_for(Duration::from_secs(40), "the source to be in doubt", || {
+        vm_state(lab.control1).as_deref() == Some("in_doubt")
+    });
+    let audit = || -> Vec<serde_json::Value> {
+        serde_json::from_slice(&relive(&data, &["actions", "--json"]).stdout).unwrap_or_default()
+    };
+    let start = Instant::now();
+    let end = loop {
+        if let Some(end) = audit().into_iter().find(|l| {
+            l["key"].is_null()
+                && matches!(
+                    l["what"].as_str(),
+                    Some("verified" | "escalated" | "skipped")
+                )
+        }) {
+            break end;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the remediation did not end: {:#?}\nincidents: {}\nevents: {}",
+            audit(),
+            String::from_utf8_lossy(&relive(&data, &["incidents", "--json"]).stdout),
+            lab.events("HV01")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let lines = audit();
+    assert_eq!(end["what"], "escalated", "{lines:#?}");
+    assert!(
+        end["detail"].as_str().unwrap().contains("in doubt"),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l["what"] == "retried"
+            || l["detail"].as_str().unwrap_or("").starts_with("migrate ")),
+        "nothing was retried: {lines:#?}"
+    );
+    assert_eq!(vm_state(lab.control1).as_deref(), Some("in_doubt"));
+    sampler.finish();
+}
