@@ -80,7 +80,10 @@ fn child(role: &str, dir: &Path, n: usize) {
         "relive" => {
             let mut index = EventIndex::open(dir).expect("open index");
             generate(n, |e| index.add(e).expect("add"));
-            index.commit().expect("commit");
+            // Like the bare writer: timed until the merges are done.
+            index
+                .commit_and_wait_for_merges()
+                .expect("commit and merge");
         }
         "bare" => {
             let (schema, fields) = bench_support::build();

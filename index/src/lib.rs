@@ -466,6 +466,19 @@ impl EventIndex {
         Ok(())
     }
 
+    /// Commits, then waits until the writer's pending segment merges have
+    /// finished and frees the writer (the next `add` opens a new one). An
+    /// index handle that is dropped instead stops its merges where they
+    /// are: call this before measuring what an index occupies on disk.
+    pub fn commit_and_wait_for_merges(&mut self) -> Result<(), IndexError> {
+        self.commit()?;
+        if let Some(writer) = self.writer.take() {
+            writer.wait_merging_threads()?;
+        }
+        self.reader.reload()?;
+        Ok(())
+    }
+
     /// How many dedup keys this handle remembers between commits (default
     /// 2 M, about 60 MB). Past that, at the next commit, it forgets them
     /// into a Bloom filter (16 times as many keys in 10 bits each) and
